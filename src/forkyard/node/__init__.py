@@ -1,0 +1,1 @@
+"""The compute-node side: instance drivers, their storage and images, and the guest-agent client."""
