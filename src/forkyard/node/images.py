@@ -80,6 +80,7 @@ def ensure_default_image(
     root = cache_dir if cache_dir is not None else data_dir / "images"
     target = default_image_dir(root)
     if _is_complete(target):
+        _ensure_mount_points(target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / ".build.lock", "w") as lock:
@@ -137,7 +138,12 @@ def _finish_image(rootfs: Path) -> None:
             for entry in d.iterdir():
                 if entry.is_file() and entry.name not in ("lock",):
                     entry.unlink()
-    # Mount points the sandbox binds over; they must exist in the read-only lower layer.
-    (rootfs / "opt" / "forkyard" / "guest").mkdir(parents=True, exist_ok=True)
-    (rootfs / "run" / "forkyard").mkdir(parents=True, exist_ok=True)
+    _ensure_mount_points(rootfs)
     (rootfs / ".forkyard-image").write_text("default bookworm minbase\n")
+
+
+def _ensure_mount_points(rootfs: Path) -> None:
+    # The sandbox binds over these; present in the lower layer, bwrap need not create them in
+    # every instance's upper layer.
+    for sub in ("opt/forkyard/forkyard_guest", "run/forkyard"):
+        (rootfs / sub).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,213 @@
+"""The driver interface the node calls: lifecycle, exec and files through the guest agent."""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import AsyncIterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from forkyard.node.agent_client import (
+    DEFAULT_MAX_OUTPUT,
+    AgentClient,
+    Command,
+    EditResult,
+    ExecResult,
+    ExecStream,
+    FileInfo,
+)
+
+INSTANCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+
+InstanceState = Literal["running", "stopped", "absent"]
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What to boot. `layers` stack above the image (topmost first): snapshots later."""
+
+    instance_id: str
+    image: Path
+    vcpus: float = 1
+    memory_mb: int = 512
+    disk_mb: int = 1024
+    env: dict[str, str] = field(default_factory=dict)
+    hostname: str | None = None
+    pids_max: int = 512
+    layers: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not INSTANCE_ID_RE.match(self.instance_id):
+            raise ValueError(f"invalid instance id {self.instance_id!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "instance_id": self.instance_id,
+            "image": str(self.image),
+            "vcpus": self.vcpus,
+            "memory_mb": self.memory_mb,
+            "disk_mb": self.disk_mb,
+            "env": self.env,
+            "hostname": self.hostname,
+            "pids_max": self.pids_max,
+            "layers": [str(p) for p in self.layers],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SandboxSpec:
+        return cls(
+            instance_id=d["instance_id"],
+            image=Path(d["image"]),
+            vcpus=d["vcpus"],
+            memory_mb=d["memory_mb"],
+            disk_mb=d["disk_mb"],
+            env=d.get("env") or {},
+            hostname=d.get("hostname"),
+            pids_max=d.get("pids_max", 512),
+            layers=tuple(Path(p) for p in d.get("layers") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    instance_id: str
+    pid: int  # host pid of the launcher (bwrap)
+    agent_socket: Path
+    root: Path  # the instance's merged root filesystem, as seen from the host
+    boot_ms: float  # start() until the agent answered
+    created_disk: bool  # this start formatted a new disk
+
+
+@dataclass(frozen=True)
+class InstanceStats:
+    cpu_seconds: float
+    memory_bytes: int  # charged to the instance: RSS + page cache + tmpfs
+    memory_rss_bytes: int
+    memory_limit_bytes: int
+    disk_used_bytes: int
+    disk_total_bytes: int
+    pids: int
+    pids_max: int | None
+
+
+class Driver(abc.ABC):
+    """Runs instances on this node. Every method is keyed by instance id and is idempotent
+    where that makes sense (start of a running instance, stop of a stopped one, destroy of
+    an absent one)."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def start(self, spec: SandboxSpec) -> InstanceInfo:
+        """Boot (creating the disk on first start) and return once the agent answers."""
+
+    @abc.abstractmethod
+    async def stop(self, instance_id: str) -> None:
+        """Kill every process and release mounts; the disk stays for the next start."""
+
+    @abc.abstractmethod
+    async def destroy(self, instance_id: str) -> None:
+        """Stop and delete every byte, mount and cgroup the instance had."""
+
+    @abc.abstractmethod
+    def state(self, instance_id: str) -> InstanceState: ...
+
+    @abc.abstractmethod
+    async def agent(self, instance_id: str) -> AgentClient:
+        """The connected agent client of a running instance (InstanceNotRunning otherwise)."""
+
+    @abc.abstractmethod
+    async def stats(self, instance_id: str) -> InstanceStats: ...
+
+    @abc.abstractmethod
+    async def flush(self, instance_id: str) -> None:
+        """Write the instance's filesystem to stable storage."""
+
+    @abc.abstractmethod
+    def list_owned(self) -> set[str]:
+        """Ids of every instance with any state on this node: files, mounts, cgroups."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Drop agent connections (instances keep running)."""
+
+    # Room for later: filesystem checkpoints (freeze, sync, copy the upper layer) and forks
+    # (a new instance whose `layers` stack starts with that copy).
+    async def checkpoint(self, instance_id: str, dest: Path) -> None:
+        raise NotImplementedError
+
+    # --- exec and files go through the agent; drivers rarely need to override these ---
+    async def ping(self, instance_id: str, timeout: float = 2.0) -> dict[str, Any]:
+        return await (await self.agent(instance_id)).ping(timeout)
+
+    async def exec(
+        self,
+        instance_id: str,
+        cmd: Command,
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+    ) -> ExecResult:
+        client = await self.agent(instance_id)
+        return await client.exec(
+            cmd, cwd=cwd, env=env, stdin=stdin, timeout=timeout, max_output=max_output
+        )
+
+    async def exec_stream(
+        self,
+        instance_id: str,
+        cmd: Command,
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        stdin: bytes | AsyncIterable[bytes] | None = None,
+        stdin_pipe: bool = False,
+        timeout: float | None = None,
+    ) -> ExecStream:
+        client = await self.agent(instance_id)
+        return client.exec_stream(
+            cmd, cwd=cwd, env=env, stdin=stdin, stdin_pipe=stdin_pipe, timeout=timeout
+        )
+
+    async def read_file(
+        self, instance_id: str, path: str, *, offset: int = 0, limit: int | None = None
+    ) -> bytes:
+        return await (await self.agent(instance_id)).read_file(path, offset=offset, limit=limit)
+
+    async def write_file(
+        self,
+        instance_id: str,
+        path: str,
+        data: bytes | str,
+        *,
+        mode: int = 0o644,
+        make_parents: bool = True,
+        atomic: bool = True,
+    ) -> FileInfo:
+        client = await self.agent(instance_id)
+        return await client.write_file(
+            path, data, mode=mode, make_parents=make_parents, atomic=atomic
+        )
+
+    async def edit_file(
+        self, instance_id: str, path: str, old_str: str, new_str: str, *, replace_all: bool = False
+    ) -> EditResult:
+        client = await self.agent(instance_id)
+        return await client.edit_file(path, old_str, new_str, replace_all=replace_all)
+
+    async def list_dir(self, instance_id: str, path: str, *, depth: int = 1) -> list[FileInfo]:
+        return await (await self.agent(instance_id)).list_dir(path, depth=depth)
+
+    async def stat(self, instance_id: str, path: str) -> FileInfo:
+        return await (await self.agent(instance_id)).stat(path)
+
+    async def mkdir(self, instance_id: str, path: str, *, parents: bool = True) -> FileInfo:
+        return await (await self.agent(instance_id)).mkdir(path, parents=parents)
+
+    async def remove(self, instance_id: str, path: str, *, recursive: bool = False) -> None:
+        await (await self.agent(instance_id)).remove(path, recursive=recursive)

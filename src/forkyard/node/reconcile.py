@@ -1,0 +1,31 @@
+"""Bring a node's leftovers in line with what the control plane says should exist."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from forkyard.node.drivers.sandbox import SandboxDriver
+
+
+@dataclass
+class ReconcileReport:
+    removed: set[str] = field(default_factory=set)
+    cleaned: set[str] = field(default_factory=set)  # kept, but stale processes/mounts dropped
+
+
+async def reconcile(driver: SandboxDriver, keep: set[str]) -> ReconcileReport:
+    """Destroy every instance the node holds that is not in `keep`.
+
+    Kept instances that this driver is not running (a node restarted after a SIGKILL) are
+    stopped cleanly: their disks stay, their stale mounts, cgroups and processes go, so the
+    next start() boots them fresh.
+    """
+    report = ReconcileReport()
+    for instance_id in sorted(driver.list_owned()):
+        if instance_id not in keep:
+            await driver.destroy(instance_id)
+            report.removed.add(instance_id)
+        elif driver.state(instance_id) != "running":
+            await driver.stop(instance_id)
+            report.cleaned.add(instance_id)
+    return report
