@@ -1,0 +1,46 @@
+# The README's two commands: `make run` and `make test`. Both set up everything first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages the platform needs: the sandbox (bubblewrap, overlay and loop tools, cgroups),
+# image building (debootstrap), and oathtool (an independent TOTP implementation for tests).
+DEBIAN_PACKAGES := bubblewrap debootstrap xfsprogs e2fsprogs iproute2 procps util-linux oathtool openssh-client ca-certificates
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint fmt openapi migration bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml scripts/install-debian-packages.sh
+	@bash scripts/install-debian-packages.sh $(DEBIAN_PACKAGES)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q uv==0.13.9
+	@$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/forkyard serve
+
+test: install
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint fmt: install
+	$(BIN)/ruff check --fix src tests bench scripts
+	$(BIN)/ruff format src tests bench scripts
+
+openapi: install
+	$(BIN)/forkyard openapi > docs/openapi.snapshot.json
+
+migration: install
+	PATH=$(BIN):$$PATH $(BIN)/python scripts/make_migration.py
+
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -q -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Forkyard: self-hostable cloud instances."""

@@ -1,0 +1,87 @@
+"""create_app(): middleware, error handlers, routers — nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from forkyard.config import Settings, get_settings
+from forkyard.db.engine import Database
+from forkyard.kit.http import RequestContextMiddleware, install_error_handlers
+from forkyard.kit.routing import operation_id
+
+
+def _routers() -> list[APIRouter]:
+    from forkyard.audit.routes import router as audit
+    from forkyard.health.routes import router as health
+    from forkyard.identity.api_keys import router as api_keys
+    from forkyard.identity.routes import public as auth_public
+    from forkyard.identity.routes import router as auth
+    from forkyard.identity.sessions import router as sessions
+    from forkyard.identity.users import router as users
+    from forkyard.orgs.routes import routers as org_routers
+
+    return [health, auth_public, auth, sessions, api_keys, users, audit, *org_routers]
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned_db = app.state.db is None
+        if owned_db:
+            if not settings.database_url:
+                raise RuntimeError("FORKYARD_DATABASE_URL is not set (forkyard serve sets it)")
+            app.state.db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        worker_task = None
+        worker = None
+        if settings.run_worker_in_api:
+            from forkyard.jobs.worker import Worker
+            from forkyard.tasks import load_all_tasks
+
+            load_all_tasks()
+            worker = Worker(app.state.db, settings, concurrency=settings.worker_concurrency)
+            worker_task = asyncio.create_task(worker.run())
+        app.state.started = True
+        try:
+            yield
+        finally:
+            app.state.started = False
+            if worker is not None and worker_task is not None:
+                worker.stop()
+                await worker_task
+            if owned_db:
+                await app.state.db.dispose()
+
+    app = FastAPI(
+        title="Forkyard API",
+        version="0.1.0",
+        description="Isolated Linux instances to create, run, checkpoint, fork and reach.",
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.started = False
+    install_error_handlers(app)
+    for router in _routers():
+        app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-Id", "Retry-After"],
+        )
+    from forkyard.kit.idempotency import IdempotencyMiddleware
+
+    app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(RequestContextMiddleware)
+    return app

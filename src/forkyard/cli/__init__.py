@@ -1,0 +1,1 @@
+"""The `forkyard` command line."""

@@ -1,0 +1,162 @@
+"""`forkyard`: serve, worker, migrate, openapi and admin commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from forkyard.config import Settings, get_settings
+
+app = typer.Typer(help="Forkyard: isolated Linux instances you can fork.", no_args_is_help=True)
+admin = typer.Typer(help="Administration.", no_args_is_help=True)
+app.add_typer(admin, name="admin")
+console = Console(stderr=True)
+
+DataDir = Annotated[Path, typer.Option("--data-dir", help="Where Forkyard keeps its state.")]
+
+
+def _settings(data_dir: Path | None = None) -> Settings:
+    if data_dir is not None:
+        os.environ["FORKYARD_DATA_DIR"] = str(data_dir)
+    get_settings.cache_clear()
+    from forkyard.kit.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return settings
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    data_dir: DataDir = Path(".forkyard"),
+) -> None:
+    """Run the API and the background worker (and the embedded database when no URL is set)."""
+    import uvicorn
+
+    from forkyard.app import create_app
+    from forkyard.runtime import prepare_database
+
+    settings = _settings(data_dir)
+    with console.status("Starting the database and applying migrations..."):
+        embedded = prepare_database(settings)
+    try:
+        console.print(
+            f"[bold green]Forkyard[/] API listening on http://{host}:{port}  (data: {settings.data_dir})"
+        )
+        if embedded is not None:
+            console.print(f"Embedded PostgreSQL: {settings.data_dir / 'pg'}")
+        uvicorn.run(
+            create_app(settings), host=host, port=port, log_config=None, proxy_headers=False
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+@app.command()
+def worker(data_dir: DataDir = Path(".forkyard")) -> None:
+    """Run only the background worker (for more worker capacity beside `serve`)."""
+    from forkyard.db.engine import Database
+    from forkyard.jobs.worker import Worker
+    from forkyard.runtime import prepare_database
+    from forkyard.tasks import load_all_tasks
+
+    settings = _settings(data_dir)
+    embedded = prepare_database(settings)
+    load_all_tasks()
+
+    async def main() -> None:
+        assert settings.database_url
+        db = Database(settings.database_url)
+        try:
+            await Worker(db, settings, concurrency=settings.worker_concurrency).run()
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+@app.command()
+def migrate(data_dir: DataDir = Path(".forkyard")) -> None:
+    """Apply database migrations and exit."""
+    from forkyard.db.migrate import current_revision
+    from forkyard.runtime import prepare_database
+
+    settings = _settings(data_dir)
+    embedded = prepare_database(settings)
+    assert settings.database_url
+    console.print(f"Database at revision {current_revision(settings.database_url)}")
+    if embedded is not None:
+        embedded.stop()
+
+
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI schema (the source of docs/openapi.snapshot.json)."""
+    from forkyard.app import create_app
+
+    schema = create_app(Settings(env="development")).openapi()
+    typer.echo(json.dumps(schema, indent=2, sort_keys=True))
+
+
+@admin.command("create-user")
+def create_user_command(
+    email: Annotated[str, typer.Option(help="Email address (verified on creation).")],
+    password: Annotated[str, typer.Option(help="Password.", prompt=True, hide_input=True)],
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    staff: Annotated[bool, typer.Option("--staff", help="Make the user staff.")] = False,
+    data_dir: DataDir = Path(".forkyard"),
+) -> None:
+    """Create a user (and their personal org) directly in the database."""
+    from forkyard.db.engine import Database
+    from forkyard.identity.passwords import password_problem
+    from forkyard.identity.service import create_user, find_user_by_email
+    from forkyard.runtime import prepare_database
+
+    settings = _settings(data_dir)
+    problem = password_problem(password, settings.password_min_length, email=email)
+    if problem:
+        console.print(f"[red]{problem}[/]")
+        raise typer.Exit(2)
+    embedded = prepare_database(settings)
+
+    async def main() -> str:
+        assert settings.database_url
+        db = Database(settings.database_url)
+        try:
+            async with db.transaction() as session:
+                if await find_user_by_email(session, email):
+                    console.print(f"[red]A user with email {email} already exists.[/]")
+                    raise typer.Exit(1)
+                user = await create_user(
+                    session,
+                    email=email,
+                    password=password,
+                    name=name,
+                    is_staff=staff,
+                    verified=True,
+                )
+                return user.id
+        finally:
+            await db.dispose()
+
+    try:
+        user_id = asyncio.run(main())
+        console.print(f"Created {'staff ' if staff else ''}user {user_id} <{email}>")
+    finally:
+        if embedded is not None:
+            embedded.stop()

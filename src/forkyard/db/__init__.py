@@ -1,0 +1,1 @@
+"""Database glue: the engine, sessions, the declarative base and migrations."""

@@ -1,0 +1,8 @@
+"""Imports every domain's tables so Base.metadata is complete (migrations, tests)."""
+
+from forkyard.db.base import Base
+from forkyard.identity import models as identity_models  # noqa: F401
+from forkyard.jobs import models as job_models  # noqa: F401
+from forkyard.orgs import models as org_models  # noqa: F401
+
+metadata = Base.metadata

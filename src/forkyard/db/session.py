@@ -1,0 +1,32 @@
+"""The request's database session: one transaction, committed before the response is sent."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from forkyard.db.engine import Database
+
+
+def database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    db: Database = request.app.state.db
+    async with db.sessions() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+# scope="function": the commit happens before the response leaves, so a client that gets 201
+# can immediately read what it created, and a failed commit becomes an error response.
+DbSession = Annotated[AsyncSession, Depends(request_session, scope="function")]

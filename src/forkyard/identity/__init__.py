@@ -1,0 +1,1 @@
+"""Identity: users, sign-in, sessions, sudo, API keys, one-time tokens, MFA, SSH keys."""

@@ -1,0 +1,73 @@
+"""Deleting an account: a soft delete that revokes every credential and scrubs personal data,
+keeping only the row (for audit references) under a tombstone address."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from forkyard.audit.service import record
+from forkyard.identity.errors import LastOwner
+from forkyard.identity.models import ApiKey, User
+from forkyard.identity.principal import Principal
+from forkyard.identity.service import revoke_sessions
+from forkyard.kit.clock import utcnow
+from forkyard.orgs.models import Membership, Org
+
+
+async def delete_account(session: AsyncSession, user: User, principal: Principal) -> None:
+    memberships = list(
+        (await session.execute(select(Membership).where(Membership.user_id == user.id))).scalars()
+    )
+    for membership in memberships:
+        if membership.org_id == user.personal_org_id or membership.role != "owner":
+            continue
+        owners = (
+            (
+                await session.execute(
+                    select(Membership.user_id).where(
+                        Membership.org_id == membership.org_id, Membership.role == "owner"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if len(owners) == 1:
+            raise LastOwner(
+                "Hand over ownership of your team orgs before deleting the account.",
+                details={"org_id": membership.org_id},
+            )
+    now = utcnow()
+    await revoke_sessions(session, user.id, reason="account_deleted")
+    await session.execute(
+        update(ApiKey)
+        .where(ApiKey.created_by == user.id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    if user.personal_org_id:
+        await session.execute(
+            update(ApiKey)
+            .where(ApiKey.org_id == user.personal_org_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        personal = await session.get(Org, user.personal_org_id)
+        if personal is not None:
+            personal.deleted_at = now
+    for membership in memberships:
+        if membership.org_id != user.personal_org_id:
+            await session.delete(membership)
+    await record(
+        session,
+        "user.deleted",
+        principal=principal,
+        org_id=user.personal_org_id,
+        target_type="user",
+        target_id=user.id,
+    )
+    user.deleted_at = now
+    user.email = f"deleted+{user.id}@invalid.forkyard"
+    user.name = ""
+    user.phone = None
+    user.password_hash = None
+    user.updated_at = now

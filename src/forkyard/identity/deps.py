@@ -1,0 +1,251 @@
+"""Who is calling: resolves the principal once per request (API key or cookie session), then
+applies the CSRF check, the org's IP allowlist and the per-principal rate limit."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import Depends, Request
+from sqlalchemy import select, update
+
+from forkyard.config import Settings
+from forkyard.db.session import DbSession
+from forkyard.identity.cookies import ACCESS_COOKIE, CSRF_COOKIE, SUDO_COOKIE
+from forkyard.identity.models import ApiKey, AuthSession, SudoGrant, User
+from forkyard.identity.principal import ROLE_SCOPES, Principal
+from forkyard.kit.clock import utcnow
+from forkyard.kit.crypto import constant_time_equal, token_hash
+from forkyard.kit.errors import Forbidden, SudoRequired, Unauthenticated
+from forkyard.kit.http import client_ip
+from forkyard.kit.ratelimit import limiter
+from forkyard.orgs.models import IpAllowlistEntry, Membership
+
+# Writing last-use stamps on every request would turn each read into a write.
+TOUCH_EVERY = timedelta(seconds=60)
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+class CsrfFailed(Forbidden):
+    code = "csrf_failed"
+    message = "Cookie-authenticated writes need an allowed Origin or a matching X-CSRF-Token."
+
+
+class IpNotAllowed(Forbidden):
+    code = "ip_not_allowed"
+    message = "This org's IP allowlist does not include your address."
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def check_csrf(request: Request, settings: Settings) -> None:
+    if request.method in SAFE_METHODS:
+        return
+    origin = request.headers.get("origin")
+    if origin:
+        allowed = {_origin_of(settings.public_url), _origin_of(str(request.base_url))}
+        allowed.update(_origin_of(o) for o in settings.csrf_trusted_origins)
+        if origin.lower() in allowed:
+            return
+        raise CsrfFailed()
+    header = request.headers.get("x-csrf-token")
+    cookie = request.cookies.get(CSRF_COOKIE)
+    if header and cookie and constant_time_equal(header, cookie):
+        return
+    raise CsrfFailed()
+
+
+def ip_in_allowlist(ip: str, cidrs: list[str]) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+async def _principal_from_api_key(
+    request: Request, session: DbSession, raw_key: str, ip: str
+) -> Principal:
+    key = (
+        await session.execute(select(ApiKey).where(ApiKey.key_hash == token_hash(raw_key)))
+    ).scalar_one_or_none()
+    now = utcnow()
+    if key is None or key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
+        raise Unauthenticated("The API key is not valid, or was revoked or expired.")
+    if key.last_used_at is None or now - key.last_used_at > TOUCH_EVERY:
+        await session.execute(
+            update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now, last_used_ip=ip)
+        )
+    is_staff = False
+    if key.created_by:
+        is_staff = bool(
+            (await session.execute(select(User.is_staff).where(User.id == key.created_by))).scalar()
+        )
+    return Principal(
+        kind="api_key",
+        user_id=key.created_by,
+        org_id=key.org_id,
+        role=None,
+        scopes=frozenset(key.scopes),
+        api_key_id=key.id,
+        is_staff=is_staff and "admin" in key.scopes,
+        ip=ip,
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+async def _principal_from_cookie(
+    request: Request, session: DbSession, access: str, ip: str, settings: Settings
+) -> Principal:
+    now = utcnow()
+    row = (
+        await session.execute(
+            select(AuthSession, User)
+            .join(User, User.id == AuthSession.user_id)
+            .where(AuthSession.access_hash == token_hash(access))
+        )
+    ).one_or_none()
+    if row is None:
+        raise Unauthenticated("Your session has ended; sign in again.")
+    auth_session, user = row
+    if (
+        auth_session.revoked_at is not None
+        or auth_session.access_expires_at <= now
+        or user.deleted_at is not None
+    ):
+        raise Unauthenticated("Your session has ended; sign in again.")
+    check_csrf(request, settings)
+    if now - auth_session.last_seen_at > TOUCH_EVERY:
+        await session.execute(
+            update(AuthSession).where(AuthSession.id == auth_session.id).values(last_seen_at=now)
+        )
+    org_id = request.headers.get("x-forkyard-org") or user.personal_org_id
+    role = None
+    if org_id:
+        role = (
+            await session.execute(
+                select(Membership.role).where(
+                    Membership.org_id == org_id, Membership.user_id == user.id
+                )
+            )
+        ).scalar_one_or_none()
+        if role is None and request.headers.get("x-forkyard-org"):
+            raise Forbidden("You are not a member of the org named in X-Forkyard-Org.")
+    return Principal(
+        kind="user",
+        user_id=user.id,
+        org_id=org_id if role else None,
+        role=role,
+        scopes=ROLE_SCOPES.get(role or "", frozenset()),
+        session_id=auth_session.id,
+        is_staff=user.is_staff,
+        via_cookie=True,
+        ip=ip,
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+async def get_principal(request: Request, session: DbSession) -> Principal:
+    """Authenticate the request or refuse it with 401. Every non-public route depends on this."""
+    settings = settings_of(request)
+    ip = client_ip(request, settings.trust_proxy_headers)
+    authorization = request.headers.get("authorization", "")
+    if authorization:
+        scheme, _, credential = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            raise Unauthenticated("Use `Authorization: Bearer <api key>`.")
+        principal = await _principal_from_api_key(request, session, credential.strip(), ip)
+    elif access := request.cookies.get(ACCESS_COOKIE):
+        principal = await _principal_from_cookie(request, session, access, ip, settings)
+    else:
+        raise Unauthenticated()
+    limiter.hit(f"p:{principal.rate_key}", settings.rate_limit_principal_per_min)
+    if principal.org_id:
+        cidrs = list(
+            (
+                await session.execute(
+                    select(IpAllowlistEntry.cidr).where(IpAllowlistEntry.org_id == principal.org_id)
+                )
+            ).scalars()
+        )
+        if cidrs and not ip_in_allowlist(ip, cidrs):
+            raise IpNotAllowed()
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require_scope(scope: str) -> Any:
+    async def check(principal: CurrentPrincipal) -> Principal:
+        if not principal.can(scope):
+            raise Forbidden(f"This needs the `{scope}` scope.", details={"scope": scope})
+        return principal
+
+    return check
+
+
+def require_org_scope(scope: str) -> Any:
+    async def check(principal: CurrentPrincipal) -> Principal:
+        if principal.org_id is None:
+            raise Forbidden("This request does not act for an org.")
+        if not principal.can(scope):
+            raise Forbidden(f"This needs the `{scope}` scope.", details={"scope": scope})
+        return principal
+
+    return check
+
+
+async def require_user(principal: CurrentPrincipal) -> Principal:
+    if principal.user_id is None:
+        raise Forbidden("This route acts for a user.")
+    return principal
+
+
+async def require_staff(principal: CurrentPrincipal) -> Principal:
+    if not principal.is_staff:
+        # Staff routes are invisible to everyone else.
+        from forkyard.kit.errors import NotFound
+
+        raise NotFound()
+    return principal
+
+
+async def require_sudo(
+    request: Request, session: DbSession, principal: CurrentPrincipal
+) -> Principal:
+    """Destructive routes need a fresh password confirmation bound to this session."""
+    raw = request.cookies.get(SUDO_COOKIE)
+    if not raw or principal.session_id is None:
+        raise SudoRequired()
+    grant = (
+        await session.execute(
+            select(SudoGrant).where(
+                SudoGrant.token_hash == token_hash(raw),
+                SudoGrant.session_id == principal.session_id,
+                SudoGrant.expires_at > utcnow(),
+            )
+        )
+    ).scalar_one_or_none()
+    if grant is None:
+        raise SudoRequired()
+    return principal
+
+
+Reader = Annotated[Principal, Depends(require_org_scope("read"))]
+Writer = Annotated[Principal, Depends(require_org_scope("write"))]
+OrgAdmin = Annotated[Principal, Depends(require_org_scope("admin"))]
+UserPrincipal = Annotated[Principal, Depends(require_user)]
+StaffPrincipal = Annotated[Principal, Depends(require_staff)]
+SudoPrincipal = Annotated[Principal, Depends(require_sudo)]

@@ -1,0 +1,133 @@
+"""Identity tables. Secrets are stored only as hashes (tokens, keys) or argon2id (passwords)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from forkyard.db.base import Base, IdMixin
+
+
+class User(IdMixin, Base):
+    __tablename__ = "users"
+    id_prefix = "usr"
+
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    email_verified_at: Mapped[datetime | None]
+    phone: Mapped[str | None] = mapped_column(String(32))
+    phone_verified_at: Mapped[datetime | None]
+    is_staff: Mapped[bool] = mapped_column(Boolean, default=False)
+    personal_org_id: Mapped[str | None] = mapped_column(String(40))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_login_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        # One live account per address; a deleted account's address is scrubbed, freeing it.
+        Index("uq_users_email_live", "email", unique=True, postgresql_where="deleted_at IS NULL"),
+    )
+
+
+class AuthSession(IdMixin, Base):
+    """A signed-in device. The access and refresh cookies are random tokens stored as hashes."""
+
+    __tablename__ = "auth_sessions"
+    id_prefix = "ses"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    access_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    access_expires_at: Mapped[datetime]
+    refresh_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    refresh_expires_at: Mapped[datetime]
+    # Hashes of refresh tokens this session already rotated away; presenting one means theft.
+    previous_refresh_hashes: Mapped[list[str]] = mapped_column(ARRAY(String(64)), default=list)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+    last_seen_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(64))
+    mfa_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SudoGrant(IdMixin, Base):
+    __tablename__ = "sudo_grants"
+    id_prefix = "sudo"
+
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime]
+
+
+class OneTimeToken(IdMixin, Base):
+    """Emailed links and codes: email verification, password reset, magic link, email change,
+    recovery, invitations' acceptance is separate. Single use: `used_at` is set on consumption."""
+
+    __tablename__ = "one_time_tokens"
+    id_prefix = "ott"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(40))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class ApiKey(IdMixin, Base):
+    __tablename__ = "api_keys"
+    id_prefix = "key"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16))  # first characters, shown to tell keys apart
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
+    expires_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+    last_used_ip: Mapped[str | None] = mapped_column(String(64))
+    revoked_at: Mapped[datetime | None]
+    is_internal: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditEvent(IdMixin, Base):
+    """Append-only record of security-relevant events (no UPDATE or DELETE path exists)."""
+
+    __tablename__ = "audit_events"
+    id_prefix = "aud"
+
+    org_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    actor_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    actor_type: Mapped[str] = mapped_column(String(20))  # user, api_key, system, anonymous
+    action: Mapped[str] = mapped_column(String(80), index=True)
+    target_type: Mapped[str | None] = mapped_column(String(40))
+    target_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+    __table_args__ = (Index("ix_audit_org_created", "org_id", "created_at"),)
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_records"
+
+    principal: Mapped[str] = mapped_column(String(80), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    method_path: Mapped[str] = mapped_column(String(400))
+    body_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("principal", "key", name="uq_idempotency_principal_key"),)

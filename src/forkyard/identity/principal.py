@@ -1,0 +1,41 @@
+"""The one principal type for every caller: a user session, an API key, a node or staff."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# What each org role may do. API keys carry a subset of their creator's scopes.
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    "owner": frozenset({"read", "write", "admin"}),
+    "admin": frozenset({"read", "write", "admin"}),
+    "member": frozenset({"read", "write"}),
+    "viewer": frozenset({"read"}),
+}
+ALL_SCOPES = ("read", "write", "admin")
+
+
+@dataclass
+class Principal:
+    kind: str  # "user" (cookie session), "api_key", "node"
+    user_id: str | None
+    org_id: str | None
+    role: str | None
+    scopes: frozenset[str]
+    session_id: str | None = None
+    api_key_id: str | None = None
+    is_staff: bool = False
+    via_cookie: bool = False
+    ip: str = "unknown"
+    user_agent: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def actor_id(self) -> str | None:
+        return self.api_key_id if self.kind == "api_key" else self.user_id
+
+    @property
+    def rate_key(self) -> str:
+        return f"{self.kind}:{self.api_key_id or self.session_id or self.user_id}"
+
+    def can(self, scope: str) -> bool:
+        return scope in self.scopes

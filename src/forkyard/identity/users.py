@@ -1,0 +1,44 @@
+"""Public profiles of users who share an org with the caller (tag users)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import aliased
+
+from forkyard.db.session import DbSession
+from forkyard.identity import schemas
+from forkyard.identity.deps import CurrentPrincipal
+from forkyard.identity.models import User
+from forkyard.kit.errors import NotFound
+from forkyard.kit.ids import has_prefix
+from forkyard.kit.routing import protected_router
+from forkyard.orgs.models import Membership
+
+router = protected_router("users", prefix="/v1/users")
+
+
+@router.get("/{id}", response_model=schemas.PublicUser)
+async def get_user(id: str, session: DbSession, principal: CurrentPrincipal) -> schemas.PublicUser:
+    """A user's public profile, visible only to people who share an org with them."""
+    if not has_prefix(id, "usr"):
+        raise NotFound.of("User", id)
+    theirs, mine = aliased(Membership), aliased(Membership)
+    if principal.user_id == id:
+        visible = True
+    elif principal.user_id:
+        visible = (
+            await session.execute(
+                select(theirs.id)
+                .join(mine, mine.org_id == theirs.org_id)
+                .where(theirs.user_id == id, mine.user_id == principal.user_id)
+                .limit(1)
+            )
+        ).first() is not None
+    else:
+        visible = False
+    user = await session.get(User, id) if visible else None
+    if user is None or user.deleted_at is not None:
+        raise NotFound.of("User", id)
+    return schemas.PublicUser(
+        id=user.id, name=user.name, email=user.email, created_at=user.created_at
+    )

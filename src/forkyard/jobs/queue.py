@@ -1,0 +1,63 @@
+"""Enqueue jobs inside the caller's transaction; register handlers by name."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from forkyard.config import Settings
+from forkyard.jobs.models import Job
+from forkyard.kit.clock import utcnow
+
+
+@dataclass
+class JobContext:
+    """What a handler gets: the job's own transaction and the running settings."""
+
+    session: AsyncSession
+    settings: Settings
+    job_id: str
+    attempt: int
+
+
+JobHandler = Callable[[JobContext, dict[str, Any]], Awaitable[None]]
+
+HANDLERS: dict[str, JobHandler] = {}
+
+
+def job(name: str) -> Callable[[JobHandler], JobHandler]:
+    """Register a handler. Handlers take ids in the payload, reload state, and are safe to re-run."""
+
+    def register(fn: JobHandler) -> JobHandler:
+        HANDLERS[name] = fn
+        return fn
+
+    return register
+
+
+async def enqueue(
+    session: AsyncSession,
+    name: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    run_at: datetime | None = None,
+    max_attempts: int = 5,
+) -> Job:
+    """Add a job to the caller's transaction: it exists (and runs) only if that transaction commits."""
+    row = Job(
+        name=name,
+        payload=payload or {},
+        run_at=run_at or utcnow(),
+        max_attempts=max_attempts,
+        status="queued",
+        attempts=0,
+    )
+    session.add(row)
+    # NOTIFY is transactional too: workers wake only once the job is visible.
+    await session.execute(text("SELECT pg_notify('forkyard_jobs', :name)"), {"name": name})
+    return row

@@ -1,0 +1,183 @@
+"""The worker: claims due jobs with SKIP LOCKED, runs each in its own transaction, retries with
+exponential backoff, and keeps jobs that fail for good as status `failed`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import traceback
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from forkyard.config import Settings
+from forkyard.db.engine import Database
+from forkyard.jobs.models import Job, WorkerHeartbeat
+from forkyard.jobs.queue import HANDLERS, JobContext
+from forkyard.kit.clock import utcnow
+
+log = logging.getLogger("forkyard.worker")
+
+HEARTBEAT_EVERY_S = 5.0
+POLL_EVERY_S = 0.5
+
+
+def backoff(attempt: int) -> timedelta:
+    return timedelta(seconds=min(2**attempt, 600))
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        concurrency: int = 4,
+        worker_id: str | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.concurrency = concurrency
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def heartbeat(self) -> None:
+        now = utcnow()
+        async with self.db.transaction() as session:
+            stmt = insert(WorkerHeartbeat).values(
+                worker_id=self.worker_id, last_seen=now, started_at=now
+            )
+            await session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["worker_id"], set_={"last_seen": stmt.excluded.last_seen}
+                )
+            )
+
+    async def claim(self) -> Job | None:
+        async with self.db.transaction() as session:
+            row = (
+                await session.execute(
+                    select(Job)
+                    .where(Job.status == "queued", Job.run_at <= utcnow())
+                    .order_by(Job.run_at)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                )
+            ).scalar_one_or_none()
+            if row is None:
+                return None
+            row.status = "running"
+            row.attempts += 1
+            row.locked_by = self.worker_id
+            row.locked_at = utcnow()
+            return row
+
+    async def run_one(self, claimed: Job) -> None:
+        handler = HANDLERS.get(claimed.name)
+        error: str | None = None
+        if handler is None:
+            error = f"no handler registered for job {claimed.name!r}"
+        else:
+            try:
+                async with self.db.transaction() as session:
+                    ctx = JobContext(session, self.settings, claimed.id, claimed.attempts)
+                    await handler(ctx, dict(claimed.payload))
+            except Exception:
+                error = traceback.format_exc(limit=8)
+                log.warning("job %s (%s) failed: %s", claimed.id, claimed.name, error)
+        async with self.db.transaction() as session:
+            values: dict[str, object]
+            if error is None:
+                values = {"status": "done", "finished_at": utcnow(), "last_error": None}
+            elif claimed.attempts >= claimed.max_attempts or handler is None:
+                values = {"status": "failed", "finished_at": utcnow(), "last_error": error}
+            else:
+                values = {
+                    "status": "queued",
+                    "run_at": utcnow() + backoff(claimed.attempts),
+                    "last_error": error,
+                }
+            await session.execute(update(Job).where(Job.id == claimed.id).values(**values))
+
+    async def run_until_idle(self) -> int:
+        """Run due jobs until none is left (tests and `forkyard worker --once`)."""
+        count = 0
+        while (claimed := await self.claim()) is not None:
+            await self.run_one(claimed)
+            count += 1
+        return count
+
+    async def _listen(self) -> None:
+        import psycopg
+
+        from forkyard.db.engine import libpq_url
+
+        url = libpq_url(self.db.url)
+        while not self._stop.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                    await conn.execute("LISTEN forkyard_jobs")
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except Exception as exc:  # the poll loop still runs; reconnect shortly
+                log.debug("job LISTEN connection lost: %s", exc)
+                await asyncio.sleep(1)
+
+    async def _heartbeats(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.heartbeat()
+            except Exception as exc:
+                log.warning("worker heartbeat failed: %s", exc)
+            try:
+                await asyncio.wait_for(self._stop.wait(), HEARTBEAT_EVERY_S)
+            except TimeoutError:
+                pass
+
+    async def _spawn(self, claimed: Job) -> None:
+        async def run() -> None:
+            try:
+                await self.run_one(claimed)
+            finally:
+                self._slots.release()
+
+        task = asyncio.create_task(run())
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def run(self) -> None:
+        log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
+        helpers = [asyncio.create_task(self._listen()), asyncio.create_task(self._heartbeats())]
+        try:
+            while not self._stop.is_set():
+                await self._slots.acquire()
+                try:
+                    claimed = await self.claim()
+                except Exception as exc:
+                    self._slots.release()
+                    log.warning("claiming a job failed: %s", exc)
+                    await asyncio.sleep(POLL_EVERY_S)
+                    continue
+                if claimed is not None:
+                    await self._spawn(claimed)
+                    continue
+                self._slots.release()
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), POLL_EVERY_S)
+                except TimeoutError:
+                    pass
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*self._running, *helpers, return_exceptions=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()

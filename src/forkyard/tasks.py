@@ -1,0 +1,5 @@
+"""Imports every module that registers background jobs, so a worker knows all handlers."""
+
+
+def load_all_tasks() -> None:
+    import forkyard.mail.sender  # noqa: F401
