@@ -214,7 +214,7 @@ class SandboxDriver(Driver):
             if time.monotonic() > deadline:
                 raise SandboxFailed(f"agent not ready after {BOOT_TIMEOUT_S}s: {_tail(d)}")
             await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.02)
+            delay = min(delay * 1.5, 0.004)
 
     async def stop(self, instance_id: str) -> None:
         async with self._lock(instance_id):
