@@ -105,9 +105,13 @@ class AllowlistEntryCreate(BaseModel):
     def _normalise(cls, value: str) -> str:
         try:
             # strict=False: host bits are cleared, so 10.0.0.7/24 is stored as 10.0.0.0/24.
-            return str(ipaddress.ip_network(value.strip(), strict=False))
+            network = ipaddress.ip_network(value.strip(), strict=False)
         except ValueError as exc:
             raise ValueError("not an IPv4 or IPv6 address or CIDR range") from exc
+        if "%" in str(network):
+            # A zone id (fe80::1%eth0) names a link on one host; it never matches a client.
+            raise ValueError("IPv6 zone ids are not allowed")
+        return str(network)
 
 
 class AllowlistEntry(BaseModel):

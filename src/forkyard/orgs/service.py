@@ -170,9 +170,16 @@ async def users_by_id(session: AsyncSession, ids: list[str]) -> dict[str, User]:
     return {u.id: u for u in rows}
 
 
+async def _lock_org(session: AsyncSession, org_id: str) -> None:
+    """Serialise membership changes per org: two owners demoting each other at once would
+    otherwise both see another owner left (or deadlock on each other's rows)."""
+    await session.execute(select(Org.id).where(Org.id == org_id).with_for_update())
+
+
 async def _membership(session: AsyncSession, org_id: str, user_id: str) -> Membership:
     if not has_prefix(user_id, "usr"):
         raise NotFound.of("Member", user_id)
+    await _lock_org(session, org_id)
     row = (
         await session.execute(
             select(Membership)
@@ -186,13 +193,13 @@ async def _membership(session: AsyncSession, org_id: str, user_id: str) -> Membe
 
 
 async def _check_not_last_owner(session: AsyncSession, membership: Membership) -> None:
-    # Lock every owner row of the org so two concurrent demotions cannot both pass this check.
+    # The caller holds the org's lock (_membership), so this count cannot go stale.
     owners = (
         (
             await session.execute(
-                select(Membership.user_id)
-                .where(Membership.org_id == membership.org_id, Membership.role == "owner")
-                .with_for_update()
+                select(Membership.user_id).where(
+                    Membership.org_id == membership.org_id, Membership.role == "owner"
+                )
             )
         )
         .scalars()
@@ -308,6 +315,7 @@ async def invite(
         raise PersonalOrg()
     limiter.hit(f"invite:{grant.org.id}", INVITATIONS_PER_ORG_PER_MIN)
     email = normalize_email(email)
+    await _lock_org(session, grant.org.id)  # one pending invitation per address, even in a race
     existing_member = (
         await session.execute(
             select(Membership.id)
