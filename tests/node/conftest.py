@@ -29,6 +29,7 @@ async def driver(tmp_path_factory):
         p = Path("/sys/fs/cgroup") / c / d.cgroup_parent
         if p.is_dir():
             p.rmdir()
+    d.release_store()  # the layer store's XFS volume and layer mounts
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,11 +58,32 @@ async def create_disk(image: Path, disk_mb: int) -> None:
     os.replace(tmp, image)
 
 
-async def mount_disk(image: Path, target: Path) -> None:
+def image_filesystem(image: Path) -> str:
+    """ "xfs" or "ext4", read from the image's superblock."""
+    with open(image, "rb") as f:
+        head = f.read(4)
+        f.seek(1024 + 0x38)
+        ext_magic = f.read(2)
+    if head == b"XFSB":
+        return "xfs"
+    if ext_magic == b"\x53\xef":
+        return "ext4"
+    raise SandboxFailed(f"{image}: unknown filesystem")
+
+
+async def mount_disk(image: Path, target: Path, *, readonly: bool = False) -> None:
+    """Loop-mount a disk image. Clones share their filesystem UUID, so XFS mounts with nouuid;
+    a read-only mount (a layer) skips log recovery: layers are captured frozen, hence clean."""
     target.mkdir(exist_ok=True)
     if is_mountpoint(target):
         return
-    await _run("mount", "-o", "loop,noatime", str(image), str(target))
+    fs = image_filesystem(image)
+    opts = ["loop", "noatime"]
+    if fs == "xfs":
+        opts.append("nouuid")
+    if readonly:
+        opts += ["ro", "norecovery" if fs == "xfs" else "noload"]
+    await _run("mount", "-t", fs, "-o", ",".join(opts), str(image), str(target))
 
 
 def mount_overlay(lower: Sequence[Path], upper: Path, work: Path, target: Path) -> None:
@@ -116,6 +138,109 @@ def syncfs(path: Path) -> None:
             os.sync()
     finally:
         os.close(fd)
+
+
+# ioctls: freeze/thaw a mounted filesystem (a clean, consistent on-disk image) and clone a file.
+FIFREEZE = 0xC0045877
+FITHAW = 0xC0045878
+FICLONE = 0x40049409
+
+
+def freeze_fs(mountpoint: Path) -> None:
+    fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.ioctl(fd, FIFREEZE, 0)
+    finally:
+        os.close(fd)
+
+
+def thaw_fs(mountpoint: Path) -> bool:
+    """Thaw a frozen filesystem; False when it was not frozen (or is not mounted)."""
+    try:
+        fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        fcntl.ioctl(fd, FITHAW, 0)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def clone_file(src: Path, dst: Path, *, reflink_only: bool) -> None:
+    """dst = a copy of src: a reflink clone (metadata only) where the filesystem can, otherwise a
+    sparse byte copy unless reflink_only. dst must not exist; it is created read-write."""
+    sfd = os.open(src, os.O_RDONLY)
+    try:
+        dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            try:
+                fcntl.ioctl(dfd, FICLONE, sfd)
+                return
+            except OSError as e:
+                if reflink_only or e.errno not in (
+                    errno.EOPNOTSUPP,
+                    errno.EXDEV,
+                    errno.EINVAL,
+                    errno.ENOTTY,
+                ):
+                    raise
+            _sparse_copy(sfd, dfd)
+        finally:
+            os.close(dfd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(dst)
+        raise
+    finally:
+        os.close(sfd)
+
+
+def _sparse_copy(sfd: int, dfd: int) -> None:
+    size = os.fstat(sfd).st_size
+    os.ftruncate(dfd, size)
+    pos = 0
+    while pos < size:
+        try:
+            data_at = os.lseek(sfd, pos, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:  # only a hole is left
+                break
+            raise
+        hole_at = os.lseek(sfd, data_at, os.SEEK_HOLE)
+        off = data_at
+        while off < hole_at:
+            n = os.copy_file_range(sfd, dfd, hole_at - off, off, off)
+            if n == 0:
+                break
+            off += n
+        pos = hole_at
+
+
+def reflink_works(directory: Path) -> bool:
+    """Probe: can files in `directory` be cloned?"""
+    a = directory / f".reflink-probe-{os.getpid()}"
+    b = directory / f".reflink-probe-{os.getpid()}.clone"
+    try:
+        a.write_bytes(b"x" * 4096)
+        clone_file(a, b, reflink_only=True)
+        return True
+    except OSError:
+        return False
+    finally:
+        for p in (a, b):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+
+def allocated_bytes(path: Path) -> int:
+    """Bytes allocated to a file (shared reflinked extents count in full for every file)."""
+    try:
+        return os.stat(path).st_blocks * 512
+    except FileNotFoundError:
+        return 0
 
 
 def disk_usage(path: Path) -> tuple[int, int]:

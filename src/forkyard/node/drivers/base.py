@@ -78,6 +78,8 @@ class InstanceInfo:
     root: Path  # the instance's merged root filesystem, as seen from the host
     boot_ms: float  # start() until the agent answered
     created_disk: bool  # this start formatted a new disk
+    origin: str | None = None  # the layer its disk was last cloned from or captured into
+    layers: tuple[str, ...] = ()  # ids of store layers in its lower stack (it references them)
 
 
 @dataclass(frozen=True)
@@ -133,10 +135,7 @@ class Driver(abc.ABC):
     async def close(self) -> None:
         """Drop agent connections (instances keep running)."""
 
-    # Room for later: filesystem checkpoints (freeze, sync, copy the upper layer) and forks
-    # (a new instance whose `layers` stack starts with that copy).
-    async def checkpoint(self, instance_id: str, dest: Path) -> None:
-        raise NotImplementedError
+    # Filesystem layers (checkpoint, rollback, fork): see SandboxDriver and node/layers.py.
 
     # --- exec and files go through the agent; drivers rarely need to override these ---
     async def ping(self, instance_id: str, timeout: float = 2.0) -> dict[str, Any]:

@@ -1,12 +1,16 @@
 """The namespace sandbox driver: bubblewrap + overlayfs on a loop-mounted disk + cgroup v1.
 
-Layout of one instance, all under <data_dir>/instances/<id>/:
+Layout of one instance, under <data_dir>/instances/<id>/:
     spec.json   the SandboxSpec it was last started with
-    disk.img    sparse disk image (disk_mb), loop-mounted at disk/ ; holds upper/ and work/
+    origin      the layer its disk was last cloned from or captured into (a checkpoint's parent)
+    disk/       mount point of its disk image, which holds upper/ and work/
     merged/     the overlay (lower = layers + image, upper = disk/upper), the instance's /
     run/        bound at /run/forkyard inside; the agent listens on run/agent.sock
     agent.log   the launcher's and agent's own stdout/stderr
-and cgroups /sys/fs/cgroup/{memory,pids,cpu,cpuacct,freezer}/<cgroup_parent>/<id>.
+The disk image itself (sparse, disk_mb) is <data_dir>/store/disks/<id>.img, on the layer store's
+filesystem so checkpoints, rollbacks and forks are reflink clones of it (see node/layers.py);
+an older instance may still have <data_dir>/instances/<id>/disk.img, which keeps working.
+Cgroups: /sys/fs/cgroup/{memory,pids,cpu,cpuacct,freezer}/<cgroup_parent>/<id>.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ import asyncio
 import compileall
 import contextlib
 import json
+import os
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import forkyard.guest
 from forkyard.node import storage
@@ -35,7 +42,18 @@ from forkyard.node.errors import (
     AgentUnavailable,
     InstanceNotFound,
     InstanceNotRunning,
+    NodeError,
     SandboxFailed,
+)
+from forkyard.node.layers import (
+    LayerInfo,
+    LayerInUse,
+    LayerStore,
+    StorageMode,
+    check_layer_id,
+    close_store,
+    elapsed_ms,
+    open_store,
 )
 
 GUEST_MOUNT = "/opt/forkyard/forkyard_guest"
@@ -58,6 +76,12 @@ BASE_ENV = {
 }
 
 
+class InstanceExists(NodeError):
+    status_code = 409
+    code = "instance_exists"
+    message = "An instance with this id already exists on this node."
+
+
 @dataclass
 class _Running:
     spec: SandboxSpec
@@ -76,10 +100,16 @@ class SandboxDriver(Driver):
         cgroup_parent: str = "forkyard",
         bwrap: str = "bwrap",
         guest_dir: Path | None = None,
+        store_mb: int | None = None,
     ) -> None:
+        """`store_mb`: size of the XFS layer volume, made only when the data dir's filesystem
+        has no reflink (a sparse file: it takes only what is written; default 90% of free)."""
         self.data_dir = Path(data_dir).resolve()
         self.instances_dir = self.data_dir / "instances"
         self.instances_dir.mkdir(parents=True, exist_ok=True)
+        self.store_dir, mode, self.store_volume = open_store(self.data_dir, store_mb)
+        self.layers = LayerStore(self.store_dir, mode)
+        self._mount_lock = asyncio.Lock()
         self.cgroup_parent = cgroup_parent
         self.bwrap = bwrap
         self.guest_dir = guest_dir or Path(forkyard.guest.__file__).resolve().parent
@@ -100,13 +130,57 @@ class SandboxDriver(Driver):
     def _lock(self, instance_id: str) -> asyncio.Lock:
         return self._locks.setdefault(instance_id, asyncio.Lock())
 
+    def disk_image(self, instance_id: str) -> Path:
+        legacy = self.instance_dir(instance_id) / "disk.img"
+        if legacy.exists():
+            return legacy
+        return self.layers.disks_dir / f"{instance_id}.img"
+
+    def storage_mode(self) -> StorageMode:
+        """ "reflink": checkpoints/forks clone blocks; "copy": they copy bytes (no reflink fs)."""
+        return self.layers.mode
+
+    def origin(self, instance_id: str) -> str | None:
+        try:
+            return (self.instance_dir(instance_id) / "origin").read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def _set_origin(self, instance_id: str, layer_id: str | None) -> None:
+        path = self.instance_dir(instance_id) / "origin"
+        if layer_id is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(layer_id)
+
     # --- lifecycle ---
-    async def start(self, spec: SandboxSpec) -> InstanceInfo:
+    async def start(self, spec: SandboxSpec, *, from_layer: str | None = None) -> InstanceInfo:
+        """Boot; with `from_layer`, a new instance whose disk is a clone of that layer (its
+        image, layers and disk_mb then come from the layer; InstanceExists if it has a disk)."""
         async with self._lock(spec.instance_id):
             running = self._running.get(spec.instance_id)
-            if running is not None and running.proc.returncode is None:
-                return running.info
+            if from_layer is None:
+                if running is not None and running.proc.returncode is None:
+                    return running.info
+                return await self._start(spec)
+            return await self._start_from_layer(spec, from_layer)
+
+    async def _start_from_layer(self, spec: SandboxSpec, layer_id: str) -> InstanceInfo:
+        layer = self.layers.get(layer_id)
+        d = self.instance_dir(spec.instance_id)
+        disk = self.disk_image(spec.instance_id)
+        if d.exists() or disk.exists():
+            raise InstanceExists(f"instance {spec.instance_id} already exists")
+        spec = _spec_on(spec, layer)
+        try:
+            d.mkdir()
+            await asyncio.to_thread(self.layers.clone, layer.image, disk)
+            self._set_origin(spec.instance_id, layer.layer_id)
             return await self._start(spec)
+        except BaseException:
+            await self._teardown(spec.instance_id)
+            await asyncio.to_thread(self._remove_files, spec.instance_id)
+            raise
 
     async def _start(self, spec: SandboxSpec) -> InstanceInfo:
         t0 = time.monotonic()
@@ -127,6 +201,8 @@ class SandboxDriver(Driver):
             root=d / "merged",
             boot_ms=round((time.monotonic() - t0) * 1000, 2),
             created_disk=created,
+            origin=self.origin(spec.instance_id),
+            layers=tuple(sorted(self.layers.lower_refs(spec.layers))),
         )
         self._running[spec.instance_id] = _Running(spec, proc, client, info)
         return info
@@ -134,11 +210,14 @@ class SandboxDriver(Driver):
     async def _boot(
         self, spec: SandboxSpec, d: Path
     ) -> tuple[bool, asyncio.subprocess.Process, AgentClient]:
-        disk = d / "disk.img"
+        disk = self.disk_image(spec.instance_id)
         created = not disk.exists()
         if created:
             await storage.create_disk(disk, spec.disk_mb)
         await storage.mount_disk(disk, d / "disk")
+        async with self._mount_lock:  # store layers in the stack are mounted read-only, once
+            for layer_id in self.layers.lower_refs(spec.layers):
+                await self.layers.mount(layer_id)
         lower = [*spec.layers, spec.image]
         storage.mount_overlay(lower, d / "disk" / "upper", d / "disk" / "work", d / "merged")
         run_dir = d / "run"
@@ -234,6 +313,7 @@ class SandboxDriver(Driver):
         if running is not None:
             await running.proc.wait()
         d = self.instance_dir(instance_id)
+        storage.thaw_fs(d / "disk")  # a capture interrupted by a crash may have left it frozen
         for mp in storage.mounts_under(d):
             storage.unmount(mp)
         cg.remove()
@@ -241,8 +321,14 @@ class SandboxDriver(Driver):
     async def destroy(self, instance_id: str) -> None:
         async with self._lock(instance_id):
             await self._teardown(instance_id)
-            await asyncio.to_thread(storage.remove_tree, self.instance_dir(instance_id))
+            await asyncio.to_thread(self._remove_files, instance_id)
         self._locks.pop(instance_id, None)
+
+    def _remove_files(self, instance_id: str) -> None:
+        storage.remove_tree(self.instance_dir(instance_id))
+        for f in self.layers.disks_dir.glob(f"{instance_id}.img*"):
+            if f.name.split(".", 1)[0] == instance_id:
+                f.unlink(missing_ok=True)
 
     def state(self, instance_id: str) -> InstanceState:
         running = self._running.get(instance_id)
@@ -289,6 +375,11 @@ class SandboxDriver(Driver):
 
     def list_owned(self) -> set[str]:
         owned = {e.name for e in self.instances_dir.iterdir() if INSTANCE_ID_RE.match(e.name)}
+        owned |= {
+            n
+            for e in self.layers.disks_dir.iterdir()
+            if INSTANCE_ID_RE.match(n := e.name.split(".", 1)[0])
+        }
         owned |= {n for n in owned_names(self.cgroup_parent) if INSTANCE_ID_RE.match(n)}
         for mp in storage.mounts_under(self.instances_dir):
             rel = mp.relative_to(self.instances_dir).parts
@@ -306,6 +397,236 @@ class SandboxDriver(Driver):
     async def close(self) -> None:
         for running in list(self._running.values()):
             await running.client.close()
+
+    def release_store(self) -> None:
+        """Unmount layers and the store volume (for shutdown and tests; no instance may be up)."""
+        close_store(self.store_dir)
+
+    # --- layers: checkpoint, rollback, fork ---
+    async def checkpoint(self, instance_id: str, layer_id: str) -> LayerInfo:
+        """Capture the instance's disk as a new immutable layer. A running instance is flushed,
+        then frozen (cgroup freezer + FIFREEZE) only for the clone. On failure: thawed, no layer
+        left, the instance keeps running, the error is raised."""
+        check_layer_id(layer_id)
+        async with self._lock(instance_id):
+            return await self._checkpoint(instance_id, layer_id)
+
+    async def _checkpoint(self, instance_id: str, layer_id: str) -> LayerInfo:
+        t0 = time.monotonic()
+        spec = self.load_spec(instance_id)
+        disk = self.disk_image(instance_id)
+        if spec is None or not disk.exists():
+            raise InstanceNotFound(f"no instance {instance_id} on this node")
+        mnt = self.instance_dir(instance_id) / "disk"
+        mounted = storage.is_mountpoint(mnt)
+        tmp = await asyncio.to_thread(self.layers.begin, layer_id)
+        try:
+            data_bytes = 0
+            if mounted:
+                data_bytes = storage.disk_usage(mnt)[0]
+                # Flush the bulk while the instance still runs: the pause then only covers
+                # what was written since.
+                await asyncio.to_thread(storage.syncfs, mnt)
+            pause_ms = await asyncio.to_thread(
+                self._capture, instance_id, disk, tmp / "disk.img", mnt if mounted else None
+            )
+            info = self.layers.new_info(
+                layer_id,
+                parent=self.origin(instance_id),
+                lower=(*spec.layers, spec.image),
+                image=tmp / "disk.img",
+                disk_mb=spec.disk_mb,
+                data_bytes=data_bytes,
+                source_instance=instance_id,
+                pause_ms=pause_ms,
+                capture_ms=elapsed_ms(t0),
+            )
+            await asyncio.to_thread(self.layers.commit, tmp, info)
+        except BaseException:
+            await asyncio.to_thread(self.layers.abort, tmp)
+            raise
+        self._set_origin(instance_id, layer_id)
+        return info
+
+    def _capture(self, instance_id: str, disk: Path, dest: Path, mnt: Path | None) -> float:
+        """Freeze processes and filesystem, clone the disk image, thaw. Returns the pause in ms."""
+        cg = self.cgroup(instance_id)
+        t = time.monotonic()
+        cg_frozen = fs_frozen = False
+        try:
+            if mnt is not None:
+                if cg.exists():
+                    cg.freeze(True)
+                    cg_frozen = True
+                storage.freeze_fs(mnt)  # writes back and quiesces: a clean on-disk image
+                fs_frozen = True
+            self.layers.clone(disk, dest)
+        finally:
+            if fs_frozen:
+                storage.thaw_fs(mnt)  # type: ignore[arg-type]
+            if cg_frozen:
+                cg.freeze(False)
+        return elapsed_ms(t)
+
+    async def rollback(self, instance_id: str, layer_id: str) -> InstanceInfo | None:
+        """The instance's filesystem becomes exactly the layer's: processes stop, the disk is
+        replaced by a clone of the layer's, and a running instance boots again (memory is not
+        kept). Returns the new InstanceInfo, or None for a stopped instance (it stays stopped).
+        If the new disk cannot boot, the old disk and spec are put back and the error raised."""
+        async with self._lock(instance_id):
+            layer = self.layers.get(layer_id)
+            spec = self.load_spec(instance_id)
+            disk = self.disk_image(instance_id)
+            if spec is None or not disk.exists():
+                raise InstanceNotFound(f"no instance {instance_id} on this node")
+            was_running = self.state(instance_id) == "running"
+            old_origin = self.origin(instance_id)
+            new = disk.with_name(disk.name + ".rollback")
+            old = disk.with_name(disk.name + ".old")
+            for f in (new, old):
+                f.unlink(missing_ok=True)
+            await asyncio.to_thread(self.layers.clone, layer.image, new)
+            await self._teardown(instance_id)
+            new_spec = _spec_on(spec, layer)
+            os.replace(disk, old)
+            os.replace(new, disk)
+            self._set_origin(instance_id, layer_id)
+            d = self.instance_dir(instance_id)
+            (d / "spec.json").write_text(json.dumps(new_spec.to_json()))
+            try:
+                info = await self._start(new_spec) if was_running else None
+            except BaseException:
+                await self._teardown(instance_id)
+                os.replace(old, disk)
+                self._set_origin(instance_id, old_origin)
+                (d / "spec.json").write_text(json.dumps(spec.to_json()))
+                if was_running:
+                    with contextlib.suppress(Exception):
+                        await self._start(spec)
+                raise
+            await asyncio.to_thread(old.unlink, missing_ok=True)
+            return info
+
+    async def fork(
+        self, parent_id: str, child_specs: list[SandboxSpec], *, layer_id: str | None = None
+    ) -> list[InstanceInfo | Exception]:
+        """Capture the parent once (as layer `layer_id`, generated if None; it stays in the
+        store for the caller to keep or delete), then boot every child on a clone of it, in
+        parallel. The parent keeps running. Each child's image, layers and disk_mb come from
+        the parent; the result holds, in order, each child's InstanceInfo or its error (a child
+        that failed leaves nothing behind)."""
+        layer_id = check_layer_id(layer_id or f"fork-{uuid.uuid4().hex[:16]}")
+        await self.checkpoint(parent_id, layer_id)
+        results = await asyncio.gather(
+            *(self.start(s, from_layer=layer_id) for s in child_specs), return_exceptions=True
+        )
+        out: list[InstanceInfo | Exception] = []
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, Exception):
+                raise r
+            out.append(r)
+        return out
+
+    def get_layer(self, layer_id: str) -> LayerInfo:
+        return self.layers.get(layer_id)
+
+    def list_layers(self) -> list[LayerInfo]:
+        return self.layers.all()
+
+    def _references(self) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+        """layer id -> instances whose lower stack uses it, and -> layers stacked on it."""
+        by_instance: dict[str, set[str]] = {}
+        for instance_id in self.list_owned():
+            spec = self.load_spec(instance_id)
+            if spec is not None:
+                for lid in self.layers.lower_refs(spec.layers):
+                    by_instance.setdefault(lid, set()).add(instance_id)
+        by_layer: dict[str, set[str]] = {}
+        for layer in self.layers.all():
+            for lid in self.layers.lower_refs(layer.lower):
+                by_layer.setdefault(lid, set()).add(layer.layer_id)
+        return by_instance, by_layer
+
+    async def delete_layer(self, layer_id: str) -> None:
+        """Delete a layer (LayerNotFound if absent); LayerInUse while an instance or another
+        layer on this node stacks on it. Clones made from it (rollbacks, forks) do not count:
+        their blocks stay theirs."""
+        check_layer_id(layer_id)
+        async with self._mount_lock:
+            self.layers.get(layer_id)
+            by_instance, by_layer = self._references()
+            insts = sorted(by_instance.get(layer_id, ()))
+            lays = sorted(by_layer.get(layer_id, ()))
+            if insts or lays:
+                raise LayerInUse(
+                    f"layer {layer_id} is used by {', '.join(insts + lays)}",
+                    instances=insts,
+                    layers=lays,
+                )
+            await asyncio.to_thread(self.layers.remove, layer_id)
+
+    async def sweep_layers(self, keep: set[str]) -> set[str]:
+        """Remove every layer not in `keep` and not stacked under a kept layer or an instance
+        of this node, and leftovers of interrupted captures. Returns the removed ids."""
+        async with self._mount_lock:
+            by_instance, _ = self._references()
+            layers = {layer.layer_id: layer for layer in self.layers.all()}
+            live = {lid for lid in keep | set(by_instance) if lid in layers}
+            todo = list(live)
+            while todo:  # everything below a live layer is live
+                for lid in self.layers.lower_refs(layers[todo.pop()].lower):
+                    if lid in layers and lid not in live:
+                        live.add(lid)
+                        todo.append(lid)
+            removed = set(layers) - live
+            for lid in sorted(removed):
+                await asyncio.to_thread(self.layers.remove, lid)
+            for leftover in self.layers.leftovers():
+                await asyncio.to_thread(storage.remove_tree, leftover)
+            return removed
+
+    def layer_usage(self) -> dict[str, Any]:
+        """The vm-storage report: mode, store space, each layer with what references it, and
+        each instance's disk. Allocated bytes count reflink-shared blocks in every file that
+        shares them; the store's used_bytes is the physical truth."""
+        by_instance, by_layer = self._references()
+        layers = []
+        for layer in self.layers.all():
+            layers.append(
+                {
+                    **layer.to_json(),
+                    "allocated_bytes": storage.allocated_bytes(layer.image),
+                    "mounted": storage.is_mountpoint(layer.path / "root"),
+                    "referenced_by": {
+                        "instances": sorted(by_instance.get(layer.layer_id, ())),
+                        "layers": sorted(by_layer.get(layer.layer_id, ())),
+                    },
+                }
+            )
+        instances = []
+        for instance_id in sorted(self.list_owned()):
+            spec = self.load_spec(instance_id)
+            instances.append(
+                {
+                    "instance_id": instance_id,
+                    "state": self.state(instance_id),
+                    "origin": self.origin(instance_id),
+                    "layers": sorted(self.layers.lower_refs(spec.layers)) if spec else [],
+                    "disk_allocated_bytes": storage.allocated_bytes(self.disk_image(instance_id)),
+                }
+            )
+        return {
+            "mode": self.storage_mode(),
+            "volume": str(self.store_volume) if self.store_volume else None,
+            "store": self.layers.usage(),
+            "layers": layers,
+            "instances": instances,
+        }
+
+
+def _spec_on(spec: SandboxSpec, layer: LayerInfo) -> SandboxSpec:
+    """`spec` with the layer's lower stack and disk size (its disk will be the layer's clone)."""
+    return replace(spec, layers=layer.lower[:-1], image=layer.lower[-1], disk_mb=layer.disk_mb)
 
 
 def _tail(d: Path, n: int = 2000) -> str:
