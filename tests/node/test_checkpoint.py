@@ -29,7 +29,7 @@ def lid() -> str:
 
 async def test_checkpoint_mutate_rollback_restores_the_tree(driver, make_spec):
     assert driver.storage_mode() == "reflink"
-    spec = make_spec(disk_mb=512)  # XFS disk
+    spec = make_spec(disk_mb=512)
     await driver.start(spec)
     layer = lid()
     try:
@@ -37,7 +37,7 @@ async def test_checkpoint_mutate_rollback_restores_the_tree(driver, make_spec):
         before = await tree_hash(driver, spec.instance_id)
         info = await driver.checkpoint(spec.instance_id, layer)
         assert info.source_instance == spec.instance_id and info.parent is None
-        assert info.filesystem == "xfs" and info.lower == (spec.image,)
+        assert info.filesystem == "ext4" and info.lower == (spec.image,)
         await driver.exec(spec.instance_id, "nohup sleep 1000 >/dev/null 2>&1 &")
         assert (await driver.exec(spec.instance_id, MUTATE)).exit_code == 0
         assert await tree_hash(driver, spec.instance_id) != before
@@ -57,7 +57,7 @@ async def test_checkpoint_mutate_rollback_restores_the_tree(driver, make_spec):
         await cleanup(driver, [spec.instance_id], [layer])
 
 
-async def test_small_ext4_disk_checkpoints_too(driver, make_spec):
+async def test_small_disk_keeps_its_limit_after_rollback(driver, make_spec):
     spec = make_spec(disk_mb=64)
     await driver.start(spec)
     layer = lid()
