@@ -23,6 +23,20 @@ def store_used(driver) -> int:
     return (st.f_blocks - st.f_bfree) * st.f_frsize
 
 
+async def settled_store_used(driver, below: int, timeout: float = 10.0) -> int:
+    """Store usage once it drops below `below` (deleted files are freed asynchronously: the loop
+    device lets go of a disk image after umount, XFS frees unlinked inodes in the background)."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        used = store_used(driver)
+        if used < below or time.monotonic() > deadline:
+            return used
+        await asyncio.sleep(0.1)
+
+
 async def cleanup(driver, instances, layers) -> None:
     for i in instances:
         await driver.destroy(i)

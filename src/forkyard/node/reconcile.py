@@ -11,10 +11,17 @@ from forkyard.node.drivers.sandbox import SandboxDriver
 class ReconcileReport:
     removed: set[str] = field(default_factory=set)
     cleaned: set[str] = field(default_factory=set)  # kept, but stale processes/mounts dropped
+    removed_layers: set[str] = field(default_factory=set)
 
 
-async def reconcile(driver: SandboxDriver, keep: set[str]) -> ReconcileReport:
+async def reconcile(
+    driver: SandboxDriver, keep: set[str], keep_layers: set[str] | None = None
+) -> ReconcileReport:
     """Destroy every instance the node holds that is not in `keep`.
+
+    With `keep_layers` (the layer ids the control plane references), also delete every layer
+    that is neither kept nor stacked under a kept layer or a remaining instance, and the
+    leftovers of interrupted captures. Without it, layers are left alone.
 
     Kept instances that this driver is not running (a node restarted after a SIGKILL) are
     stopped cleanly: their disks stay, their stale mounts, cgroups and processes go, so the
@@ -28,4 +35,6 @@ async def reconcile(driver: SandboxDriver, keep: set[str]) -> ReconcileReport:
         elif driver.state(instance_id) != "running":
             await driver.stop(instance_id)
             report.cleaned.add(instance_id)
+    if keep_layers is not None:
+        report.removed_layers = await driver.sweep_layers(keep_layers)
     return report
