@@ -80,14 +80,67 @@ async def mount_disk(image: Path, target: Path, *, readonly: bool = False) -> No
     if is_mountpoint(target):
         return
     fs = image_filesystem(image)
-    opts = ["loop", "noatime"]
+    opts = []
     if fs == "xfs":
         opts.append("nouuid")
     else:  # no background inode-table zeroing: it would unshare a clone's blocks for nothing
         opts.append("noinit_itable")
     if readonly:
-        opts += ["ro", "norecovery" if fs == "xfs" else "noload"]
-    await _run("mount", "-t", fs, "-o", ",".join(opts), str(image), str(target))
+        opts.append("norecovery" if fs == "xfs" else "noload")
+    try:
+        # Direct ioctls: `mount -o loop` costs 50-100 ms under concurrent forks, this ~5 ms.
+        await asyncio.to_thread(_loop_mount, image, target, fs, ",".join(opts), readonly)
+    except OSError:
+        all_opts = ",".join(["loop", "noatime", *opts, *(["ro"] if readonly else [])])
+        await _run("mount", "-t", fs, "-o", all_opts, str(image), str(target))
+
+
+LOOP_CTL_GET_FREE = 0x4C82
+LOOP_CONFIGURE = 0x4C0A
+LO_FLAGS_READ_ONLY = 1
+LO_FLAGS_AUTOCLEAR = 4
+MS_RDONLY = 1
+MS_NOATIME = 1024
+
+
+def _loop_mount(image: Path, target: Path, fs: str, data: str, readonly: bool) -> None:
+    """Attach image to a free loop device (autoclear: it detaches on umount) and mount it."""
+    import struct
+
+    ffd = os.open(image, os.O_RDONLY if readonly else os.O_RDWR)
+    try:
+        ctl = os.open("/dev/loop-control", os.O_RDWR)
+        try:
+            for _ in range(100):
+                n = fcntl.ioctl(ctl, LOOP_CTL_GET_FREE)
+                dev = f"/dev/loop{n}"
+                lfd = os.open(dev, os.O_RDONLY if readonly else os.O_RDWR)
+                flags = LO_FLAGS_AUTOCLEAR | (LO_FLAGS_READ_ONLY if readonly else 0)
+                # struct loop_config: fd, block_size, loop_info64 (232 bytes), reserved[8]
+                info = struct.pack("=5Q4I64s64s32s2Q", 0, 0, 0, 0, 0, 0, 0, 0, flags,
+                                   str(image).encode()[:63], b"", b"", 0, 0)  # fmt: skip
+                cfg = struct.pack("=II", ffd, 0) + info + bytes(64)
+                try:
+                    fcntl.ioctl(lfd, LOOP_CONFIGURE, cfg)
+                except OSError as e:
+                    os.close(lfd)
+                    if e.errno == errno.EBUSY:  # another mount took it first
+                        continue
+                    raise
+                try:
+                    mflags = MS_NOATIME | (MS_RDONLY if readonly else 0)
+                    if _libc.mount(dev.encode(), str(target).encode(), fs.encode(), mflags,
+                                   data.encode()) != 0:  # fmt: skip
+                        err = ctypes.get_errno()
+                        raise OSError(err, f"mount {image} on {target}: {os.strerror(err)}")
+                finally:
+                    os.close(lfd)  # autoclear: a failed mount detaches here
+                return
+            raise OSError(errno.EBUSY, "no free loop device")
+        finally:
+            os.close(ctl)
+    finally:
+        os.close(ffd)
 
 
 def mount_overlay(lower: Sequence[Path], upper: Path, work: Path, target: Path) -> None:
