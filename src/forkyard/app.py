@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from forkyard.config import Settings, get_settings
 from forkyard.db.engine import Database
 from forkyard.kit.http import RequestContextMiddleware, install_error_handlers
-from forkyard.kit.routing import operation_id
+from forkyard.kit.routing import operation_id, summaries_from_docstrings
 
 
 def _routers() -> list[APIRouter]:
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     install_error_handlers(app)
     for router in _routers():
         app.include_router(router)
+    summaries_from_docstrings(app.routes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 from sqlalchemy import select
 
 from forkyard.audit.service import record
@@ -29,7 +29,8 @@ class ApiKeyCreate(BaseModel):
     scopes: list[str] | None = Field(
         default=None, description="Any of read, write, admin; default read+write."
     )
-    expires_at: datetime | None = None
+    # Aware only: a zoneless time is ambiguous (and cannot be compared with ours).
+    expires_at: AwareDatetime | None = None
 
     @field_validator("scopes")
     @classmethod

@@ -169,6 +169,13 @@ async def get_principal(request: Request, session: DbSession) -> Principal:
         principal = await _principal_from_cookie(request, session, access, ip, settings)
     else:
         raise Unauthenticated()
+    if (
+        principal.kind == "api_key"
+        and request.method not in SAFE_METHODS
+        and not principal.can("write")
+    ):
+        # Deny by default: a read-only key changes nothing, whichever route it reaches.
+        raise Forbidden("This API key is read-only.", details={"scope": "write"})
     limiter.hit(f"p:{principal.rate_key}", settings.rate_limit_principal_per_min)
     if principal.org_id:
         cidrs = list(

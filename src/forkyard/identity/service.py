@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -14,7 +13,7 @@ from forkyard.identity import schemas
 from forkyard.identity.errors import InvalidToken, SessionRevoked
 from forkyard.identity.models import AuthSession, OneTimeToken, User
 from forkyard.identity.passwords import hash_password
-from forkyard.kit.clock import utcnow
+from forkyard.kit.clock import clock, utcnow
 from forkyard.kit.crypto import random_token, token_hash
 from forkyard.kit.errors import RateLimited
 from forkyard.orgs.models import Membership, Org
@@ -249,7 +248,7 @@ class LoginThrottle:
         return 0.0 if count < free else float(min(2 ** (count - free), self.max_delay_s))
 
     def check(self, *keys_and_free: tuple[str, int]) -> None:
-        now = time.monotonic()
+        now = clock.monotonic()
         for key, free in keys_and_free:
             count, last = self._failures.get(key, (0, 0.0))
             wait = last + self._delay(count, free) - now
@@ -259,7 +258,7 @@ class LoginThrottle:
                 )
 
     def failed(self, *keys: str) -> None:
-        now = time.monotonic()
+        now = clock.monotonic()
         if len(self._failures) > 100_000:
             self._failures.clear()
         for key in keys:

@@ -23,7 +23,20 @@ async def get_user(id: str, session: DbSession, principal: CurrentPrincipal) -> 
     if not has_prefix(id, "usr"):
         raise NotFound.of("User", id)
     theirs, mine = aliased(Membership), aliased(Membership)
-    if principal.user_id == id:
+    if principal.kind == "api_key":
+        # A key is bound to its org: it sees that org's members, not everyone its creator knows.
+        visible = (
+            principal.org_id is not None
+            and (
+                await session.execute(
+                    select(theirs.id)
+                    .where(theirs.user_id == id, theirs.org_id == principal.org_id)
+                    .limit(1)
+                )
+            ).first()
+            is not None
+        )
+    elif principal.user_id == id:
         visible = True
     elif principal.user_id:
         visible = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 
@@ -11,6 +12,10 @@ class Clock:
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self._offset
+
+    def monotonic(self) -> float:
+        """Seconds on a monotonic scale (rate limits, throttles) that moves with `advance`."""
+        return time.monotonic() + self._offset.total_seconds()
 
     def advance(self, delta: timedelta) -> None:
         """Move time forward for everything that reads this clock (tests, fake-clock simulations)."""

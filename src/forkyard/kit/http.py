@@ -3,6 +3,7 @@ error renderer (the shape in shared/API.md)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -69,6 +70,33 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception:
+            # Rendered here, not by Starlette's outermost ServerErrorMiddleware, so a 500 still
+            # carries X-Request-Id and the security headers, and nothing internal leaks.
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if status_holder[0]:
+                raise  # the response already started; nothing sane can be sent now
+            body = json.dumps(
+                {
+                    "error": {
+                        "code": "internal_error",
+                        "message": "Something went wrong on our side; it was logged.",
+                        "request_id": request_id,
+                        "details": {},
+                    }
+                }
+            ).encode()
+            await send_wrapper(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send_wrapper({"type": "http.response.body", "body": body})
         finally:
             if scope["path"] != "/health/live":
                 log.info(
@@ -155,7 +183,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, message = _HTTP_CODES.get(exc.status_code, ("http_error", "The request failed."))
-        return error_response(request, exc.status_code, code, message, headers=dict(exc.headers) if exc.headers else None)
+        return error_response(
+            request,
+            exc.status_code,
+            code,
+            message,
+            headers=dict(exc.headers) if exc.headers else None,
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 from fastapi import APIRouter, Depends
 from fastapi.routing import APIRoute
 
@@ -21,3 +24,14 @@ def public_router(tag: str, prefix: str = "") -> APIRouter:
 def operation_id(route: APIRoute) -> str:
     tag = route.tags[0] if route.tags else "default"
     return f"{tag}-{route.name}"
+
+
+def summaries_from_docstrings(routes: list[Any]) -> None:
+    """Every operation's summary is the first line of its function's docstring (the reference
+    shows it); FastAPI would otherwise title-case the function name."""
+    for route in routes:
+        if isinstance(route, APIRoute) and not route.summary:
+            doc = inspect.getdoc(route.endpoint) or ""
+            first = doc.strip().splitlines()[0].strip() if doc.strip() else ""
+            if first:
+                route.summary = first
