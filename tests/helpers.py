@@ -49,7 +49,7 @@ async def signup(
 async def login(client: AsyncClient, email: str, password: str = PASSWORD) -> dict[str, Any]:
     r = await client.post("/v1/auth/login", json={"email": email, "password": password})
     assert r.status_code == 200, r.text
-    client.headers.update(ORIGIN)
+    client.headers.setdefault("Origin", ORIGIN["Origin"])
     return r.json()
 
 

@@ -17,7 +17,12 @@ from forkyard.kit.routing import operation_id, summaries_from_docstrings
 
 def _routers() -> list[APIRouter]:
     from forkyard.audit.routes import router as audit
+    from forkyard.compute.admin import router as compute_servers
+    from forkyard.compute.exec_files import exec_router, files_router
+    from forkyard.compute.internal import router as internal
+    from forkyard.compute.routes import instances, profiles, vms
     from forkyard.health.routes import router as health
+    from forkyard.identity.account_routers import routers as account_routers
     from forkyard.identity.api_keys import router as api_keys
     from forkyard.identity.routes import public as auth_public
     from forkyard.identity.routes import router as auth
@@ -25,7 +30,24 @@ def _routers() -> list[APIRouter]:
     from forkyard.identity.users import router as users
     from forkyard.orgs.routes import routers as org_routers
 
-    return [health, auth_public, auth, sessions, api_keys, users, audit, *org_routers]
+    return [
+        health,
+        auth_public,
+        auth,
+        sessions,
+        api_keys,
+        users,
+        audit,
+        *org_routers,
+        *account_routers,
+        instances,
+        vms,
+        exec_router,
+        files_router,
+        profiles,
+        compute_servers,
+        internal,
+    ]
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:

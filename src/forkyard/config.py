@@ -47,6 +47,37 @@ class Settings(BaseSettings):
     invitation_ttl_s: int = 7 * 24 * 3600
     password_min_length: int = 10
 
+    # --- MFA, passkeys, magic links, recovery ---
+    webauthn_rp_id: str = "localhost"  # the registrable domain passkeys are bound to
+    webauthn_rp_name: str = "Forkyard"
+    webauthn_origin: str = "http://localhost:8000"  # the browser origin ceremonies run on
+    mfa_challenge_ttl_s: int = 10 * 60
+    mfa_challenge_max_attempts: int = 5
+    mfa_code_ttl_s: int = 10 * 60
+    mfa_code_max_attempts: int = 5
+    magic_link_ttl_s: int = 15 * 60
+    recovery_cooldown_s: int = 24 * 3600
+    recovery_window_s: int = 72 * 3600  # how long a recovery token lives, cooldown included
+
+    # --- OAuth / OpenID Connect sign-in (a provider is offered when its client id is set) ---
+    oauth_github_client_id: str | None = None
+    oauth_github_client_secret: str | None = None
+    oauth_github_base_url: str = "https://github.com"
+    oauth_github_api_url: str = "https://api.github.com"
+    oauth_google_client_id: str | None = None
+    oauth_google_client_secret: str | None = None
+    oauth_google_issuer: str = "https://accounts.google.com"
+    oauth_oidc_client_id: str | None = None
+    oauth_oidc_client_secret: str | None = None
+    oauth_oidc_issuer: str | None = None  # discovery at <issuer>/.well-known/openid-configuration
+    oauth_oidc_name: str = "Single sign-on"
+
+    # --- SMS (Twilio when the account sid is set; otherwise <data_dir>/outbox/sms-*.txt) ---
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from_number: str | None = None
+    twilio_api_base_url: str | None = None  # override https://api.twilio.com (tests, proxies)
+
     # --- rate limits (requests per minute) ---
     rate_limit_anonymous_per_min: int = 30
     rate_limit_principal_per_min: int = 1200
@@ -61,6 +92,14 @@ class Settings(BaseSettings):
     max_vcpus_per_org: int = 64
     max_memory_mb_per_org: int = 65536
 
+    # --- compute ---
+    node_token: str = PLACEHOLDER_SECRET  # nodes present it to register and heartbeat
+    local_node: bool = True  # `serve` also runs one compute node on this machine
+    image_cache_dir: Path | None = None  # where built images are cached (default <data_dir>/images)
+    server_stale_after_s: int = 30  # a node silent this long is marked unreachable
+    exec_max_output_bytes: int = 1024 * 1024
+    exec_default_timeout_s: float = 300.0
+
     # --- worker ---
     worker_heartbeat_stale_s: int = 30
     worker_concurrency: int = 4
@@ -68,10 +107,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
-        if self.env == "production" and self.secret_key == PLACEHOLDER_SECRET:
-            raise ValueError(
-                "FORKYARD_SECRET_KEY is still the placeholder; set a real secret outside development"
-            )
+        if self.env == "production":
+            for name in ("secret_key", "node_token"):
+                if getattr(self, name) == PLACEHOLDER_SECRET:
+                    raise ValueError(
+                        f"FORKYARD_{name.upper()} is still the placeholder; set a real secret outside development"
+                    )
         return self
 
     @property

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from forkyard.config import Settings
@@ -40,3 +42,38 @@ def prepare_database(settings: Settings) -> EmbeddedPostgres | None:
         log.info("embedded PostgreSQL running in %s", settings.data_dir / "pg")
     upgrade(settings.database_url)
     return embedded
+
+
+def ensure_node_token(settings: Settings) -> None:
+    """In development a placeholder node token is replaced by one kept in the data dir."""
+    from forkyard.config import PLACEHOLDER_SECRET
+    from forkyard.kit.crypto import random_token
+
+    if settings.node_token != PLACEHOLDER_SECRET:
+        return
+    path = settings.data_dir / "node-token"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(random_token())
+        path.chmod(0o600)
+    settings.node_token = path.read_text().strip()
+
+
+def start_local_node(settings: Settings, control_plane: str) -> subprocess.Popen[bytes]:
+    """The local compute server, as its own process, on exactly the remote code path."""
+    env = {**os.environ, "FORKYARD_NODE_TOKEN": settings.node_token}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "forkyard.cli",
+            "node",
+            "--control-plane",
+            control_plane,
+            "--data-dir",
+            str((settings.data_dir / "node").resolve()),
+            "--name",
+            "local",
+        ],
+        env=env,
+    )

@@ -2,4 +2,6 @@
 
 
 def load_all_tasks() -> None:
+    import forkyard.compute.service
+    import forkyard.identity.sms
     import forkyard.mail.sender  # noqa: F401

@@ -91,6 +91,76 @@ def worker(data_dir: DataDir = Path(".forkyard")) -> None:
 
 
 @app.command()
+def node(
+    control_plane: Annotated[str, typer.Option("--control-plane", help="The control plane's URL.")],
+    token: Annotated[
+        str, typer.Option("--token", envvar="FORKYARD_NODE_TOKEN", help="The cluster's node token.")
+    ],
+    data_dir: DataDir = Path(".forkyard/node"),
+    listen: Annotated[
+        str, typer.Option(help="host:port for the node API (port 0 picks one).")
+    ] = "127.0.0.1:0",
+    name: Annotated[str | None, typer.Option(help="Server name (default: hostname).")] = None,
+    advertise_host: Annotated[
+        str | None, typer.Option(help="Host the control plane should call.")
+    ] = None,
+) -> None:
+    """Run a compute server: the sandbox driver and its API, registered with a control plane."""
+    import signal
+    import socket
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from forkyard.node.runner import Node, NodeConfig
+
+    settings = _settings()
+    host, _, port = listen.rpartition(":")
+    config = NodeConfig(
+        control_plane=control_plane.rstrip("/"),
+        token=token,
+        data_dir=data_dir.resolve(),
+        name=name or socket.gethostname(),
+        host=host or "127.0.0.1",
+        port=int(port or 0),
+        advertise_host=advertise_host,
+        image_cache=settings.image_cache_dir,
+    )
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(
+            "Preparing the default image (first run builds it: about a minute)..."
+        )
+
+        def on_progress(line: str) -> None:
+            progress.update(task, description=f"Building the default image: {line[:70]}")
+
+        runner = Node(config, progress=on_progress)
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, runner.stop)
+            ready = asyncio.Event()
+            run = asyncio.create_task(runner.run(ready))
+            done, _ = await asyncio.wait(
+                {run, asyncio.create_task(ready.wait())}, return_when=asyncio.FIRST_COMPLETED
+            )
+            progress.stop()
+            if ready.is_set():
+                console.print(
+                    f"[bold green]Node[/] {config.name} serving at {runner.url}, registered as {runner.server_id}"
+                )
+            await run
+
+        asyncio.run(main())
+
+
+@app.command()
 def migrate(data_dir: DataDir = Path(".forkyard")) -> None:
     """Apply database migrations and exit."""
     from forkyard.db.migrate import current_revision

@@ -1,5 +1,6 @@
 """Imports every domain's tables so Base.metadata is complete (migrations, tests)."""
 
+from forkyard.compute import models as compute_models  # noqa: F401
 from forkyard.db.base import Base
 from forkyard.identity import models as identity_models  # noqa: F401
 from forkyard.jobs import models as job_models  # noqa: F401

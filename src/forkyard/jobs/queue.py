@@ -28,6 +28,8 @@ class JobContext:
 JobHandler = Callable[[JobContext, dict[str, Any]], Awaitable[None]]
 
 HANDLERS: dict[str, JobHandler] = {}
+# Periodic work every worker runs on a timer (idempotent sweeps): name -> (seconds, handler).
+PERIODIC: dict[str, tuple[float, JobHandler]] = {}
 
 
 def job(name: str) -> Callable[[JobHandler], JobHandler]:
@@ -35,6 +37,16 @@ def job(name: str) -> Callable[[JobHandler], JobHandler]:
 
     def register(fn: JobHandler) -> JobHandler:
         HANDLERS[name] = fn
+        return fn
+
+    return register
+
+
+def periodic(name: str, every_s: float) -> Callable[[JobHandler], JobHandler]:
+    """Register a sweep the worker runs every `every_s` seconds in its own transaction."""
+
+    def register(fn: JobHandler) -> JobHandler:
+        PERIODIC[name] = (every_s, fn)
         return fn
 
     return register

@@ -4,6 +4,7 @@ exponential backoff, and keeps jobs that fail for good as status `failed`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -16,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from forkyard.config import Settings
 from forkyard.db.engine import Database
 from forkyard.jobs.models import Job, WorkerHeartbeat
-from forkyard.jobs.queue import HANDLERS, JobContext
+from forkyard.jobs.queue import HANDLERS, PERIODIC, JobContext
 from forkyard.kit.clock import utcnow
 
 log = logging.getLogger("forkyard.worker")
@@ -140,6 +141,25 @@ class Worker:
             except TimeoutError:
                 pass
 
+    async def _periodic(self, name: str, every_s: float) -> None:
+        _, handler = PERIODIC[name]
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), every_s)
+            if self._stop.is_set():
+                return
+            try:
+                async with self.db.transaction() as session:
+                    await handler(JobContext(session, self.settings, name, 0), {})
+            except Exception as exc:
+                log.warning("periodic %s failed: %s", name, exc)
+
+    async def run_periodic_now(self) -> None:
+        """Run every periodic sweep once (tests)."""
+        for name, (_, handler) in PERIODIC.items():
+            async with self.db.transaction() as session:
+                await handler(JobContext(session, self.settings, name, 0), {})
+
     async def _spawn(self, claimed: Job) -> None:
         async def run() -> None:
             try:
@@ -154,6 +174,9 @@ class Worker:
     async def run(self) -> None:
         log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
         helpers = [asyncio.create_task(self._listen()), asyncio.create_task(self._heartbeats())]
+        helpers += [
+            asyncio.create_task(self._periodic(n, every)) for n, (every, _) in PERIODIC.items()
+        ]
         try:
             while not self._stop.is_set():
                 await self._slots.acquire()

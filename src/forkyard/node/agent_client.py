@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -125,12 +126,26 @@ class AgentClient:
 
     @classmethod
     async def connect(cls, socket_path: str, *, timeout: float = 5.0) -> AgentClient:
+        # A unix socket path is limited to 107 bytes; deep data dirs exceed it. Reach the socket
+        # through a short /proc/self/fd path to its directory instead.
+        dir_fd = None
+        path = socket_path
+        if len(socket_path.encode()) > 100:
+            head, _, name = socket_path.rpartition("/")
+            try:
+                dir_fd = os.open(head, os.O_PATH | os.O_DIRECTORY)
+            except OSError as exc:
+                raise AgentUnavailable(f"cannot connect to agent at {socket_path}: {exc}") from None
+            path = f"/proc/self/fd/{dir_fd}/{name}"
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(socket_path, limit=2 * p.MAX_PAYLOAD), timeout
+                asyncio.open_unix_connection(path, limit=2 * p.MAX_PAYLOAD), timeout
             )
         except (OSError, TimeoutError) as exc:
             raise AgentUnavailable(f"cannot connect to agent at {socket_path}: {exc}") from None
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
         return cls(reader, writer)
 
     @property

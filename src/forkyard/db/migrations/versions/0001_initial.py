@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 01:59:04.687372
+Create Date: 2026-11-29 02:41:13.066243
 """
 
 from collections.abc import Sequence
@@ -40,6 +40,27 @@ def upgrade() -> None:
     op.create_index(op.f("ix_audit_events_target_id"), "audit_events", ["target_id"], unique=False)
     op.create_index("ix_audit_org_created", "audit_events", ["org_id", "created_at"], unique=False)
     op.create_table(
+        "compute_servers",
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("url", sa.String(length=400), nullable=False),
+        sa.Column("secret_encrypted", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("driver", sa.String(length=40), nullable=False),
+        sa.Column("driver_version", sa.String(length=40), nullable=False),
+        sa.Column("cpus", sa.Integer(), nullable=False),
+        sa.Column("memory_mb", sa.Integer(), nullable=False),
+        sa.Column("disk_mb", sa.Integer(), nullable=False),
+        sa.Column("disk_free_mb", sa.Integer(), nullable=False),
+        sa.Column("slots", sa.Integer(), nullable=False),
+        sa.Column("running_instances", sa.Integer(), nullable=False),
+        sa.Column("last_heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("metrics", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_compute_servers")),
+        sa.UniqueConstraint("name", name=op.f("uq_compute_servers_name")),
+    )
+    op.create_table(
         "idempotency_records",
         sa.Column("principal", sa.String(length=80), nullable=False),
         sa.Column("key", sa.String(length=200), nullable=False),
@@ -69,6 +90,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
     )
     op.create_index("ix_jobs_ready", "jobs", ["status", "run_at"], unique=False)
+    op.create_table(
+        "oauth_states",
+        sa.Column("state_hash", sa.String(length=64), nullable=False),
+        sa.Column("provider", sa.String(length=40), nullable=False),
+        sa.Column("secrets_enc", sa.Text(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_oauth_states")),
+        sa.UniqueConstraint("state_hash", name=op.f("uq_oauth_states_state_hash")),
+    )
     op.create_table(
         "orgs",
         sa.Column("name", sa.String(length=200), nullable=False),
@@ -169,6 +202,41 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_auth_sessions_user_id"), "auth_sessions", ["user_id"], unique=False)
     op.create_table(
+        "instances",
+        sa.Column("org_id", sa.String(length=40), nullable=False),
+        sa.Column("created_by", sa.String(length=40), nullable=True),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("status_reason", sa.Text(), nullable=True),
+        sa.Column("server_id", sa.String(length=40), nullable=True),
+        sa.Column("profile_id", sa.String(length=40), nullable=True),
+        sa.Column("image", sa.String(length=200), nullable=False),
+        sa.Column("vcpus", sa.Float(), nullable=False),
+        sa.Column("memory_mb", sa.Integer(), nullable=False),
+        sa.Column("disk_mb", sa.Integer(), nullable=False),
+        sa.Column("env", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("labels", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("idle_timeout_s", sa.Integer(), nullable=True),
+        sa.Column("setup_commands", postgresql.ARRAY(sa.Text()), nullable=False),
+        sa.Column("setup_done", sa.Boolean(), nullable=False),
+        sa.Column("last_activity_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["org_id"], ["orgs.id"], name=op.f("fk_instances_org_id_orgs"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["server_id"],
+            ["compute_servers.id"],
+            name=op.f("fk_instances_server_id_compute_servers"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_instances")),
+    )
+    op.create_index(op.f("ix_instances_org_id"), "instances", ["org_id"], unique=False)
+    op.create_index("ix_instances_org_status", "instances", ["org_id", "status"], unique=False)
+    op.create_index(op.f("ix_instances_server_id"), "instances", ["server_id"], unique=False)
+    op.create_table(
         "invitations",
         sa.Column("org_id", sa.String(length=40), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=False),
@@ -209,6 +277,32 @@ def upgrade() -> None:
         op.f("ix_ip_allowlist_entries_org_id"), "ip_allowlist_entries", ["org_id"], unique=False
     )
     op.create_table(
+        "login_challenges",
+        sa.Column("user_id", sa.String(length=40), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("method", sa.String(length=20), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("codes_sent", sa.Integer(), nullable=False),
+        sa.Column("webauthn_challenge", sa.String(length=200), nullable=True),
+        sa.Column("ip", sa.String(length=64), nullable=True),
+        sa.Column("user_agent", sa.String(length=400), nullable=True),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_login_challenges_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_login_challenges")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_login_challenges_token_hash")),
+    )
+    op.create_index(
+        op.f("ix_login_challenges_user_id"), "login_challenges", ["user_id"], unique=False
+    )
+    op.create_table(
         "memberships",
         sa.Column("org_id", sa.String(length=40), nullable=False),
         sa.Column("user_id", sa.String(length=40), nullable=False),
@@ -226,6 +320,68 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_memberships_org_id"), "memberships", ["org_id"], unique=False)
     op.create_index(op.f("ix_memberships_user_id"), "memberships", ["user_id"], unique=False)
+    op.create_table(
+        "mfa_backup_codes",
+        sa.Column("user_id", sa.String(length=40), nullable=False),
+        sa.Column("code_hash", sa.String(length=64), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_mfa_backup_codes_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_mfa_backup_codes")),
+    )
+    op.create_index(
+        op.f("ix_mfa_backup_codes_user_id"), "mfa_backup_codes", ["user_id"], unique=False
+    )
+    op.create_table(
+        "mfa_factors",
+        sa.Column("user_id", sa.String(length=40), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("secret_enc", sa.Text(), nullable=True),
+        sa.Column("phone", sa.String(length=32), nullable=True),
+        sa.Column("totp_last_step", sa.BigInteger(), nullable=True),
+        sa.Column("credential_id", sa.String(length=1400), nullable=True),
+        sa.Column("public_key", sa.Text(), nullable=True),
+        sa.Column("sign_count", sa.BigInteger(), nullable=False),
+        sa.Column("pending_challenge", sa.String(length=200), nullable=True),
+        sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_mfa_factors_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_mfa_factors")),
+        sa.UniqueConstraint("credential_id", name=op.f("uq_mfa_factors_credential_id")),
+    )
+    op.create_index(op.f("ix_mfa_factors_user_id"), "mfa_factors", ["user_id"], unique=False)
+    op.create_table(
+        "oauth_identities",
+        sa.Column("user_id", sa.String(length=40), nullable=False),
+        sa.Column("provider", sa.String(length=40), nullable=False),
+        sa.Column("subject", sa.String(length=255), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=True),
+        sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_oauth_identities_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_oauth_identities")),
+        sa.UniqueConstraint("provider", "subject", name=op.f("uq_oauth_identities_provider")),
+    )
+    op.create_index(
+        op.f("ix_oauth_identities_user_id"), "oauth_identities", ["user_id"], unique=False
+    )
     op.create_table(
         "one_time_tokens",
         sa.Column("user_id", sa.String(length=40), nullable=False),
@@ -249,6 +405,104 @@ def upgrade() -> None:
         op.f("ix_one_time_tokens_user_id"), "one_time_tokens", ["user_id"], unique=False
     )
     op.create_table(
+        "profiles",
+        sa.Column("org_id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("image", sa.String(length=200), nullable=False),
+        sa.Column("vcpus", sa.Float(), nullable=False),
+        sa.Column("memory_mb", sa.Integer(), nullable=False),
+        sa.Column("disk_mb", sa.Integer(), nullable=False),
+        sa.Column("env", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("idle_timeout_s", sa.Integer(), nullable=True),
+        sa.Column("setup_commands", postgresql.ARRAY(sa.Text()), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["org_id"], ["orgs.id"], name=op.f("fk_profiles_org_id_orgs"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_profiles")),
+        sa.UniqueConstraint("org_id", "name", name=op.f("uq_profiles_org_id")),
+    )
+    op.create_index(op.f("ix_profiles_org_id"), "profiles", ["org_id"], unique=False)
+    op.create_table(
+        "ssh_keys",
+        sa.Column("user_id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("key_type", sa.String(length=40), nullable=False),
+        sa.Column("public_key", sa.Text(), nullable=False),
+        sa.Column("fingerprint", sa.String(length=64), nullable=False),
+        sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_ssh_keys_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ssh_keys")),
+        sa.UniqueConstraint("user_id", "fingerprint", name=op.f("uq_ssh_keys_user_id")),
+    )
+    op.create_index(op.f("ix_ssh_keys_fingerprint"), "ssh_keys", ["fingerprint"], unique=False)
+    op.create_index(op.f("ix_ssh_keys_user_id"), "ssh_keys", ["user_id"], unique=False)
+    op.create_table(
+        "exec_records",
+        sa.Column("instance_id", sa.String(length=40), nullable=False),
+        sa.Column("org_id", sa.String(length=40), nullable=False),
+        sa.Column("command", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("exit_code", sa.Integer(), nullable=True),
+        sa.Column("streamed", sa.Boolean(), nullable=False),
+        sa.Column("duration_ms", sa.Float(), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["instance_id"],
+            ["instances.id"],
+            name=op.f("fk_exec_records_instance_id_instances"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_exec_records")),
+    )
+    op.create_index(
+        "ix_exec_records_instance_created",
+        "exec_records",
+        ["instance_id", "created_at"],
+        unique=False,
+    )
+    op.create_table(
+        "mfa_codes",
+        sa.Column("user_id", sa.String(length=40), nullable=False),
+        sa.Column("purpose", sa.String(length=40), nullable=False),
+        sa.Column("factor_id", sa.String(length=40), nullable=True),
+        sa.Column("challenge_id", sa.String(length=40), nullable=True),
+        sa.Column("target", sa.String(length=320), nullable=True),
+        sa.Column("code_hash", sa.String(length=64), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["challenge_id"],
+            ["login_challenges.id"],
+            name=op.f("fk_mfa_codes_challenge_id_login_challenges"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["factor_id"],
+            ["mfa_factors.id"],
+            name=op.f("fk_mfa_codes_factor_id_mfa_factors"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_mfa_codes_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_mfa_codes")),
+    )
+    op.create_index(op.f("ix_mfa_codes_challenge_id"), "mfa_codes", ["challenge_id"], unique=False)
+    op.create_index(op.f("ix_mfa_codes_factor_id"), "mfa_codes", ["factor_id"], unique=False)
+    op.create_index(op.f("ix_mfa_codes_user_id"), "mfa_codes", ["user_id"], unique=False)
+    op.create_table(
         "sudo_grants",
         sa.Column("session_id", sa.String(length=40), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
@@ -265,22 +519,72 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name=op.f("uq_sudo_grants_token_hash")),
     )
     op.create_index(op.f("ix_sudo_grants_session_id"), "sudo_grants", ["session_id"], unique=False)
+    op.create_table(
+        "vms",
+        sa.Column("instance_id", sa.String(length=40), nullable=False),
+        sa.Column("server_id", sa.String(length=40), nullable=True),
+        sa.Column("state", sa.String(length=20), nullable=False),
+        sa.Column("pid", sa.Integer(), nullable=True),
+        sa.Column("boot_ms", sa.Float(), nullable=True),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("stopped_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("boots", sa.Integer(), nullable=False),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["instance_id"],
+            ["instances.id"],
+            name=op.f("fk_vms_instance_id_instances"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["server_id"], ["compute_servers.id"], name=op.f("fk_vms_server_id_compute_servers")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_vms")),
+        sa.UniqueConstraint("instance_id", name=op.f("uq_vms_instance_id")),
+    )
+    op.create_index(op.f("ix_vms_server_id"), "vms", ["server_id"], unique=False)
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_index(op.f("ix_vms_server_id"), table_name="vms")
+    op.drop_table("vms")
     op.drop_index(op.f("ix_sudo_grants_session_id"), table_name="sudo_grants")
     op.drop_table("sudo_grants")
+    op.drop_index(op.f("ix_mfa_codes_user_id"), table_name="mfa_codes")
+    op.drop_index(op.f("ix_mfa_codes_factor_id"), table_name="mfa_codes")
+    op.drop_index(op.f("ix_mfa_codes_challenge_id"), table_name="mfa_codes")
+    op.drop_table("mfa_codes")
+    op.drop_index("ix_exec_records_instance_created", table_name="exec_records")
+    op.drop_table("exec_records")
+    op.drop_index(op.f("ix_ssh_keys_user_id"), table_name="ssh_keys")
+    op.drop_index(op.f("ix_ssh_keys_fingerprint"), table_name="ssh_keys")
+    op.drop_table("ssh_keys")
+    op.drop_index(op.f("ix_profiles_org_id"), table_name="profiles")
+    op.drop_table("profiles")
     op.drop_index(op.f("ix_one_time_tokens_user_id"), table_name="one_time_tokens")
     op.drop_table("one_time_tokens")
+    op.drop_index(op.f("ix_oauth_identities_user_id"), table_name="oauth_identities")
+    op.drop_table("oauth_identities")
+    op.drop_index(op.f("ix_mfa_factors_user_id"), table_name="mfa_factors")
+    op.drop_table("mfa_factors")
+    op.drop_index(op.f("ix_mfa_backup_codes_user_id"), table_name="mfa_backup_codes")
+    op.drop_table("mfa_backup_codes")
     op.drop_index(op.f("ix_memberships_user_id"), table_name="memberships")
     op.drop_index(op.f("ix_memberships_org_id"), table_name="memberships")
     op.drop_table("memberships")
+    op.drop_index(op.f("ix_login_challenges_user_id"), table_name="login_challenges")
+    op.drop_table("login_challenges")
     op.drop_index(op.f("ix_ip_allowlist_entries_org_id"), table_name="ip_allowlist_entries")
     op.drop_table("ip_allowlist_entries")
     op.drop_index(op.f("ix_invitations_org_id"), table_name="invitations")
     op.drop_table("invitations")
+    op.drop_index(op.f("ix_instances_server_id"), table_name="instances")
+    op.drop_index("ix_instances_org_status", table_name="instances")
+    op.drop_index(op.f("ix_instances_org_id"), table_name="instances")
+    op.drop_table("instances")
     op.drop_index(op.f("ix_auth_sessions_user_id"), table_name="auth_sessions")
     op.drop_table("auth_sessions")
     op.drop_index(op.f("ix_api_keys_org_id"), table_name="api_keys")
@@ -289,9 +593,11 @@ def downgrade() -> None:
     op.drop_index("uq_users_email_live", table_name="users", postgresql_where="deleted_at IS NULL")
     op.drop_table("users")
     op.drop_table("orgs")
+    op.drop_table("oauth_states")
     op.drop_index("ix_jobs_ready", table_name="jobs")
     op.drop_table("jobs")
     op.drop_table("idempotency_records")
+    op.drop_table("compute_servers")
     op.drop_index("ix_audit_org_created", table_name="audit_events")
     op.drop_index(op.f("ix_audit_events_target_id"), table_name="audit_events")
     op.drop_index(op.f("ix_audit_events_org_id"), table_name="audit_events")

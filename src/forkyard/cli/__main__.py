@@ -1,0 +1,3 @@
+from forkyard.cli.main import app
+
+app()

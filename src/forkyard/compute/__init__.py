@@ -1,0 +1,1 @@
+"""Compute: servers, instances and their VMs, profiles, exec and files."""

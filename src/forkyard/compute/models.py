@@ -1,0 +1,117 @@
+"""Compute tables: servers (nodes), instances (durable workspaces), VMs (their running part),
+profiles, and an exec history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from forkyard.db.base import Base, IdMixin
+
+INSTANCE_STATUSES = ("provisioning", "running", "stopping", "stopped", "error", "deleting")
+
+
+class ComputeServer(IdMixin, Base):
+    __tablename__ = "compute_servers"
+    id_prefix = "srv"
+
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    url: Mapped[str] = mapped_column(String(400))
+    # Secret the control plane presents when calling the node, encrypted at rest.
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    # active | draining | disabled | unreachable
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    driver: Mapped[str] = mapped_column(String(40))
+    driver_version: Mapped[str] = mapped_column(String(40), default="")
+    cpus: Mapped[int] = mapped_column(Integer, default=0)
+    memory_mb: Mapped[int] = mapped_column(Integer, default=0)
+    disk_mb: Mapped[int] = mapped_column(Integer, default=0)
+    disk_free_mb: Mapped[int] = mapped_column(Integer, default=0)
+    slots: Mapped[int] = mapped_column(Integer, default=0)
+    running_instances: Mapped[int] = mapped_column(Integer, default=0)
+    last_heartbeat_at: Mapped[datetime | None]
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class Profile(IdMixin, Base):
+    __tablename__ = "profiles"
+    id_prefix = "prof"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    image: Mapped[str] = mapped_column(String(200), default="default")
+    vcpus: Mapped[float] = mapped_column(Float, default=1)
+    memory_mb: Mapped[int] = mapped_column(Integer, default=512)
+    disk_mb: Mapped[int] = mapped_column(Integer, default=1024)
+    env: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
+    idle_timeout_s: Mapped[int | None] = mapped_column(Integer)
+    setup_commands: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    updated_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+
+
+class Instance(IdMixin, Base):
+    __tablename__ = "instances"
+    id_prefix = "inst"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    created_by: Mapped[str | None] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="provisioning")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    server_id: Mapped[str | None] = mapped_column(ForeignKey("compute_servers.id"), index=True)
+    profile_id: Mapped[str | None] = mapped_column(String(40))
+    image: Mapped[str] = mapped_column(String(200), default="default")
+    vcpus: Mapped[float] = mapped_column(Float)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    disk_mb: Mapped[int] = mapped_column(Integer)
+    env: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
+    labels: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
+    idle_timeout_s: Mapped[int | None] = mapped_column(Integer)
+    setup_commands: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    setup_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_activity_at: Mapped[datetime]
+    updated_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_instances_org_status", "org_id", "status"),)
+
+
+class Vm(IdMixin, Base):
+    """The running part of an instance. One row per instance, reused across boots."""
+
+    __tablename__ = "vms"
+    id_prefix = "vm"
+
+    instance_id: Mapped[str] = mapped_column(
+        ForeignKey("instances.id", ondelete="CASCADE"), unique=True
+    )
+    server_id: Mapped[str | None] = mapped_column(ForeignKey("compute_servers.id"), index=True)
+    # pending | booting | running | stopping | stopped | unreachable | failed
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    pid: Mapped[int | None] = mapped_column(Integer)
+    boot_ms: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[datetime | None]
+    stopped_at: Mapped[datetime | None]
+    boots: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ExecRecord(IdMixin, Base):
+    __tablename__ = "exec_records"
+    id_prefix = "exec"
+
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"))
+    org_id: Mapped[str] = mapped_column(String(40))
+    command: Mapped[str] = mapped_column(Text)
+    # running | exited | timed_out | failed | killed
+    status: Mapped[str] = mapped_column(String(20))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    streamed: Mapped[bool] = mapped_column(Boolean, default=False)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_exec_records_instance_created", "instance_id", "created_at"),)

@@ -1,0 +1,294 @@
+"""Instances and their VMs, and profiles (tags instances, vms, profiles)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request, Response
+from sqlalchemy import select
+
+from forkyard.audit.service import record
+from forkyard.compute import schemas
+from forkyard.compute.errors import InstanceNotRunning, ProfileInUse
+from forkyard.compute.models import Instance, Profile, Vm
+from forkyard.compute.service import (
+    create_instance,
+    get_instance,
+    get_profile,
+    get_vm,
+    instance_out,
+    node_for,
+    transition,
+)
+from forkyard.db.session import DbSession
+from forkyard.identity.deps import Reader, Writer, settings_of
+from forkyard.jobs import enqueue
+from forkyard.kit.clock import utcnow
+from forkyard.kit.pagination import Page, PageParams, page_params, paginate
+from forkyard.kit.routing import protected_router
+
+instances = protected_router("instances", prefix="/v1/instances")
+vms = protected_router("vms", prefix="/v1/instances")
+profiles = protected_router("profiles", prefix="/v1/profiles")
+
+Paging = Annotated[PageParams, Depends(page_params)]
+
+
+@instances.post("", status_code=202, response_model=schemas.InstanceOut)
+async def create_instance_route(
+    body: schemas.InstanceCreate, request: Request, session: DbSession, principal: Writer
+) -> schemas.InstanceOut:
+    """Create an instance; it answers `provisioning` and becomes `running` when its agent answers."""
+    instance = await create_instance(session, settings_of(request), principal, body)
+    await record(
+        session,
+        "instance.created",
+        principal=principal,
+        target_type="instance",
+        target_id=instance.id,
+    )
+    return instance_out(instance)
+
+
+@instances.get("", response_model=Page[schemas.InstanceOut])
+async def list_instances(
+    session: DbSession,
+    principal: Reader,
+    page: Paging,
+    status: Annotated[str | None, Query(description="Only instances in this status.")] = None,
+    label: Annotated[
+        list[str] | None, Query(description="`key=value`; repeat to require several.")
+    ] = None,
+) -> Page[schemas.InstanceOut]:
+    """The org's instances, newest first, filtered by status and labels."""
+    stmt = select(Instance).where(Instance.org_id == principal.org_id)
+    if status:
+        stmt = stmt.where(Instance.status == status)
+    for item in label or []:
+        key, _, value = item.partition("=")
+        stmt = stmt.where(Instance.labels.contains({key: value}))
+    rows, cursor = await paginate(session, stmt, Instance, page)
+    return Page(data=[instance_out(i) for i in rows], next_cursor=cursor)
+
+
+@instances.get("/{id}", response_model=schemas.InstanceOut)
+async def get_instance_route(id: str, session: DbSession, principal: Reader) -> schemas.InstanceOut:
+    """One instance."""
+    return instance_out(await get_instance(session, principal, id))
+
+
+@instances.patch("/{id}", response_model=schemas.InstanceOut)
+async def update_instance(
+    id: str, body: schemas.InstanceUpdate, session: DbSession, principal: Writer
+) -> schemas.InstanceOut:
+    """Rename an instance or change its labels or idle timeout."""
+    instance = await get_instance(session, principal, id, lock=True)
+    if body.name is not None:
+        instance.name = body.name
+    if body.labels is not None:
+        instance.labels = body.labels
+    if "idle_timeout_s" in body.model_fields_set:
+        instance.idle_timeout_s = body.idle_timeout_s
+    instance.updated_at = utcnow()
+    return instance_out(instance)
+
+
+@instances.delete("/{id}", status_code=202, response_model=schemas.InstanceOut)
+async def delete_instance(id: str, session: DbSession, principal: Writer) -> schemas.InstanceOut:
+    """Delete an instance: every process, mount, cgroup and byte of its storage goes."""
+    instance = await get_instance(session, principal, id, lock=True)
+    transition(
+        instance, ("provisioning", "running", "stopping", "stopped", "error"), "deleting", "delete"
+    )
+    await enqueue(session, "instance.destroy", {"instance_id": instance.id})
+    await record(
+        session,
+        "instance.deleted",
+        principal=principal,
+        target_type="instance",
+        target_id=instance.id,
+    )
+    return instance_out(instance)
+
+
+# --- the VM: the running part of the instance ---
+
+
+def vm_out(vm: Vm) -> schemas.VmOut:
+    running = vm.state == "running" and vm.started_at is not None
+    return schemas.VmOut(
+        id=vm.id,
+        instance_id=vm.instance_id,
+        state=vm.state,
+        server_id=vm.server_id,
+        pid=vm.pid,
+        boot_ms=vm.boot_ms,
+        started_at=vm.started_at,
+        stopped_at=vm.stopped_at,
+        boots=vm.boots,
+        uptime_s=(utcnow() - vm.started_at).total_seconds() if running and vm.started_at else None,
+    )
+
+
+@vms.get("/{id}/vm", response_model=schemas.VmOut)
+async def get_vm_route(
+    id: str, request: Request, session: DbSession, principal: Reader
+) -> schemas.VmOut:
+    """The instance's VM: state, server, pid, uptime, and live cpu, memory and disk use."""
+    instance = await get_instance(session, principal, id)
+    vm = await get_vm(session, instance)
+    out = vm_out(vm)
+    if vm.state == "running":
+        node = await node_for(session, settings_of(request), vm.server_id)
+        stats = await node.json("GET", f"/node/instances/{instance.id}/stats")
+        out.cpu_seconds = stats["cpu_seconds"]
+        out.memory_bytes = stats["memory_bytes"]
+        out.memory_limit_bytes = stats["memory_limit_bytes"]
+        out.disk_used_bytes = stats["disk_used_bytes"]
+        out.disk_total_bytes = stats["disk_total_bytes"]
+        out.pids = stats["pids"]
+    return out
+
+
+@vms.post("/{id}/vm", status_code=202, response_model=schemas.InstanceOut)
+async def start_vm(id: str, session: DbSession, principal: Writer) -> schemas.InstanceOut:
+    """Boot a stopped instance again; its disk is as it was."""
+    instance = await get_instance(session, principal, id, lock=True)
+    transition(instance, ("stopped", "error"), "provisioning", "start")
+    await enqueue(session, "instance.boot", {"instance_id": instance.id})
+    return instance_out(instance)
+
+
+@vms.delete("/{id}/vm", status_code=202, response_model=schemas.InstanceOut)
+async def stop_vm(id: str, session: DbSession, principal: Writer) -> schemas.InstanceOut:
+    """Stop the instance's VM; the disk stays for the next boot."""
+    instance = await get_instance(session, principal, id, lock=True)
+    transition(instance, ("running", "error"), "stopping", "stop")
+    await enqueue(
+        session, "instance.stop", {"instance_id": instance.id, "reason": "stopped_by_user"}
+    )
+    return instance_out(instance)
+
+
+@vms.post("/{id}/vm/restart", response_model=schemas.InstanceOut)
+async def restart_vm(
+    id: str, request: Request, session: DbSession, principal: Writer
+) -> schemas.InstanceOut:
+    """Restart the VM: every process restarts, files stay. Returns when it is running again."""
+    instance = await get_instance(session, principal, id, lock=True)
+    if instance.status != "running":
+        raise InstanceNotRunning(
+            f"Instance {instance.id} is {instance.status}.", details={"status": instance.status}
+        )
+    settings = settings_of(request)
+    node = await node_for(session, settings, instance.server_id)
+    vm = await get_vm(session, instance)
+    from forkyard.compute.service import sandbox_spec
+
+    await node.json("POST", f"/node/instances/{instance.id}/stop")
+    info = await node.json(
+        "PUT", f"/node/instances/{instance.id}", sandbox_spec(instance, settings), timeout=120
+    )
+    now = utcnow()
+    vm.pid, vm.boot_ms, vm.started_at, vm.boots = info["pid"], info["boot_ms"], now, vm.boots + 1
+    instance.last_activity_at = now
+    return instance_out(instance)
+
+
+@vms.post("/{id}/vm/flush", response_model=schemas.VmOut)
+async def flush_vm(
+    id: str, request: Request, session: DbSession, principal: Writer
+) -> schemas.VmOut:
+    """Make every write durable on the server's disk; returns when it is."""
+    instance = await get_instance(session, principal, id)
+    if instance.status != "running":
+        raise InstanceNotRunning(
+            f"Instance {instance.id} is {instance.status}.", details={"status": instance.status}
+        )
+    node = await node_for(session, settings_of(request), instance.server_id)
+    await node.json("POST", f"/node/instances/{instance.id}/flush")
+    return vm_out(await get_vm(session, instance))
+
+
+# --- profiles ---
+
+
+def profile_out(p: Profile) -> schemas.ProfileOut:
+    return schemas.ProfileOut(
+        id=p.id,
+        org_id=p.org_id,
+        name=p.name,
+        image=p.image,
+        vcpus=p.vcpus,
+        memory_mb=p.memory_mb,
+        disk_mb=p.disk_mb,
+        env=p.env,
+        idle_timeout_s=p.idle_timeout_s,
+        setup_commands=list(p.setup_commands),
+        created_at=p.created_at,
+        updated_at=p.updated_at,
+    )
+
+
+async def _name_taken(
+    session: DbSession, org_id: str | None, name: str, exclude: str | None = None
+) -> bool:
+    stmt = select(Profile.id).where(Profile.org_id == org_id, Profile.name == name)
+    if exclude:
+        stmt = stmt.where(Profile.id != exclude)
+    return (await session.execute(stmt)).first() is not None
+
+
+@profiles.get("", response_model=Page[schemas.ProfileOut])
+async def list_profiles(
+    session: DbSession, principal: Reader, page: Paging
+) -> Page[schemas.ProfileOut]:
+    """The org's profiles, newest first."""
+    rows, cursor = await paginate(
+        session, select(Profile).where(Profile.org_id == principal.org_id), Profile, page
+    )
+    return Page(data=[profile_out(p) for p in rows], next_cursor=cursor)
+
+
+@profiles.post("", status_code=201, response_model=schemas.ProfileOut)
+async def create_profile(
+    body: schemas.ProfileCreate, session: DbSession, principal: Writer
+) -> schemas.ProfileOut:
+    """A named preset to create instances from: image, size, env, idle timeout, setup commands."""
+    if await _name_taken(session, principal.org_id, body.name):
+        raise ProfileInUse(details={"name": body.name})
+    profile = Profile(org_id=principal.org_id, **body.model_dump())
+    session.add(profile)
+    await session.flush()
+    return profile_out(profile)
+
+
+@profiles.get("/{id}", response_model=schemas.ProfileOut)
+async def get_profile_route(id: str, session: DbSession, principal: Reader) -> schemas.ProfileOut:
+    """One profile."""
+    return profile_out(await get_profile(session, principal, id))
+
+
+@profiles.patch("/{id}", response_model=schemas.ProfileOut)
+async def update_profile(
+    id: str, body: schemas.ProfileUpdate, session: DbSession, principal: Writer
+) -> schemas.ProfileOut:
+    """Change a profile; instances already created keep their settings."""
+    profile = await get_profile(session, principal, id)
+    changes = body.model_dump(exclude_unset=True)
+    if "name" in changes and await _name_taken(
+        session, principal.org_id, changes["name"], exclude=profile.id
+    ):
+        raise ProfileInUse(details={"name": changes["name"]})
+    for key, value in changes.items():
+        if value is not None or key == "idle_timeout_s":
+            setattr(profile, key, value)
+    profile.updated_at = utcnow()
+    return profile_out(profile)
+
+
+@profiles.delete("/{id}", status_code=204)
+async def delete_profile(id: str, session: DbSession, principal: Writer) -> Response:
+    """Delete a profile; instances created from it are unaffected."""
+    await session.delete(await get_profile(session, principal, id))
+    return Response(status_code=204)

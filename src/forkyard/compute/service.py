@@ -1,0 +1,393 @@
+"""The rules of compute: placement, quotas, instance state transitions, and the jobs that carry
+them out on nodes."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from forkyard.compute import schemas
+from forkyard.compute.errors import EmailNotVerified, InvalidTransition, NoCapacity
+from forkyard.compute.models import ComputeServer, Instance, Profile, Vm
+from forkyard.compute.node_client import NodeClient, node_clients
+from forkyard.config import Settings
+from forkyard.identity.models import User
+from forkyard.identity.principal import Principal
+from forkyard.jobs import enqueue, job
+from forkyard.jobs.queue import JobContext, periodic
+from forkyard.kit.clock import utcnow
+from forkyard.kit.errors import NotFound, QuotaExceeded
+from forkyard.kit.ids import has_prefix
+
+log = logging.getLogger("forkyard.compute")
+
+LIVE_STATUSES = ("provisioning", "running", "stopping", "stopped", "error")
+DEFAULT_VCPUS, DEFAULT_MEMORY_MB, DEFAULT_DISK_MB = 1.0, 512, 1024
+
+
+def capabilities(driver: str = "sandbox") -> schemas.Capabilities:
+    # The namespace sandbox keeps files, not memory: processes restart after a rollback.
+    return schemas.Capabilities(
+        driver=driver, memory_preserved_on_rollback=False, checkpoints=True, fork=True
+    )
+
+
+def instance_out(instance: Instance) -> schemas.InstanceOut:
+    return schemas.InstanceOut(
+        id=instance.id,
+        org_id=instance.org_id,
+        name=instance.name,
+        status=instance.status,
+        status_reason=instance.status_reason,
+        server_id=instance.server_id,
+        profile_id=instance.profile_id,
+        image=instance.image,
+        vcpus=instance.vcpus,
+        memory_mb=instance.memory_mb,
+        disk_mb=instance.disk_mb,
+        env=instance.env,
+        labels=instance.labels,
+        idle_timeout_s=instance.idle_timeout_s,
+        created_at=instance.created_at,
+        updated_at=instance.updated_at,
+        last_activity_at=instance.last_activity_at,
+        capabilities=capabilities(),
+    )
+
+
+async def get_instance(
+    session: AsyncSession, principal: Principal, instance_id: str, *, lock: bool = False
+) -> Instance:
+    """The caller's org's instance, or 404 (also for other orgs' and wrong-prefix ids)."""
+    if not has_prefix(instance_id, "inst"):
+        raise NotFound.of("Instance", instance_id)
+    stmt = select(Instance).where(Instance.id == instance_id, Instance.org_id == principal.org_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    instance = (await session.execute(stmt)).scalar_one_or_none()
+    if instance is None:
+        raise NotFound.of("Instance", instance_id)
+    return instance
+
+
+async def get_vm(session: AsyncSession, instance: Instance) -> Vm:
+    vm = (await session.execute(select(Vm).where(Vm.instance_id == instance.id))).scalar_one()
+    return vm
+
+
+def server_is_fresh(server: ComputeServer, settings: Settings) -> bool:
+    return server.last_heartbeat_at is not None and (
+        utcnow() - server.last_heartbeat_at <= timedelta(seconds=settings.server_stale_after_s)
+    )
+
+
+async def require_verified(session: AsyncSession, principal: Principal) -> None:
+    verified = (
+        (
+            await session.execute(
+                select(User.email_verified_at).where(User.id == principal.user_id)
+            )
+        ).scalar_one_or_none()
+        if principal.user_id
+        else None
+    )
+    if verified is None:
+        raise EmailNotVerified()
+
+
+async def check_quota(
+    session: AsyncSession,
+    settings: Settings,
+    org_id: str,
+    vcpus: float,
+    memory_mb: int,
+    count: int = 1,
+) -> None:
+    used = (
+        await session.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(Instance.vcpus), 0),
+                func.coalesce(func.sum(Instance.memory_mb), 0),
+            ).where(Instance.org_id == org_id, Instance.status.in_(LIVE_STATUSES))
+        )
+    ).one()
+    n, cpu, mem = int(used[0]), float(used[1]), int(used[2])
+    for limit, current, extra, cap in (
+        ("max_instances", n, count, settings.max_instances_per_org),
+        ("max_vcpus", cpu, vcpus * count, settings.max_vcpus_per_org),
+        ("max_memory_mb", mem, memory_mb * count, settings.max_memory_mb_per_org),
+    ):
+        if current + extra > cap:
+            raise QuotaExceeded(
+                f"This would exceed the org's {limit} limit of {cap} (in use: {current:g}).",
+                details={"limit": limit, "max": cap, "in_use": current, "requested": extra},
+            )
+
+
+async def place(session: AsyncSession, settings: Settings) -> ComputeServer:
+    """Pick an active, fresh server with room: the one with the most free slots."""
+    servers = (
+        (
+            await session.execute(
+                select(ComputeServer)
+                .where(ComputeServer.status == "active")
+                .with_for_update(skip_locked=False)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    candidates = []
+    for server in servers:
+        if not server_is_fresh(server, settings):
+            continue
+        placed = (
+            await session.execute(
+                select(func.count())
+                .select_from(Instance)
+                .where(
+                    Instance.server_id == server.id,
+                    Instance.status.in_(("provisioning", "running")),
+                )
+            )
+        ).scalar_one()
+        free = server.slots + server.running_instances - placed
+        if free > 0:
+            candidates.append((free, server))
+    if not candidates:
+        raise NoCapacity()
+    candidates.sort(key=lambda c: (-c[0], c[1].id))
+    return candidates[0][1]
+
+
+async def create_instance(
+    session: AsyncSession, settings: Settings, principal: Principal, body: schemas.InstanceCreate
+) -> Instance:
+    await require_verified(session, principal)
+    profile = None
+    if body.profile_id:
+        profile = await get_profile(session, principal, body.profile_id)
+    vcpus = body.vcpus or (profile.vcpus if profile else DEFAULT_VCPUS)
+    memory_mb = body.memory_mb or (profile.memory_mb if profile else DEFAULT_MEMORY_MB)
+    disk_mb = body.disk_mb or (profile.disk_mb if profile else DEFAULT_DISK_MB)
+    assert principal.org_id
+    await check_quota(session, settings, principal.org_id, vcpus, memory_mb)
+    server = await place(session, settings)
+    now = utcnow()
+    instance = Instance(
+        org_id=principal.org_id,
+        created_by=principal.user_id,
+        status="provisioning",
+        server_id=server.id,
+        profile_id=profile.id if profile else None,
+        image=body.image or (profile.image if profile else "default"),
+        vcpus=vcpus,
+        memory_mb=memory_mb,
+        disk_mb=disk_mb,
+        env={**(profile.env if profile else {}), **(body.env or {})},
+        labels=body.labels or {},
+        idle_timeout_s=body.idle_timeout_s
+        if body.idle_timeout_s is not None
+        else (profile.idle_timeout_s if profile else None),
+        setup_commands=list(profile.setup_commands) if profile else [],
+        setup_done=False,
+        last_activity_at=now,
+    )
+    instance.name = body.name or instance.id
+    session.add(instance)
+    await session.flush()
+    session.add(Vm(instance_id=instance.id, server_id=server.id, state="pending", boots=0))
+    await enqueue(session, "instance.boot", {"instance_id": instance.id})
+    return instance
+
+
+async def get_profile(session: AsyncSession, principal: Principal, profile_id: str) -> Profile:
+    profile = await session.get(Profile, profile_id) if has_prefix(profile_id, "prof") else None
+    if profile is None or profile.org_id != principal.org_id:
+        raise NotFound.of("Profile", profile_id)
+    return profile
+
+
+def transition(instance: Instance, allowed_from: tuple[str, ...], to: str, action: str) -> None:
+    if instance.status not in allowed_from:
+        raise InvalidTransition(
+            f"Cannot {action} instance {instance.id} while it is {instance.status}.",
+            details={"status": instance.status, "action": action},
+        )
+    instance.status = to
+    instance.status_reason = None
+    instance.updated_at = utcnow()
+
+
+def sandbox_spec(instance: Instance, settings: Settings) -> dict[str, Any]:
+    return {
+        "instance_id": instance.id,
+        "image": str(image_path(settings, instance.image)),
+        "vcpus": instance.vcpus,
+        "memory_mb": instance.memory_mb,
+        "disk_mb": instance.disk_mb,
+        "env": instance.env,
+        "hostname": instance.id.replace("_", "-"),
+        "layers": [],
+    }
+
+
+def image_path(settings: Settings, image: str) -> Path:
+    """Where the node finds an image. The node resolves `default` to its built default rootfs."""
+    return Path("default") if image == "default" else Path(image)
+
+
+async def node_for(session: AsyncSession, settings: Settings, server_id: str | None) -> NodeClient:
+    from forkyard.compute.errors import NodeUnreachable
+
+    server = await session.get(ComputeServer, server_id) if server_id else None
+    if server is None:
+        raise NodeUnreachable()
+    return node_clients.for_server(server, settings.secret_key)
+
+
+# --- jobs: each reloads state by id and is safe to run twice ---
+
+
+@job("instance.boot")
+async def boot_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
+    session, settings = ctx.session, ctx.settings
+    instance = await session.get(Instance, payload["instance_id"], with_for_update=True)
+    if instance is None or instance.status != "provisioning":
+        return
+    vm = await get_vm(session, instance)
+    node = await node_for(session, settings, instance.server_id)
+    vm.state = "booting"
+    try:
+        info = await node.json(
+            "PUT", f"/node/instances/{instance.id}", sandbox_spec(instance, settings), timeout=120
+        )
+    except Exception as exc:
+        vm.state = "failed"
+        instance.status, instance.status_reason = (
+            "error",
+            f"boot failed: {getattr(exc, 'message', str(exc))}"[:500],
+        )
+        log.warning("boot of %s failed: %s", instance.id, exc)
+        return
+    now = utcnow()
+    vm.state, vm.pid, vm.boot_ms, vm.started_at, vm.stopped_at = (
+        "running",
+        info["pid"],
+        info["boot_ms"],
+        now,
+        None,
+    )
+    vm.boots += 1
+    instance.last_activity_at = now
+    if instance.setup_commands and not instance.setup_done:
+        for command in instance.setup_commands:
+            result = await node.json(
+                "POST",
+                f"/node/instances/{instance.id}/exec",
+                {"command": command, "timeout_s": 600},
+                timeout=660,
+            )
+            if result["exit_code"] != 0:
+                instance.status, instance.status_reason = (
+                    "error",
+                    f"setup command failed ({result['exit_code']}): {command}"[:500],
+                )
+                return
+        instance.setup_done = True
+    instance.status, instance.status_reason = "running", None
+
+
+@job("instance.stop")
+async def stop_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
+    session, settings = ctx.session, ctx.settings
+    instance = await session.get(Instance, payload["instance_id"], with_for_update=True)
+    if instance is None or instance.status != "stopping":
+        return
+    vm = await get_vm(session, instance)
+    node = await node_for(session, settings, instance.server_id)
+    await node.json("POST", f"/node/instances/{instance.id}/stop")
+    vm.state, vm.stopped_at, vm.pid = "stopped", utcnow(), None
+    instance.status = "stopped"
+    instance.status_reason = payload.get("reason")
+    instance.updated_at = utcnow()
+
+
+@job("instance.destroy")
+async def destroy_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
+    session, settings = ctx.session, ctx.settings
+    instance = await session.get(Instance, payload["instance_id"], with_for_update=True)
+    if instance is None or instance.status != "deleting":
+        return
+    if instance.server_id:
+        node = await node_for(session, settings, instance.server_id)
+        await node.json("DELETE", f"/node/instances/{instance.id}", timeout=120)
+    await session.delete(instance)
+
+
+async def mark_stale_servers(session: AsyncSession, settings: Settings) -> int:
+    """Servers silent past the threshold become unreachable, and so do their running VMs."""
+    cutoff = utcnow() - timedelta(seconds=settings.server_stale_after_s)
+    stale = (
+        (
+            await session.execute(
+                select(ComputeServer).where(
+                    ComputeServer.status.in_(("active", "draining")),
+                    ComputeServer.last_heartbeat_at < cutoff,
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for server in stale:
+        server.status = "unreachable"
+        await session.execute(
+            update(Vm)
+            .where(Vm.server_id == server.id, Vm.state == "running")
+            .values(state="unreachable")
+        )
+        await session.execute(
+            update(Instance)
+            .where(Instance.server_id == server.id, Instance.status == "running")
+            .values(status="error", status_reason="server_unreachable")
+        )
+    return len(stale)
+
+
+async def stop_idle_instances(session: AsyncSession) -> int:
+    """Stop running instances with no exec, file or network activity for their idle timeout."""
+    now = utcnow()
+    idle = (
+        (
+            await session.execute(
+                select(Instance)
+                .where(Instance.status == "running", Instance.idle_timeout_s.is_not(None))
+                .with_for_update(skip_locked=True)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    stopped = 0
+    for instance in idle:
+        assert instance.idle_timeout_s is not None
+        if now - instance.last_activity_at >= timedelta(seconds=instance.idle_timeout_s):
+            instance.status = "stopping"
+            await enqueue(
+                session, "instance.stop", {"instance_id": instance.id, "reason": "idle_timeout"}
+            )
+            stopped += 1
+    return stopped
+
+
+@periodic("compute.sweep", every_s=5)
+async def compute_sweep(ctx: JobContext, payload: dict[str, Any]) -> None:
+    await mark_stale_servers(ctx.session, ctx.settings)
+    await stop_idle_instances(ctx.session)

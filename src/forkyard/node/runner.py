@@ -1,0 +1,186 @@
+"""The node process: build the default image, start the driver and the node API, register with
+the control plane, reconcile leftovers against what it says should exist, then heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from forkyard.node.drivers.sandbox import SandboxDriver
+from forkyard.node.images import ensure_default_image
+from forkyard.node.reconcile import reconcile
+from forkyard.node.server import create_node_app
+
+log = logging.getLogger("forkyard.node")
+
+HEARTBEAT_EVERY_S = 5.0
+DRIVER_VERSION = "1"
+
+
+@dataclass
+class NodeConfig:
+    control_plane: str
+    token: str
+    data_dir: Path
+    name: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    advertise_host: str | None = None
+    image_cache: Path | None = None
+    slots: int = 500
+    # Two nodes on one machine need distinct cgroup parents, or one's reconcile removes the other's.
+    cgroup_parent: str = "forkyard"
+
+
+def _memory_mb() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def capacity(data_dir: Path, slots: int, running: int) -> dict[str, Any]:
+    st = os.statvfs(data_dir)
+    return {
+        "cpus": os.cpu_count() or 1,
+        "memory_mb": _memory_mb(),
+        "disk_mb": st.f_blocks * st.f_frsize // 2**20,
+        "disk_free_mb": st.f_bavail * st.f_frsize // 2**20,
+        "slots": max(0, slots - running),
+        "running_instances": running,
+    }
+
+
+class Node:
+    def __init__(self, config: NodeConfig, progress: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.progress = progress
+        self.secret = secrets.token_urlsafe(32)
+        self.driver: SandboxDriver | None = None
+        self.server_id: str | None = None
+        self.url: str | None = None
+        self._server: uvicorn.Server | None = None
+        self._stop = asyncio.Event()
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.config.token}"}
+
+    def _states(self) -> dict[str, str]:
+        assert self.driver is not None
+        return {i: self.driver.state(i) for i in self.driver.list_owned()}
+
+    async def register(self, client: httpx.AsyncClient) -> dict[str, Any]:
+        assert self.driver is not None
+        states = self._states()
+        running = sum(1 for s in states.values() if s == "running")
+        body = {
+            "name": self.config.name,
+            "url": self.url,
+            "secret": self.secret,
+            "driver": self.driver.name,
+            "driver_version": DRIVER_VERSION,
+            "capacity": capacity(self.config.data_dir, self.config.slots, running),
+            "instances": states,
+        }
+        r = await client.post(
+            f"{self.config.control_plane}/v1/internal/servers/register",
+            json=body,
+            headers=self._headers(),
+        )
+        r.raise_for_status()
+        answer: dict[str, Any] = r.json()
+        self.server_id = answer["server_id"]
+        return answer
+
+    async def reconcile_with(self, desired: dict[str, str]) -> None:
+        """`desired` maps instance id -> running|stopped for everything that should exist here."""
+        assert self.driver is not None
+        report = await reconcile(self.driver, set(desired))
+        if report.removed:
+            log.info("reconcile removed orphans: %s", sorted(report.removed))
+        for instance_id, want in desired.items():
+            if want == "running" and self.driver.state(instance_id) != "running":
+                spec = self.driver.load_spec(instance_id)
+                if spec is None:
+                    continue
+                try:
+                    await self.driver.start(spec)
+                    log.info("reconcile restarted %s", instance_id)
+                except Exception as exc:  # reported through the next heartbeat's states
+                    log.warning("reconcile could not restart %s: %s", instance_id, exc)
+
+    async def heartbeat(self, client: httpx.AsyncClient) -> None:
+        states = self._states()
+        running = sum(1 for s in states.values() if s == "running")
+        r = await client.post(
+            f"{self.config.control_plane}/v1/internal/servers/{self.server_id}/heartbeat",
+            json={
+                "capacity": capacity(self.config.data_dir, self.config.slots, running),
+                "instances": states,
+            },
+            headers=self._headers(),
+        )
+        if r.status_code == 404:  # the control plane forgot us (new database): register again
+            answer = await self.register(client)
+            await self.reconcile_with(answer.get("instances", {}))
+        else:
+            r.raise_for_status()
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        default_image = await asyncio.to_thread(
+            ensure_default_image, cfg.data_dir, self.progress, cache_dir=cfg.image_cache
+        )
+        self.driver = SandboxDriver(cfg.data_dir, cgroup_parent=cfg.cgroup_parent)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((cfg.host, cfg.port))
+        port = sock.getsockname()[1]
+        self.url = f"http://{cfg.advertise_host or cfg.host}:{port}"
+        app = create_node_app(self.driver, self.secret, {"default": default_image})
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        )
+        serve_task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        try:
+            async with httpx.AsyncClient(timeout=30) as client:
+                while True:
+                    try:
+                        answer = await self.register(client)
+                        break
+                    except (httpx.HTTPError, OSError) as exc:
+                        log.info("control plane not reachable yet (%s); retrying", exc)
+                        await asyncio.sleep(0.5)
+                await self.reconcile_with(answer.get("instances", {}))
+                log.info("node %s registered as %s at %s", cfg.name, self.server_id, self.url)
+                if ready is not None:
+                    ready.set()
+                while not self._stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), HEARTBEAT_EVERY_S)
+                    if self._stop.is_set():
+                        break
+                    try:
+                        await self.heartbeat(client)
+                    except (httpx.HTTPError, OSError) as exc:
+                        log.warning("heartbeat failed: %s", exc)
+        finally:
+            self._server.should_exit = True
+            await serve_task
+            await self.driver.close()
+
+    def stop(self) -> None:
+        self._stop.set()

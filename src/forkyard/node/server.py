@@ -1,0 +1,261 @@
+"""The node's HTTP API: the control plane sends work here (authenticated with the node secret).
+It is a thin layer over a Driver; nothing here knows about orgs or users."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from forkyard.kit.crypto import constant_time_equal
+from forkyard.kit.errors import ForkyardError, Unauthenticated
+from forkyard.node.drivers.base import Driver, SandboxSpec
+
+log = logging.getLogger("forkyard.node")
+
+
+class ExecBody(BaseModel):
+    command: str | list[str]
+    cwd: str | None = None
+    env: dict[str, str] | None = None
+    stdin_b64: str | None = None
+    timeout_s: float | None = None
+    max_output: int = 1024 * 1024
+
+
+class WriteBody(BaseModel):
+    path: str
+    content_b64: str
+    mode: int = 0o644
+    make_parents: bool = True
+
+
+class EditBody(BaseModel):
+    path: str
+    old_str: str
+    new_str: str
+    replace_all: bool = False
+
+
+class PathBody(BaseModel):
+    path: str
+    depth: int = Field(default=1, ge=1, le=10)
+    offset: int = 0
+    limit: int | None = None
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _file_json(info: Any) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "path": info.path,
+        "type": info.type,
+        "size": info.size,
+        "mode": info.mode,
+        "mtime": info.mtime,
+        "target": info.target,
+    }
+
+
+def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None = None) -> FastAPI:
+    """`images` maps image names the control plane uses (e.g. `default`) to rootfs paths."""
+    known_images = images or {}
+    app = FastAPI(title="Forkyard node", openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.driver = driver
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next: Any) -> Response:
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not given or not constant_time_equal(given, secret):
+            err = Unauthenticated("The node secret is wrong.")
+            return JSONResponse(
+                {"error": {"code": err.code, "message": err.message, "details": {}}},
+                status_code=401,
+            )
+        response: Response = await call_next(request)
+        return response
+
+    @app.exception_handler(ForkyardError)
+    async def node_error(request: Request, exc: ForkyardError) -> JSONResponse:
+        return JSONResponse(
+            {"error": {"code": exc.code, "message": exc.message, "details": exc.details}},
+            status_code=exc.status_code,
+        )
+
+    @app.get("/node/instances")
+    async def list_instances() -> dict[str, Any]:
+        return {"instances": {i: driver.state(i) for i in sorted(driver.list_owned())}}
+
+    @app.get("/node/storage")
+    async def storage_report() -> dict[str, Any]:
+        return await asyncio.to_thread(_storage_report, driver)
+
+    @app.put("/node/instances/{instance_id}")
+    async def start(instance_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+        spec["instance_id"] = instance_id
+        image = known_images.get(spec.get("image", ""))
+        if image is not None:
+            spec["image"] = str(image)
+        info = await driver.start(SandboxSpec.from_json(spec))
+        return {"pid": info.pid, "boot_ms": info.boot_ms, "created_disk": info.created_disk}
+
+    @app.post("/node/instances/{instance_id}/stop")
+    async def stop(instance_id: str) -> dict[str, Any]:
+        await driver.stop(instance_id)
+        return {"state": driver.state(instance_id)}
+
+    @app.delete("/node/instances/{instance_id}")
+    async def destroy(instance_id: str) -> dict[str, Any]:
+        await driver.destroy(instance_id)
+        return {"state": "absent"}
+
+    @app.post("/node/instances/{instance_id}/flush")
+    async def flush(instance_id: str) -> dict[str, Any]:
+        await driver.flush(instance_id)
+        return {"flushed": True}
+
+    @app.get("/node/instances/{instance_id}/stats")
+    async def stats(instance_id: str) -> dict[str, Any]:
+        s = await driver.stats(instance_id)
+        return {"state": driver.state(instance_id), **s.__dict__}
+
+    @app.post("/node/instances/{instance_id}/ping")
+    async def ping(instance_id: str) -> dict[str, Any]:
+        return await driver.ping(instance_id)
+
+    @app.post("/node/instances/{instance_id}/exec")
+    async def run(instance_id: str, body: ExecBody) -> dict[str, Any]:
+        r = await driver.exec(
+            instance_id,
+            body.command,
+            cwd=body.cwd,
+            env=body.env,
+            stdin=base64.b64decode(body.stdin_b64) if body.stdin_b64 else None,
+            timeout=body.timeout_s,
+            max_output=body.max_output,
+        )
+        return {
+            "exit_code": r.exit_code,
+            "stdout_b64": _b64(r.stdout),
+            "stderr_b64": _b64(r.stderr),
+            "timed_out": r.timed_out,
+            "truncated": r.truncated,
+            "duration_ms": r.duration_ms,
+            "signal": r.signal,
+        }
+
+    @app.post("/node/instances/{instance_id}/exec/stream")
+    async def run_streamed(instance_id: str, body: ExecBody, request: Request) -> StreamingResponse:
+        stream = await driver.exec_stream(
+            instance_id,
+            body.command,
+            cwd=body.cwd,
+            env=body.env,
+            stdin=base64.b64decode(body.stdin_b64) if body.stdin_b64 else None,
+            timeout=body.timeout_s,
+        )
+
+        async def lines() -> AsyncIterator[bytes]:
+            # NDJSON, one event per line. If the caller goes away the generator is closed,
+            # and closing the stream kills the process group inside the instance.
+            try:
+                async for ev in stream:
+                    out: dict[str, Any] = {"type": ev.type}
+                    if ev.type in ("stdout", "stderr"):
+                        out["data_b64"] = _b64(ev.data)
+                    elif ev.type == "start":
+                        out["pid"] = ev.pid
+                    else:
+                        out.update(
+                            exit_code=ev.exit_code,
+                            signal=ev.signal,
+                            timed_out=ev.timed_out,
+                            duration_ms=ev.duration_ms,
+                        )
+                    yield (json.dumps(out) + "\n").encode()
+            except ForkyardError as exc:
+                yield (
+                    json.dumps({"type": "error", "code": exc.code, "message": exc.message}) + "\n"
+                ).encode()
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(stream.aclose())
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    @app.post("/node/instances/{instance_id}/files/read")
+    async def read(instance_id: str, body: PathBody) -> Response:
+        data = await driver.read_file(instance_id, body.path, offset=body.offset, limit=body.limit)
+        return Response(data, media_type="application/octet-stream")
+
+    @app.post("/node/instances/{instance_id}/files/write")
+    async def write(instance_id: str, body: WriteBody) -> dict[str, Any]:
+        info = await driver.write_file(
+            instance_id,
+            body.path,
+            base64.b64decode(body.content_b64),
+            mode=body.mode,
+            make_parents=body.make_parents,
+        )
+        return _file_json(info)
+
+    @app.post("/node/instances/{instance_id}/files/edit")
+    async def edit(instance_id: str, body: EditBody) -> dict[str, Any]:
+        r = await driver.edit_file(
+            instance_id, body.path, body.old_str, body.new_str, replace_all=body.replace_all
+        )
+        return {"count": r.count, "replaced": r.replaced}
+
+    @app.post("/node/instances/{instance_id}/files/list")
+    async def listing(instance_id: str, body: PathBody) -> dict[str, Any]:
+        entries = await driver.list_dir(instance_id, body.path, depth=body.depth)
+        return {"entries": [_file_json(e) for e in entries]}
+
+    @app.post("/node/instances/{instance_id}/files/stat")
+    async def stat(instance_id: str, body: PathBody) -> dict[str, Any]:
+        return _file_json(await driver.stat(instance_id, body.path))
+
+    return app
+
+
+def _allocated_bytes(root: Path) -> int:
+    """Bytes actually allocated under `root` on its own filesystem (mounts are not descended:
+    a sparse disk image counts what it holds, not its size)."""
+    total = 0
+    try:
+        root_dev = root.stat().st_dev
+    except OSError:
+        return 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if os.lstat(os.path.join(dirpath, d)).st_dev == root_dev]
+        for name in filenames:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+def _storage_report(driver: Driver) -> dict[str, Any]:
+    data_dir = Path(getattr(driver, "data_dir", "/"))
+    st = os.statvfs(data_dir)
+    instances_dir = Path(getattr(driver, "instances_dir", data_dir / "instances"))
+    per_instance = {i: _allocated_bytes(instances_dir / i) for i in sorted(driver.list_owned())}
+    return {
+        "driver": driver.name,
+        "free_bytes": st.f_bavail * st.f_frsize,
+        "total_bytes": st.f_blocks * st.f_frsize,
+        "instances": [{"instance_id": i, "used_bytes": b} for i, b in per_instance.items()],
+        "used_bytes": sum(per_instance.values()),
+    }

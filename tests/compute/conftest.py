@@ -1,0 +1,171 @@
+"""A whole platform per test: the API (with its worker) served over real HTTP, and a real
+compute node process-equivalent registered with it, running the sandbox driver."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from forkyard.config import Settings
+from forkyard.node.runner import Node, NodeConfig
+from tests.helpers import last_link, login, make_api_key, signup
+
+NODE_TOKEN = "test-node-token-0123456789"
+IMAGE_CACHE = Path(os.environ.get("FORKYARD_IMAGE_CACHE", "/var/cache/forkyard/images"))
+
+pytestmark = pytest.mark.sandbox
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def compute_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"run_worker_in_api": True, "node_token": NODE_TOKEN})
+
+
+@pytest.fixture
+async def control_plane(compute_settings: Settings, db: Any) -> AsyncIterator[str]:
+    from forkyard.app import create_app
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = compute_settings.model_copy(update={"public_url": url})
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, db=db),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    yield url
+    server.should_exit = True
+    await task
+
+
+@dataclass
+class Platform:
+    url: str
+    node: Node
+    api: httpx.AsyncClient  # authenticated with an API key of a verified user's org
+    browser: httpx.AsyncClient  # the same user's cookie session
+    org_id: str
+
+
+async def start_node(control_plane: str, data_dir: Path) -> tuple[Node, asyncio.Task[None]]:
+    node = Node(
+        NodeConfig(
+            control_plane=control_plane,
+            token=NODE_TOKEN,
+            data_dir=data_dir,
+            name=f"test-{uuid.uuid4().hex[:8]}",
+            image_cache=IMAGE_CACHE,
+            cgroup_parent=f"forkyard-t{os.getpid()}-{uuid.uuid4().hex[:6]}",
+        )
+    )
+    ready = asyncio.Event()
+    task = asyncio.create_task(node.run(ready))
+    waiter = asyncio.create_task(ready.wait())
+    done, _ = await asyncio.wait({task, waiter}, timeout=600, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()
+    assert ready.is_set(), "node did not register"
+    return node, task
+
+
+async def stop_node(node: Node, task: asyncio.Task[None]) -> None:
+    assert node.driver is not None
+    node.stop()  # no new work arrives once the node API has shut down
+    await task
+    for instance_id in node.driver.list_owned():
+        await node.driver.destroy(instance_id)
+    node.driver.release_store()
+    for c in ("memory", "pids", "cpu", "cpuacct", "freezer"):
+        p = Path("/sys/fs/cgroup") / c / node.config.cgroup_parent
+        if p.is_dir():
+            p.rmdir()
+
+
+async def make_account_login(browser: httpx.AsyncClient, email: str) -> Any:
+    body = await login(browser, email)
+
+    class Account:
+        org_id = body["user"]["personal_org_id"]
+
+    return Account
+
+
+async def signed_in(
+    url: str, email: str, compute_settings: Settings, run_jobs: Any
+) -> tuple[httpx.AsyncClient, httpx.AsyncClient, str]:
+    browser = httpx.AsyncClient(base_url=url, headers={"Origin": url}, timeout=60)
+    await signup(browser, email)
+    for _ in range(200):  # the platform's own worker sends the verification email
+        try:
+            token = last_link(compute_settings, email)
+            break
+        except AssertionError:
+            await asyncio.sleep(0.02)
+    assert (await browser.get("/v1/auth/verify-email", params={"token": token})).status_code == 200
+    account = await make_account_login(browser, email)
+    key = await make_api_key(browser)
+    api = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120)
+    return api, browser, account.org_id
+
+
+@pytest.fixture
+async def platform(
+    control_plane: str, compute_settings: Settings, run_jobs: Any, tmp_path: Path
+) -> AsyncIterator[Platform]:
+    node, task = await start_node(control_plane, tmp_path / "node")
+    api, browser, org_id = await signed_in(
+        control_plane, "owner@example.com", compute_settings, run_jobs
+    )
+    yield Platform(control_plane, node, api, browser, org_id)
+    await api.aclose()
+    await browser.aclose()
+    await stop_node(node, task)
+
+
+async def wait_status(
+    api: httpx.AsyncClient, instance_id: str, status: str, timeout: float = 30
+) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        r = await api.get(f"/v1/instances/{instance_id}")
+        if r.status_code == 404 and status == "gone":
+            return {}
+        body: dict[str, Any] = r.json()
+        if body.get("status") == status:
+            return body
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(
+                f"{instance_id} stuck at {body.get('status')} ({body.get('status_reason')}), wanted {status}"
+            )
+        await asyncio.sleep(0.02)
+
+
+async def create_running(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    body.setdefault("memory_mb", 256)
+    body.setdefault("disk_mb", 256)
+    r = await api.post("/v1/instances", json=body)
+    assert r.status_code == 202, r.text
+    return await wait_status(api, r.json()["id"], "running")
