@@ -147,7 +147,7 @@ def node(
                 loop.add_signal_handler(sig, runner.stop)
             ready = asyncio.Event()
             run = asyncio.create_task(runner.run(ready))
-            done, _ = await asyncio.wait(
+            await asyncio.wait(
                 {run, asyncio.create_task(ready.wait())}, return_when=asyncio.FIRST_COMPLETED
             )
             progress.stop()
