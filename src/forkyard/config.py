@@ -78,37 +78,6 @@ class Settings(BaseSettings):
     twilio_from_number: str | None = None
     twilio_api_base_url: str | None = None  # override https://api.twilio.com (tests, proxies)
 
-    # --- MFA, passkeys, magic links, recovery ---
-    webauthn_rp_id: str = "localhost"  # the registrable domain passkeys are bound to
-    webauthn_rp_name: str = "Forkyard"
-    webauthn_origin: str = "http://localhost:8000"  # the browser origin ceremonies run on
-    mfa_challenge_ttl_s: int = 10 * 60
-    mfa_challenge_max_attempts: int = 5
-    mfa_code_ttl_s: int = 10 * 60
-    mfa_code_max_attempts: int = 5
-    magic_link_ttl_s: int = 15 * 60
-    recovery_cooldown_s: int = 24 * 3600
-    recovery_window_s: int = 72 * 3600  # how long a recovery token lives, cooldown included
-
-    # --- OAuth / OpenID Connect sign-in (a provider is offered when its client id is set) ---
-    oauth_github_client_id: str | None = None
-    oauth_github_client_secret: str | None = None
-    oauth_github_base_url: str = "https://github.com"
-    oauth_github_api_url: str = "https://api.github.com"
-    oauth_google_client_id: str | None = None
-    oauth_google_client_secret: str | None = None
-    oauth_google_issuer: str = "https://accounts.google.com"
-    oauth_oidc_client_id: str | None = None
-    oauth_oidc_client_secret: str | None = None
-    oauth_oidc_issuer: str | None = None  # discovery at <issuer>/.well-known/openid-configuration
-    oauth_oidc_name: str = "Single sign-on"
-
-    # --- SMS (Twilio when the account sid is set; otherwise <data_dir>/outbox/sms-*.txt) ---
-    twilio_account_sid: str | None = None
-    twilio_auth_token: str | None = None
-    twilio_from_number: str | None = None
-    twilio_api_base_url: str | None = None  # override https://api.twilio.com (tests, proxies)
-
     # --- rate limits (requests per minute) ---
     rate_limit_anonymous_per_min: int = 30
     rate_limit_principal_per_min: int = 1200

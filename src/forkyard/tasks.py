@@ -4,5 +4,4 @@
 def load_all_tasks() -> None:
     import forkyard.compute.service
     import forkyard.identity.sms
-    import forkyard.identity.sms  # noqa: F401
     import forkyard.mail.sender  # noqa: F401

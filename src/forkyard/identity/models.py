@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -131,3 +140,118 @@ class IdempotencyRecord(Base):
     created_at: Mapped[datetime]
 
     __table_args__ = (UniqueConstraint("principal", "key", name="uq_idempotency_principal_key"),)
+
+
+class MfaFactor(IdMixin, Base):
+    """A second factor: totp, sms, email or webauthn. Unconfirmed rows are enrollments in
+    progress. The TOTP secret is encrypted at rest; a passkey keeps only its public key."""
+
+    __tablename__ = "mfa_factors"
+    id_prefix = "mfa"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(100), default="")
+    secret_enc: Mapped[str | None] = mapped_column(Text)  # TOTP secret, encrypted
+    phone: Mapped[str | None] = mapped_column(String(32))  # sms factors
+    # The last TOTP time step accepted: a code for this step or an earlier one is a replay.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    credential_id: Mapped[str | None] = mapped_column(String(1400), unique=True)  # base64url
+    public_key: Mapped[str | None] = mapped_column(Text)  # COSE key, base64url
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    pending_challenge: Mapped[str | None] = mapped_column(String(200))  # registration ceremony
+    confirmed_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+
+class MfaCode(IdMixin, Base):
+    """A short numeric code sent by SMS or email: hashed, single use, attempt-limited, short-lived.
+    `purpose` says what it proves (factor enrollment, a login challenge, a phone number)."""
+
+    __tablename__ = "mfa_codes"
+    id_prefix = "mfc"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(40))
+    factor_id: Mapped[str | None] = mapped_column(
+        ForeignKey("mfa_factors.id", ondelete="CASCADE"), index=True
+    )
+    challenge_id: Mapped[str | None] = mapped_column(
+        ForeignKey("login_challenges.id", ondelete="CASCADE"), index=True
+    )
+    target: Mapped[str | None] = mapped_column(String(320))  # the phone or address it went to
+    code_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    used_at: Mapped[datetime | None]
+
+
+class BackupCode(IdMixin, Base):
+    __tablename__ = "mfa_backup_codes"
+    id_prefix = "bkc"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None]
+
+
+class LoginChallenge(IdMixin, Base):
+    """A password (or link, or OAuth) sign-in waiting for its second factor. Only the hash of
+    the challenge token is stored; it expires and allows a few attempts."""
+
+    __tablename__ = "login_challenges"
+    id_prefix = "lch"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    method: Mapped[str] = mapped_column(String(20))  # password, magic_link, oauth
+    expires_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    codes_sent: Mapped[int] = mapped_column(Integer, default=0)
+    webauthn_challenge: Mapped[str | None] = mapped_column(String(200))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+    used_at: Mapped[datetime | None]
+
+
+class OAuthIdentity(IdMixin, Base):
+    """An account at an OAuth/OIDC provider linked to a user."""
+
+    __tablename__ = "oauth_identities"
+    id_prefix = "oid"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(320))
+    last_login_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("provider", "subject"),)
+
+
+class OAuthState(IdMixin, Base):
+    """One authorization request in flight: the state (hashed), the PKCE verifier and the OIDC
+    nonce (encrypted), single use."""
+
+    __tablename__ = "oauth_states"
+    id_prefix = "ost"
+
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    secrets_enc: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class SshKey(IdMixin, Base):
+    __tablename__ = "ssh_keys"
+    id_prefix = "sshk"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    key_type: Mapped[str] = mapped_column(String(40))
+    public_key: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    last_used_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("user_id", "fingerprint"),)

@@ -192,6 +192,14 @@ async def login(
         raise InvalidCredentials()
     login_throttle.succeeded(email_key)
     user.failed_logins = 0
+    from forkyard.identity.mfa.challenges import start_challenge
+
+    ua = request.headers.get("user-agent")
+    challenge = await start_challenge(
+        session, settings, user, method="password", ip=ip, user_agent=ua
+    )
+    if challenge is not None:
+        return challenge  # no cookies until the second factor passes
     issued = await start_session(
         session, settings, user, ip=ip, user_agent=request.headers.get("user-agent")
     )
