@@ -15,12 +15,14 @@ from forkyard.db.engine import Database
 from forkyard.identity.cookies import ACCESS_COOKIE
 from forkyard.identity.models import AuthSession, IdempotencyRecord
 from forkyard.kit.clock import utcnow
-from forkyard.kit.crypto import token_hash
+from forkyard.kit.crypto import decrypt, encrypt, token_hash
 from forkyard.kit.ids import new_id
 
 WINDOW = timedelta(hours=24)
 MAX_BODY = 10 * 1024 * 1024
 PENDING = 0  # status_code of a record whose first request is still running
+# Recorded responses can carry secrets shown once (a new API key): they are sealed at rest.
+SEAL_PURPOSE = "idempotency-response"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -159,7 +161,9 @@ class IdempotencyMiddleware:
                         "headers": headers,
                     }
                 )
-                await send({"type": "http.response.body", "body": existing.response_body.encode()})
+                secret_key = scope["app"].state.settings.secret_key
+                body_out = decrypt(secret_key, SEAL_PURPOSE, existing.response_body)
+                await send({"type": "http.response.body", "body": body_out.encode()})
             return
 
         replayed = False
@@ -202,7 +206,11 @@ class IdempotencyMiddleware:
                     record = await session.get(IdempotencyRecord, (caller, key))
                     if record is not None:
                         record.status_code = status[0]
-                        record.response_body = b"".join(chunks).decode("utf-8", "replace")
+                        record.response_body = encrypt(
+                            scope["app"].state.settings.secret_key,
+                            SEAL_PURPOSE,
+                            b"".join(chunks).decode("utf-8", "replace"),
+                        )
                         record.content_type = content_type[0]
 
 
