@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     # --- HTTP ---
     cors_origins: list[str] = Field(default_factory=list)
     csrf_trusted_origins: list[str] = Field(default_factory=list)
-    cookie_secure: bool = True
+    # None: Secure cookies unless a development server is reached over plain http.
+    cookie_secure: bool | None = None
     trust_proxy_headers: bool = False  # take the client IP from X-Forwarded-For
 
     # --- auth ---
@@ -107,6 +108,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
+        if self.cookie_secure is None:
+            self.cookie_secure = self.env == "production" or self.public_url.startswith("https://")
         if self.env == "production":
             for name in ("secret_key", "node_token"):
                 if getattr(self, name) == PLACEHOLDER_SECRET:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Annotated
 
@@ -42,12 +43,19 @@ def serve(
     import uvicorn
 
     from forkyard.app import create_app
-    from forkyard.runtime import prepare_database
+    from forkyard.runtime import ensure_node_token, prepare_database, start_local_node
 
     settings = _settings(data_dir)
     with console.status("Starting the database and applying migrations..."):
         embedded = prepare_database(settings)
+    ensure_node_token(settings)
+    local_node = None
     try:
+        if settings.local_node:
+            local_node = start_local_node(settings, f"http://{host}:{port}")
+            console.print(
+                f"Local compute node starting (pid {local_node.pid}, data: {settings.data_dir / 'node'})"
+            )
         console.print(
             f"[bold green]Forkyard[/] API listening on http://{host}:{port}  (data: {settings.data_dir})"
         )
@@ -57,6 +65,12 @@ def serve(
             create_app(settings), host=host, port=port, log_config=None, proxy_headers=False
         )
     finally:
+        if local_node is not None:
+            local_node.terminate()
+            try:
+                local_node.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                local_node.kill()
         if embedded is not None:
             embedded.stop()
 

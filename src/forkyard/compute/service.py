@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.compute import schemas
-from forkyard.compute.errors import EmailNotVerified, InvalidTransition, NoCapacity
+from forkyard.compute.errors import EmailNotVerified, InvalidTransition, NoCapacity, NodeUnreachable
 from forkyard.compute.models import ComputeServer, Instance, Profile, Vm
 from forkyard.compute.node_client import NodeClient, node_clients
 from forkyard.config import Settings
@@ -26,6 +26,7 @@ from forkyard.kit.ids import has_prefix
 
 log = logging.getLogger("forkyard.compute")
 
+BOOT_ATTEMPTS_ON_UNREACHABLE = 3
 LIVE_STATUSES = ("provisioning", "running", "stopping", "stopped", "error")
 DEFAULT_VCPUS, DEFAULT_MEMORY_MB, DEFAULT_DISK_MB = 1.0, 512, 1024
 
@@ -244,8 +245,6 @@ def image_path(settings: Settings, image: str) -> Path:
 
 
 async def node_for(session: AsyncSession, settings: Settings, server_id: str | None) -> NodeClient:
-    from forkyard.compute.errors import NodeUnreachable
-
     server = await session.get(ComputeServer, server_id) if server_id else None
     if server is None:
         raise NodeUnreachable()
@@ -268,6 +267,15 @@ async def boot_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
         info = await node.json(
             "PUT", f"/node/instances/{instance.id}", sandbox_spec(instance, settings), timeout=120
         )
+    except NodeUnreachable:
+        if ctx.attempt < BOOT_ATTEMPTS_ON_UNREACHABLE:
+            raise  # the job is retried with backoff: a restarting node re-registers meanwhile
+        vm.state = "failed"
+        instance.status, instance.status_reason = (
+            "error",
+            "boot failed: the compute server is not answering",
+        )
+        return
     except Exception as exc:
         vm.state = "failed"
         instance.status, instance.status_reason = (

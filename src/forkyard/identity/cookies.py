@@ -16,7 +16,7 @@ REFRESH_PATH = "/v1/auth/refresh"
 def set_session_cookies(
     response: Response, settings: Settings, *, access: str, refresh: str, csrf: str
 ) -> None:
-    secure = settings.cookie_secure
+    secure = bool(settings.cookie_secure)
     response.set_cookie(
         ACCESS_COOKIE,
         access,
@@ -54,14 +54,14 @@ def set_sudo_cookie(response: Response, settings: Settings, token: str) -> None:
         token,
         max_age=settings.sudo_ttl_s,
         httponly=True,
-        secure=settings.cookie_secure,
+        secure=bool(settings.cookie_secure),
         samesite="strict",
         path="/v1",
     )
 
 
 def clear_auth_cookies(response: Response, settings: Settings) -> None:
-    secure = settings.cookie_secure
+    secure = bool(settings.cookie_secure)
     response.delete_cookie(ACCESS_COOKIE, path="/", secure=secure, httponly=True, samesite="lax")
     response.delete_cookie(
         REFRESH_COOKIE, path=REFRESH_PATH, secure=secure, httponly=True, samesite="strict"

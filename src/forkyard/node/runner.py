@@ -63,6 +63,19 @@ def capacity(data_dir: Path, slots: int, running: int) -> dict[str, Any]:
     }
 
 
+MACHINE_IMAGE_CACHE = Path("/var/cache/forkyard/images")
+
+
+def image_cache_dir(cfg: NodeConfig) -> Path:
+    """Images are shared by every node and checkout on a machine when we may write the machine
+    cache (root); otherwise they live in the node's data dir."""
+    if cfg.image_cache is not None:
+        return cfg.image_cache
+    if os.geteuid() == 0:
+        return MACHINE_IMAGE_CACHE
+    return cfg.data_dir / "images"
+
+
 class Node:
     def __init__(self, config: NodeConfig, progress: Callable[[str], None] | None = None) -> None:
         self.config = config
@@ -142,7 +155,7 @@ class Node:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         default_image = await asyncio.to_thread(
-            ensure_default_image, cfg.data_dir, self.progress, cache_dir=cfg.image_cache
+            ensure_default_image, cfg.data_dir, self.progress, cache_dir=image_cache_dir(cfg)
         )
         self.driver = SandboxDriver(cfg.data_dir, cgroup_parent=cfg.cgroup_parent)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
