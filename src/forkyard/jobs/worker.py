@@ -11,7 +11,7 @@ import socket
 import traceback
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from forkyard.config import Settings
@@ -38,10 +38,13 @@ class Worker:
         *,
         concurrency: int = 4,
         worker_id: str | None = None,
+        poll_every_s: float = POLL_EVERY_S,
     ) -> None:
         self.db = db
         self.settings = settings
         self.concurrency = concurrency
+        # LISTEN/NOTIFY wakes the loop at once; the poll is only the fallback (and for run_at).
+        self.poll_every_s = poll_every_s
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
@@ -62,10 +65,26 @@ class Worker:
 
     async def claim(self) -> Job | None:
         async with self.db.transaction() as session:
+            now = utcnow()
+            live_workers = select(WorkerHeartbeat.worker_id).where(
+                WorkerHeartbeat.last_seen
+                > now - timedelta(seconds=self.settings.worker_heartbeat_stale_s)
+            )
             row = (
                 await session.execute(
                     select(Job)
-                    .where(Job.status == "queued", Job.run_at <= utcnow())
+                    .where(
+                        or_(
+                            and_(Job.status == "queued", Job.run_at <= now),
+                            # Claimed by a worker that died mid-job: run it again (handlers
+                            # are safe to re-run).
+                            and_(
+                                Job.status == "running",
+                                Job.locked_at < now - timedelta(seconds=60),
+                                Job.locked_by.not_in(live_workers),
+                            ),
+                        )
+                    )
                     .order_by(Job.run_at)
                     .limit(1)
                     .with_for_update(skip_locked=True)
@@ -180,6 +199,8 @@ class Worker:
         try:
             while not self._stop.is_set():
                 await self._slots.acquire()
+                # Cleared before claiming, so a NOTIFY that lands during the claim is not lost.
+                self._wake.clear()
                 try:
                     claimed = await self.claim()
                 except Exception as exc:
@@ -191,9 +212,8 @@ class Worker:
                     await self._spawn(claimed)
                     continue
                 self._slots.release()
-                self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), POLL_EVERY_S)
+                    await asyncio.wait_for(self._wake.wait(), self.poll_every_s)
                 except TimeoutError:
                     pass
         finally:
