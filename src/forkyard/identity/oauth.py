@@ -227,7 +227,7 @@ async def start_oauth(provider: str, request: Request, session: DbSession) -> Re
         state,
         max_age=STATE_TTL_S,
         httponly=True,
-        secure=settings.cookie_secure,
+        secure=bool(settings.cookie_secure),
         samesite="lax",
         path="/v1/auth/oauth",
     )
