@@ -19,21 +19,24 @@ class Settings(BaseSettings):
     )
 
     # --- running ---
+    # production refuses placeholder secrets
     env: Literal["development", "test", "production"] = "development"
-    data_dir: Path = Path(".forkyard")
-    public_url: str = "http://127.0.0.1:8000"
-    log_level: str = "INFO"
+    data_dir: Path = Path(".forkyard")  # state: embedded PostgreSQL, outbox, node data
+    public_url: str = "http://127.0.0.1:8000"  # the URL users reach; used in emailed links and CSRF
+    log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR
     log_json: bool | None = None  # None: JSON when stdout is not a terminal
 
     # --- database ---
     database_url: str | None = None  # unset: the embedded PostgreSQL in <data_dir>/pg
-    db_pool_size: int = 10
+    db_pool_size: int = 10  # connections per process (as many again may overflow)
 
     # --- secrets ---
     secret_key: str = PLACEHOLDER_SECRET  # signs tokens, derives encryption keys
 
     # --- HTTP ---
+    # browser origins allowed by CORS (a JSON list)
     cors_origins: list[str] = Field(default_factory=list)
+    # extra origins allowed for cookie-authenticated writes (a JSON list)
     csrf_trusted_origins: list[str] = Field(default_factory=list)
     # None: Secure cookies unless a development server is reached over plain http.
     cookie_secure: bool | None = None
@@ -82,11 +85,11 @@ class Settings(BaseSettings):
     # --- rate limits (requests per minute) ---
     rate_limit_anonymous_per_min: int = 30
     rate_limit_principal_per_min: int = 1200
-    login_failures_before_delay: int = 3
+    login_failures_before_delay: int = 3  # failed sign-ins per account before the slowdown starts
 
     # --- email ---
     smtp_url: str | None = None  # smtp://user:pass@host:port or smtps://...
-    mail_from: str = "Forkyard <no-reply@forkyard.local>"
+    mail_from: str = "Forkyard <no-reply@forkyard.local>"  # the From header of every email
 
     # --- compute quotas per org ---
     max_instances_per_org: int = 50
