@@ -6,7 +6,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -115,3 +125,116 @@ class ExecRecord(IdMixin, Base):
     finished_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_exec_records_instance_created", "instance_id", "created_at"),)
+
+
+# --- instance state: layers, checkpoints, snapshots, base images (compute/state/) ---
+
+
+class Layer(IdMixin, Base):
+    """An immutable filesystem layer held by one node's layer store (its id is the node's layer
+    id). What references it is counted by queries over the tables below; see state/layers.py."""
+
+    __tablename__ = "layers"
+    id_prefix = "lyr"
+
+    server_id: Mapped[str] = mapped_column(ForeignKey("compute_servers.id"), index=True)
+    org_id: Mapped[str | None] = mapped_column(
+        ForeignKey("orgs.id", ondelete="CASCADE"), index=True
+    )
+    # checkpoint | snapshot | image | fork
+    kind: Mapped[str] = mapped_column(String(20))
+    # ready | deleting
+    status: Mapped[str] = mapped_column(String(20), default="ready")
+    # The stack it sits on (store layers, topmost first) and the node image at the bottom.
+    lower_ids: Mapped[list[str]] = mapped_column(ARRAY(String(40)), default=list)
+    rootfs: Mapped[str] = mapped_column(String(200), default="default")
+    image_id: Mapped[str | None] = mapped_column(String(40))
+    disk_mb: Mapped[int] = mapped_column(Integer)
+    data_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    source_instance_id: Mapped[str | None] = mapped_column(String(40))
+    parent_layer_id: Mapped[str | None] = mapped_column(String(40))
+    pause_ms: Mapped[float] = mapped_column(Float, default=0)
+    capture_ms: Mapped[float] = mapped_column(Float, default=0)
+
+
+class InstanceStack(Base):
+    """What an instance's filesystem rests on: its pinned base image and the store layers under
+    its own writable disk; `boot_layer_id` is a layer its disk is cloned from at first boot."""
+
+    __tablename__ = "instance_stacks"
+
+    instance_id: Mapped[str] = mapped_column(
+        ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True
+    )
+    image_id: Mapped[str | None] = mapped_column(String(40))
+    rootfs: Mapped[str] = mapped_column(String(200), default="default")
+    layer_ids: Mapped[list[str]] = mapped_column(ARRAY(String(40)), default=list)
+    boot_layer_id: Mapped[str | None] = mapped_column(ForeignKey("layers.id"), index=True)
+
+
+class Checkpoint(IdMixin, Base):
+    __tablename__ = "checkpoints"
+    id_prefix = "ckpt"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    instance_id: Mapped[str] = mapped_column(
+        ForeignKey("instances.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str | None] = mapped_column(String(200))
+    # manual | before_rollback | before_restore
+    reason: Mapped[str] = mapped_column(String(30), default="manual")
+    parent_id: Mapped[str | None] = mapped_column(String(40))
+    layer_id: Mapped[str] = mapped_column(ForeignKey("layers.id"), index=True)
+
+
+class Snapshot(IdMixin, Base):
+    __tablename__ = "snapshots"
+    id_prefix = "snap"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    instance_id: Mapped[str | None] = mapped_column(
+        ForeignKey("instances.id", ondelete="SET NULL"), index=True
+    )
+    instance_name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    server_id: Mapped[str] = mapped_column(ForeignKey("compute_servers.id"))
+    layer_id: Mapped[str] = mapped_column(ForeignKey("layers.id"), index=True)
+
+
+class BaseImage(IdMixin, Base):
+    """One version of an image family. Platform images have no org."""
+
+    __tablename__ = "base_images"
+    id_prefix = "img"
+
+    org_id: Mapped[str | None] = mapped_column(
+        ForeignKey("orgs.id", ondelete="CASCADE"), index=True
+    )
+    family: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    # building | ready | failed | aborted
+    status: Mapped[str] = mapped_column(String(20))
+    is_current: Mapped[bool] = mapped_column(Boolean, default=False)
+    promoted_at: Mapped[datetime | None]
+    description: Mapped[str | None] = mapped_column(Text)
+    rootfs: Mapped[str] = mapped_column(String(200), default="default")
+    layer_id: Mapped[str | None] = mapped_column(ForeignKey("layers.id"), index=True)
+    server_id: Mapped[str | None] = mapped_column(ForeignKey("compute_servers.id"))
+    recipe: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    logs: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(40))
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index(
+            "uq_base_images_org_family_version",
+            "org_id",
+            "family",
+            "version",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+        ),
+    )

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 02:41:13.066243
+Create Date: 2026-11-29 02:58:28.595763
 """
 
 from collections.abc import Sequence
@@ -277,6 +277,33 @@ def upgrade() -> None:
         op.f("ix_ip_allowlist_entries_org_id"), "ip_allowlist_entries", ["org_id"], unique=False
     )
     op.create_table(
+        "layers",
+        sa.Column("server_id", sa.String(length=40), nullable=False),
+        sa.Column("org_id", sa.String(length=40), nullable=True),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("lower_ids", postgresql.ARRAY(sa.String(length=40)), nullable=False),
+        sa.Column("rootfs", sa.String(length=200), nullable=False),
+        sa.Column("image_id", sa.String(length=40), nullable=True),
+        sa.Column("disk_mb", sa.Integer(), nullable=False),
+        sa.Column("data_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("source_instance_id", sa.String(length=40), nullable=True),
+        sa.Column("parent_layer_id", sa.String(length=40), nullable=True),
+        sa.Column("pause_ms", sa.Float(), nullable=False),
+        sa.Column("capture_ms", sa.Float(), nullable=False),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["org_id"], ["orgs.id"], name=op.f("fk_layers_org_id_orgs"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["server_id"], ["compute_servers.id"], name=op.f("fk_layers_server_id_compute_servers")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_layers")),
+    )
+    op.create_index(op.f("ix_layers_org_id"), "layers", ["org_id"], unique=False)
+    op.create_index(op.f("ix_layers_server_id"), "layers", ["server_id"], unique=False)
+    op.create_table(
         "login_challenges",
         sa.Column("user_id", sa.String(length=40), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
@@ -444,6 +471,77 @@ def upgrade() -> None:
     op.create_index(op.f("ix_ssh_keys_fingerprint"), "ssh_keys", ["fingerprint"], unique=False)
     op.create_index(op.f("ix_ssh_keys_user_id"), "ssh_keys", ["user_id"], unique=False)
     op.create_table(
+        "base_images",
+        sa.Column("org_id", sa.String(length=40), nullable=True),
+        sa.Column("family", sa.String(length=100), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("is_current", sa.Boolean(), nullable=False),
+        sa.Column("promoted_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("rootfs", sa.String(length=200), nullable=False),
+        sa.Column("layer_id", sa.String(length=40), nullable=True),
+        sa.Column("server_id", sa.String(length=40), nullable=True),
+        sa.Column("recipe", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("progress", sa.Integer(), nullable=False),
+        sa.Column("logs", sa.Text(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("created_by", sa.String(length=40), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["layer_id"], ["layers.id"], name=op.f("fk_base_images_layer_id_layers")
+        ),
+        sa.ForeignKeyConstraint(
+            ["org_id"], ["orgs.id"], name=op.f("fk_base_images_org_id_orgs"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["server_id"],
+            ["compute_servers.id"],
+            name=op.f("fk_base_images_server_id_compute_servers"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_base_images")),
+    )
+    op.create_index(op.f("ix_base_images_layer_id"), "base_images", ["layer_id"], unique=False)
+    op.create_index(op.f("ix_base_images_org_id"), "base_images", ["org_id"], unique=False)
+    op.create_index(
+        "uq_base_images_org_family_version",
+        "base_images",
+        ["org_id", "family", "version"],
+        unique=True,
+        postgresql_nulls_not_distinct=True,
+    )
+    op.create_table(
+        "checkpoints",
+        sa.Column("org_id", sa.String(length=40), nullable=False),
+        sa.Column("instance_id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=True),
+        sa.Column("reason", sa.String(length=30), nullable=False),
+        sa.Column("parent_id", sa.String(length=40), nullable=True),
+        sa.Column("layer_id", sa.String(length=40), nullable=False),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["instance_id"],
+            ["instances.id"],
+            name=op.f("fk_checkpoints_instance_id_instances"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["layer_id"], ["layers.id"], name=op.f("fk_checkpoints_layer_id_layers")
+        ),
+        sa.ForeignKeyConstraint(
+            ["org_id"], ["orgs.id"], name=op.f("fk_checkpoints_org_id_orgs"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_checkpoints")),
+    )
+    op.create_index(
+        op.f("ix_checkpoints_instance_id"), "checkpoints", ["instance_id"], unique=False
+    )
+    op.create_index(op.f("ix_checkpoints_layer_id"), "checkpoints", ["layer_id"], unique=False)
+    op.create_index(op.f("ix_checkpoints_org_id"), "checkpoints", ["org_id"], unique=False)
+    op.create_table(
         "exec_records",
         sa.Column("instance_id", sa.String(length=40), nullable=False),
         sa.Column("org_id", sa.String(length=40), nullable=False),
@@ -468,6 +566,27 @@ def upgrade() -> None:
         "exec_records",
         ["instance_id", "created_at"],
         unique=False,
+    )
+    op.create_table(
+        "instance_stacks",
+        sa.Column("instance_id", sa.String(length=40), nullable=False),
+        sa.Column("image_id", sa.String(length=40), nullable=True),
+        sa.Column("rootfs", sa.String(length=200), nullable=False),
+        sa.Column("layer_ids", postgresql.ARRAY(sa.String(length=40)), nullable=False),
+        sa.Column("boot_layer_id", sa.String(length=40), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["boot_layer_id"], ["layers.id"], name=op.f("fk_instance_stacks_boot_layer_id_layers")
+        ),
+        sa.ForeignKeyConstraint(
+            ["instance_id"],
+            ["instances.id"],
+            name=op.f("fk_instance_stacks_instance_id_instances"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("instance_id", name=op.f("pk_instance_stacks")),
+    )
+    op.create_index(
+        op.f("ix_instance_stacks_boot_layer_id"), "instance_stacks", ["boot_layer_id"], unique=False
     )
     op.create_table(
         "mfa_codes",
@@ -502,6 +621,39 @@ def upgrade() -> None:
     op.create_index(op.f("ix_mfa_codes_challenge_id"), "mfa_codes", ["challenge_id"], unique=False)
     op.create_index(op.f("ix_mfa_codes_factor_id"), "mfa_codes", ["factor_id"], unique=False)
     op.create_index(op.f("ix_mfa_codes_user_id"), "mfa_codes", ["user_id"], unique=False)
+    op.create_table(
+        "snapshots",
+        sa.Column("org_id", sa.String(length=40), nullable=False),
+        sa.Column("instance_id", sa.String(length=40), nullable=True),
+        sa.Column("instance_name", sa.String(length=200), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("server_id", sa.String(length=40), nullable=False),
+        sa.Column("layer_id", sa.String(length=40), nullable=False),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["instance_id"],
+            ["instances.id"],
+            name=op.f("fk_snapshots_instance_id_instances"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["layer_id"], ["layers.id"], name=op.f("fk_snapshots_layer_id_layers")
+        ),
+        sa.ForeignKeyConstraint(
+            ["org_id"], ["orgs.id"], name=op.f("fk_snapshots_org_id_orgs"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["server_id"],
+            ["compute_servers.id"],
+            name=op.f("fk_snapshots_server_id_compute_servers"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_snapshots")),
+    )
+    op.create_index(op.f("ix_snapshots_instance_id"), "snapshots", ["instance_id"], unique=False)
+    op.create_index(op.f("ix_snapshots_layer_id"), "snapshots", ["layer_id"], unique=False)
+    op.create_index(op.f("ix_snapshots_org_id"), "snapshots", ["org_id"], unique=False)
     op.create_table(
         "sudo_grants",
         sa.Column("session_id", sa.String(length=40), nullable=False),
@@ -553,12 +705,30 @@ def downgrade() -> None:
     op.drop_table("vms")
     op.drop_index(op.f("ix_sudo_grants_session_id"), table_name="sudo_grants")
     op.drop_table("sudo_grants")
+    op.drop_index(op.f("ix_snapshots_org_id"), table_name="snapshots")
+    op.drop_index(op.f("ix_snapshots_layer_id"), table_name="snapshots")
+    op.drop_index(op.f("ix_snapshots_instance_id"), table_name="snapshots")
+    op.drop_table("snapshots")
     op.drop_index(op.f("ix_mfa_codes_user_id"), table_name="mfa_codes")
     op.drop_index(op.f("ix_mfa_codes_factor_id"), table_name="mfa_codes")
     op.drop_index(op.f("ix_mfa_codes_challenge_id"), table_name="mfa_codes")
     op.drop_table("mfa_codes")
+    op.drop_index(op.f("ix_instance_stacks_boot_layer_id"), table_name="instance_stacks")
+    op.drop_table("instance_stacks")
     op.drop_index("ix_exec_records_instance_created", table_name="exec_records")
     op.drop_table("exec_records")
+    op.drop_index(op.f("ix_checkpoints_org_id"), table_name="checkpoints")
+    op.drop_index(op.f("ix_checkpoints_layer_id"), table_name="checkpoints")
+    op.drop_index(op.f("ix_checkpoints_instance_id"), table_name="checkpoints")
+    op.drop_table("checkpoints")
+    op.drop_index(
+        "uq_base_images_org_family_version",
+        table_name="base_images",
+        postgresql_nulls_not_distinct=True,
+    )
+    op.drop_index(op.f("ix_base_images_org_id"), table_name="base_images")
+    op.drop_index(op.f("ix_base_images_layer_id"), table_name="base_images")
+    op.drop_table("base_images")
     op.drop_index(op.f("ix_ssh_keys_user_id"), table_name="ssh_keys")
     op.drop_index(op.f("ix_ssh_keys_fingerprint"), table_name="ssh_keys")
     op.drop_table("ssh_keys")
@@ -577,6 +747,9 @@ def downgrade() -> None:
     op.drop_table("memberships")
     op.drop_index(op.f("ix_login_challenges_user_id"), table_name="login_challenges")
     op.drop_table("login_challenges")
+    op.drop_index(op.f("ix_layers_server_id"), table_name="layers")
+    op.drop_index(op.f("ix_layers_org_id"), table_name="layers")
+    op.drop_table("layers")
     op.drop_index(op.f("ix_ip_allowlist_entries_org_id"), table_name="ip_allowlist_entries")
     op.drop_table("ip_allowlist_entries")
     op.drop_index(op.f("ix_invitations_org_id"), table_name="invitations")
