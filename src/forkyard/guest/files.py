@@ -90,6 +90,8 @@ def do_list(req: dict[str, Any]) -> dict[str, Any]:
     truncated = False
     try:
         if not os.path.isdir(root):
+            if not os.path.lexists(root):
+                raise OpError(p.E_NOT_FOUND, f"no such directory: {root}")
             raise OpError(p.E_NOT_A_DIRECTORY, f"not a directory: {root}")
         stack = [(root, 1)]
         while stack and not truncated:
