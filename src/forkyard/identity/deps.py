@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from forkyard.config import Settings
 from forkyard.db.session import DbSession
@@ -75,23 +75,35 @@ def ip_in_allowlist(ip: str, cidrs: list[str]) -> bool:
 
 async def _principal_from_api_key(
     request: Request, session: DbSession, raw_key: str, ip: str
-) -> Principal:
-    key = (
-        await session.execute(select(ApiKey).where(ApiKey.key_hash == token_hash(raw_key)))
-    ).scalar_one_or_none()
+) -> tuple[Principal, list[str]]:
+    """The key, its creator and its org's allowlist in one round trip: this runs on every
+    programmatic request, so it is the hot path (see bench/api.py)."""
+    allowlist = (
+        select(func.array_agg(IpAllowlistEntry.cidr))
+        .where(IpAllowlistEntry.org_id == ApiKey.org_id)
+        .scalar_subquery()
+    )
+    row = (
+        await session.execute(
+            select(ApiKey, User, allowlist)
+            .outerjoin(User, User.id == ApiKey.created_by)
+            .where(ApiKey.key_hash == token_hash(raw_key))
+        )
+    ).one_or_none()
     now = utcnow()
-    if key is None or key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
+    if row is None:
+        raise Unauthenticated("The API key is not valid, or was revoked or expired.")
+    key, creator, cidrs = row
+    if key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
+        raise Unauthenticated("The API key is not valid, or was revoked or expired.")
+    if creator is not None and creator.deleted_at is not None:
         raise Unauthenticated("The API key is not valid, or was revoked or expired.")
     if key.last_used_at is None or now - key.last_used_at > TOUCH_EVERY:
         await session.execute(
             update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now, last_used_ip=ip)
         )
-    is_staff = False
-    if key.created_by:
-        is_staff = bool(
-            (await session.execute(select(User.is_staff).where(User.id == key.created_by))).scalar()
-        )
-    return Principal(
+    is_staff = bool(creator is not None and creator.is_staff)
+    principal = Principal(
         kind="api_key",
         user_id=key.created_by,
         org_id=key.org_id,
@@ -102,6 +114,7 @@ async def _principal_from_api_key(
         ip=ip,
         user_agent=request.headers.get("user-agent"),
     )
+    return principal, list(cidrs or [])
 
 
 async def _principal_from_cookie(
@@ -164,9 +177,10 @@ async def get_principal(request: Request, session: DbSession) -> Principal:
         scheme, _, credential = authorization.partition(" ")
         if scheme.lower() != "bearer" or not credential.strip():
             raise Unauthenticated("Use `Authorization: Bearer <api key>`.")
-        principal = await _principal_from_api_key(request, session, credential.strip(), ip)
+        principal, cidrs = await _principal_from_api_key(request, session, credential.strip(), ip)
     elif access := request.cookies.get(ACCESS_COOKIE):
         principal = await _principal_from_cookie(request, session, access, ip, settings)
+        cidrs = None
     else:
         raise Unauthenticated()
     if (
@@ -178,13 +192,16 @@ async def get_principal(request: Request, session: DbSession) -> Principal:
         raise Forbidden("This API key is read-only.", details={"scope": "write"})
     limiter.hit(f"p:{principal.rate_key}", settings.rate_limit_principal_per_min)
     if principal.org_id:
-        cidrs = list(
-            (
-                await session.execute(
-                    select(IpAllowlistEntry.cidr).where(IpAllowlistEntry.org_id == principal.org_id)
-                )
-            ).scalars()
-        )
+        if cidrs is None:
+            cidrs = list(
+                (
+                    await session.execute(
+                        select(IpAllowlistEntry.cidr).where(
+                            IpAllowlistEntry.org_id == principal.org_id
+                        )
+                    )
+                ).scalars()
+            )
         if cidrs and not ip_in_allowlist(ip, cidrs):
             raise IpNotAllowed()
     request.state.principal = principal
