@@ -24,13 +24,19 @@ def _check_env(env: dict[str, str]) -> dict[str, str]:
 
 
 EnvMap = Annotated[dict[str, str], AfterValidator(_check_env)]
+# An image is named, never a path: a path would let a caller stack any host directory under
+# their instance's root.
+IMAGE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 
 
 class InstanceCreate(BaseModel):
     name: str | None = Field(default=None, max_length=200)
     profile_id: str | None = None
     image: str | None = Field(
-        default=None, max_length=200, description="Image name; default `default`."
+        default=None,
+        max_length=200,
+        pattern=IMAGE_NAME,
+        description="Image name; default `default`.",
     )
     vcpus: float | None = Field(default=None, gt=0, le=64)
     memory_mb: int | None = Field(default=None, ge=64, le=262144)
@@ -95,7 +101,7 @@ class InstanceOut(BaseModel):
 
 class ProfileCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    image: str = Field(default="default", max_length=200)
+    image: str = Field(default="default", max_length=200, pattern=IMAGE_NAME)
     vcpus: float = Field(default=1, gt=0, le=64)
     memory_mb: int = Field(default=512, ge=64, le=262144)
     disk_mb: int = Field(default=1024, ge=64, le=1048576)
@@ -106,7 +112,7 @@ class ProfileCreate(BaseModel):
 
 class ProfileUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    image: str | None = Field(default=None, max_length=200)
+    image: str | None = Field(default=None, max_length=200, pattern=IMAGE_NAME)
     vcpus: float | None = Field(default=None, gt=0, le=64)
     memory_mb: int | None = Field(default=None, ge=64, le=262144)
     disk_mb: int | None = Field(default=None, ge=64, le=1048576)
