@@ -39,10 +39,17 @@ KEEPALIVE_S = 15.0
 
 
 async def _running_node(
-    request: Request, session: AsyncSession, principal: Principal, instance_id: str
-) -> tuple[Instance, NodeClient]:
-    """The running instance and its node; marks activity (for the idle timeout), then ends the
-    request's transaction so no connection is held while the instance works."""
+    request: Request,
+    session: AsyncSession,
+    principal: Principal,
+    instance_id: str,
+    *,
+    exec_command: str | list[str] | None = None,
+    streamed: bool = False,
+) -> tuple[Instance, NodeClient, ExecRecord | None]:
+    """The running instance and its node; marks activity (for the idle timeout) and, for an
+    exec, records it as running (the idle sweep leaves an instance with a running exec alone),
+    then ends the request's transaction so no connection is held while the instance works."""
     instance = await get_instance(session, principal, instance_id)
     if instance.status != "running":
         raise InstanceNotRunning(
@@ -52,8 +59,26 @@ async def _running_node(
     await session.execute(
         update(Instance).where(Instance.id == instance.id).values(last_activity_at=utcnow())
     )
+    record = None
+    if exec_command is not None:
+        record = ExecRecord(
+            id=new_id("exec"),
+            instance_id=instance.id,
+            org_id=instance.org_id,
+            command=_command_text(exec_command)[:10000],
+            status="running",
+            streamed=streamed,
+        )
+        session.add(record)
     await session.commit()
-    return instance, node
+    return instance, node, record
+
+
+async def _touch(session: AsyncSession, instance_id: str) -> None:
+    """Activity at the end of a long operation counts too."""
+    await session.execute(
+        update(Instance).where(Instance.id == instance_id).values(last_activity_at=utcnow())
+    )
 
 
 def _command_text(command: str | list[str]) -> str:
@@ -95,29 +120,29 @@ async def run_command(
     id: str, body: schemas.ExecRequest, request: Request, session: DbSession, principal: Writer
 ) -> schemas.ExecResultOut:
     """Run a command to completion and return its exit code and output."""
-    instance, node = await _running_node(request, session, principal, id)
-    started = utcnow()
-    result = await node.json(
-        "POST",
-        f"/node/instances/{instance.id}/exec",
-        _node_exec_body(body, request),
-        timeout=(body.timeout_s or 300) + 30,
+    instance, node, record = await _running_node(
+        request, session, principal, id, exec_command=body.command
     )
+    assert record is not None
+    try:
+        result = await node.json(
+            "POST",
+            f"/node/instances/{instance.id}/exec",
+            _node_exec_body(body, request),
+            timeout=(body.timeout_s or settings_of(request).exec_default_timeout_s) + 30,
+        )
+    except BaseException:
+        # The request's transaction rolls back; the record closes in its own.
+        await _finish_record(database(request), record.id, "failed", None, None)
+        raise
     stdout, stderr, encoding = _text_or_b64(
         b64decode(result["stdout_b64"]), b64decode(result["stderr_b64"])
     )
-    record = ExecRecord(
-        instance_id=instance.id,
-        org_id=instance.org_id,
-        command=_command_text(body.command)[:10000],
-        status="timed_out" if result["timed_out"] else "exited",
-        exit_code=result["exit_code"],
-        streamed=False,
-        duration_ms=result["duration_ms"],
-        finished_at=utcnow(),
-    )
-    record.created_at = started
-    session.add(record)
+    record.status = "timed_out" if result["timed_out"] else "exited"
+    record.exit_code = result["exit_code"]
+    record.duration_ms = result["duration_ms"]
+    record.finished_at = utcnow()
+    await _touch(session, instance.id)
     return schemas.ExecResultOut(
         exec_id=record.id,
         exit_code=result["exit_code"],
@@ -149,22 +174,13 @@ async def stream_command(
     id: str, body: schemas.ExecRequest, request: Request, session: DbSession, principal: Writer
 ) -> StreamingResponse:
     """SSE stream of exec frames: `start` {exec_id, pid}, `stdout`/`stderr` {data}, then `exit` {exit_code, duration_ms} or `error`. A client that disconnects has its process killed."""
-    instance, node = await _running_node(request, session, principal, id)
+    instance, node, record = await _running_node(
+        request, session, principal, id, exec_command=body.command, streamed=True
+    )
+    assert record is not None
     db = database(request)
-    exec_id = new_id("exec")
-    command_text = _command_text(body.command)[:10000]
+    exec_id = record.id
     node_body = _node_exec_body(body, request)
-    async with db.transaction() as s:
-        s.add(
-            ExecRecord(
-                id=exec_id,
-                instance_id=instance.id,
-                org_id=instance.org_id,
-                command=command_text,
-                status="running",
-                streamed=True,
-            )
-        )
 
     async def events() -> AsyncIterator[bytes]:
         seq = 0
@@ -232,7 +248,7 @@ async def stream_command(
                 pending.cancel()
             with contextlib.suppress(Exception):
                 await frames.aclose()  # type: ignore[attr-defined]
-            await _finish_record(db, exec_id, status, exit_code, duration)
+            await _finish_record(db, exec_id, status, exit_code, duration, instance.id)
 
     return StreamingResponse(
         events(),
@@ -242,7 +258,12 @@ async def stream_command(
 
 
 async def _finish_record(
-    db: Database, exec_id: str, status: str, exit_code: int | None, duration: float | None
+    db: Database,
+    exec_id: str,
+    status: str,
+    exit_code: int | None,
+    duration: float | None,
+    instance_id: str | None = None,
 ) -> None:
     async def write() -> None:
         async with db.transaction() as s:
@@ -253,6 +274,8 @@ async def _finish_record(
                     status=status, exit_code=exit_code, duration_ms=duration, finished_at=utcnow()
                 )
             )
+            if instance_id is not None:
+                await _touch(s, instance_id)
 
     # Shielded: a disconnecting client cancels the stream, but the record must still close.
     with contextlib.suppress(Exception):
@@ -324,7 +347,7 @@ async def read_file(
     path: Annotated[str, Query(min_length=1, max_length=4096)],
 ) -> Response:
     """The file's bytes."""
-    instance, node = await _running_node(request, session, principal, id)
+    instance, node, _ = await _running_node(request, session, principal, id)
     data = await node.read_bytes(f"/node/instances/{instance.id}/files/read", {"path": path})
     return Response(data, media_type="application/octet-stream")
 
@@ -342,7 +365,7 @@ async def write_file(
         )
     except ValueError as exc:
         raise BadRequest("content is not valid base64.") from exc
-    instance, node = await _running_node(request, session, principal, id)
+    instance, node, _ = await _running_node(request, session, principal, id)
     info = await node.json(
         "POST",
         f"/node/instances/{instance.id}/files/write",
@@ -361,7 +384,7 @@ async def edit_file(
     id: str, body: schemas.FileEdit, request: Request, session: DbSession, principal: Writer
 ) -> schemas.EditResultOut:
     """Replace exactly one occurrence of old_str (or all with replace_all); with zero or several matches nothing changes and the count is reported."""
-    instance, node = await _running_node(request, session, principal, id)
+    instance, node, _ = await _running_node(request, session, principal, id)
     r = await node.json("POST", f"/node/instances/{instance.id}/files/edit", body.model_dump())
     if r["replaced"] == 0:
         if r["count"] == 0:
@@ -383,7 +406,7 @@ async def list_files(
     depth: Annotated[int, Query(ge=1, le=10)] = 1,
 ) -> Page[schemas.FileEntry]:
     """Entries under a directory (to `depth` levels): name, path, type, size, mode, modified time."""
-    instance, node = await _running_node(request, session, principal, id)
+    instance, node, _ = await _running_node(request, session, principal, id)
     r = await node.json(
         "POST", f"/node/instances/{instance.id}/files/list", {"path": path, "depth": depth}
     )

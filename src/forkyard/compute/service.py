@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.compute import schemas
 from forkyard.compute.errors import EmailNotVerified, InvalidTransition, NoCapacity, NodeUnreachable
-from forkyard.compute.models import ComputeServer, Instance, Profile, Vm
+from forkyard.compute.models import ComputeServer, ExecRecord, Instance, Profile, Vm
 from forkyard.compute.node_client import NodeClient, node_clients
 from forkyard.config import Settings
+from forkyard.identity.account_deletion import register_personal_org_deletion_hook
 from forkyard.identity.models import User
 from forkyard.identity.principal import Principal
 from forkyard.jobs import enqueue, job
@@ -29,6 +30,7 @@ log = logging.getLogger("forkyard.compute")
 BOOT_ATTEMPTS_ON_UNREACHABLE = 3
 LIVE_STATUSES = ("provisioning", "running", "stopping", "stopped", "error")
 DEFAULT_VCPUS, DEFAULT_MEMORY_MB, DEFAULT_DISK_MB = 1.0, 512, 1024
+EXEC_MAX_TIMEOUT_S = 3600  # schemas.ExecRequest.timeout_s's bound
 
 
 def capabilities(driver: str = "sandbox") -> schemas.Capabilities:
@@ -372,11 +374,26 @@ async def mark_stale_servers(session: AsyncSession, settings: Settings) -> int:
 async def stop_idle_instances(session: AsyncSession) -> int:
     """Stop running instances with no exec, file or network activity for their idle timeout."""
     now = utcnow()
+    # An exec still running is activity, however long it takes (bounded by the longest exec
+    # timeout, so a record a crashed API left "running" cannot keep an instance up for ever).
+    exec_running = (
+        select(ExecRecord.id)
+        .where(
+            ExecRecord.instance_id == Instance.id,
+            ExecRecord.status == "running",
+            ExecRecord.created_at > now - timedelta(seconds=EXEC_MAX_TIMEOUT_S + 60),
+        )
+        .exists()
+    )
     idle = (
         (
             await session.execute(
                 select(Instance)
-                .where(Instance.status == "running", Instance.idle_timeout_s.is_not(None))
+                .where(
+                    Instance.status == "running",
+                    Instance.idle_timeout_s.is_not(None),
+                    ~exec_running,
+                )
                 .with_for_update(skip_locked=True)
             )
         )
@@ -399,3 +416,23 @@ async def stop_idle_instances(session: AsyncSession) -> int:
 async def compute_sweep(ctx: JobContext, payload: dict[str, Any]) -> None:
     await mark_stale_servers(ctx.session, ctx.settings)
     await stop_idle_instances(ctx.session)
+
+
+@register_personal_org_deletion_hook
+async def delete_personal_org_instances(session: AsyncSession, org_id: str, user_id: str) -> None:
+    """A deleted account's personal org: its instances stop and are queued for deletion."""
+    instances = (
+        (
+            await session.execute(
+                select(Instance)
+                .where(Instance.org_id == org_id, Instance.status != "deleting")
+                .with_for_update()
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for instance in instances:
+        instance.status, instance.status_reason = "deleting", "account_deleted"
+        instance.updated_at = utcnow()
+        await enqueue(session, "instance.destroy", {"instance_id": instance.id})
