@@ -266,9 +266,10 @@ async def boot_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
     node = await node_for(session, settings, instance.server_id)
     vm.state = "booting"
     try:
-        info = await node.json(
-            "PUT", f"/node/instances/{instance.id}", sandbox_spec(instance, settings), timeout=120
-        )
+        from forkyard.compute.state.layers import build_spec
+
+        spec = await build_spec(session, instance, settings)
+        info = await node.json("PUT", f"/node/instances/{instance.id}", spec, timeout=120)
     except NodeUnreachable:
         if ctx.attempt < BOOT_ATTEMPTS_ON_UNREACHABLE:
             raise  # the job is retried with backoff: a restarting node re-registers meanwhile
@@ -296,6 +297,9 @@ async def boot_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
     )
     vm.boots += 1
     instance.last_activity_at = now
+    from forkyard.compute.state.layers import after_boot
+
+    await after_boot(session, instance)
     if instance.setup_commands and not instance.setup_done:
         for command in instance.setup_commands:
             result = await node.json(
@@ -338,6 +342,9 @@ async def destroy_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
     if instance.server_id:
         node = await node_for(session, settings, instance.server_id)
         await node.json("DELETE", f"/node/instances/{instance.id}", timeout=120)
+    from forkyard.compute.state.layers import release_instance
+
+    await release_instance(session, instance.id)  # its checkpoints and stacked layers
     await session.delete(instance)
 
 

@@ -247,11 +247,26 @@ def _allocated_bytes(root: Path) -> int:
     return total
 
 
+def _instance_bytes(driver: Driver, instances_dir: Path, instance_id: str) -> int:
+    """The instance's directory plus its disk image, which may live in the layer store."""
+    used = _allocated_bytes(instances_dir / instance_id)
+    disk_image = getattr(driver, "disk_image", None)
+    if disk_image is not None:
+        image = Path(disk_image(instance_id))
+        if not image.is_relative_to(instances_dir / instance_id):
+            with contextlib.suppress(OSError):
+                used += image.stat().st_blocks * 512
+    return used
+
+
 def _storage_report(driver: Driver) -> dict[str, Any]:
     data_dir = Path(getattr(driver, "data_dir", "/"))
-    st = os.statvfs(data_dir)
+    # Instance disks live in the layer store when there is one: its free space is what counts.
+    st = os.statvfs(getattr(driver, "store_dir", data_dir))
     instances_dir = Path(getattr(driver, "instances_dir", data_dir / "instances"))
-    per_instance = {i: _allocated_bytes(instances_dir / i) for i in sorted(driver.list_owned())}
+    per_instance = {
+        i: _instance_bytes(driver, instances_dir, i) for i in sorted(driver.list_owned())
+    }
     return {
         "driver": driver.name,
         "free_bytes": st.f_bavail * st.f_frsize,
