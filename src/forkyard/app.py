@@ -21,6 +21,7 @@ def _routers() -> list[APIRouter]:
     from forkyard.compute.exec_files import exec_router, files_router
     from forkyard.compute.internal import router as internal
     from forkyard.compute.routes import instances, profiles, vms
+    from forkyard.compute.state.routers import routers as state_routers
     from forkyard.health.routes import router as health
     from forkyard.identity.account_routers import routers as account_routers
     from forkyard.identity.api_keys import router as api_keys
@@ -47,6 +48,7 @@ def _routers() -> list[APIRouter]:
         profiles,
         compute_servers,
         internal,
+        *state_routers,
     ]
 
 

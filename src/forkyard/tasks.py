@@ -3,5 +3,7 @@
 
 def load_all_tasks() -> None:
     import forkyard.compute.service
+    import forkyard.compute.state.images
+    import forkyard.compute.state.layers
     import forkyard.identity.sms
     import forkyard.mail.sender  # noqa: F401

@@ -56,6 +56,9 @@ class RegisterResponse(BaseModel):
     instances: dict[str, str] = Field(
         description="What should exist on the node: id -> running|stopped."
     )
+    layers: list[str] | None = Field(
+        default=None, description="Layer ids to keep; the node's sweeper removes the rest."
+    )
 
 
 class HeartbeatRequest(BaseModel):
@@ -138,7 +141,13 @@ async def register_server(
     _apply_capacity(server, body.capacity)
     await session.flush()
     await _sync_states(session, server.id, body.instances)
-    return RegisterResponse(server_id=server.id, instances=await _desired(session, server.id))
+    from forkyard.compute.state.layers import layer_ids_of_server
+
+    return RegisterResponse(
+        server_id=server.id,
+        instances=await _desired(session, server.id),
+        layers=await layer_ids_of_server(session, server.id),
+    )
 
 
 @router.post("/{id}/heartbeat", response_model=HeartbeatResponse)

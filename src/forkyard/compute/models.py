@@ -170,6 +170,8 @@ class InstanceStack(Base):
     rootfs: Mapped[str] = mapped_column(String(200), default="default")
     layer_ids: Mapped[list[str]] = mapped_column(ARRAY(String(40)), default=list)
     boot_layer_id: Mapped[str | None] = mapped_column(ForeignKey("layers.id"), index=True)
+    # The checkpoint its filesystem last came from or was captured into (the tree's parent).
+    head_checkpoint_id: Mapped[str | None] = mapped_column(String(40))
 
 
 class Checkpoint(IdMixin, Base):

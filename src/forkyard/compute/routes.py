@@ -183,12 +183,11 @@ async def restart_vm(
     settings = settings_of(request)
     node = await node_for(session, settings, instance.server_id)
     vm = await get_vm(session, instance)
-    from forkyard.compute.service import sandbox_spec
+    from forkyard.compute.state.layers import build_spec
 
+    spec = await build_spec(session, instance, settings)
     await node.json("POST", f"/node/instances/{instance.id}/stop")
-    info = await node.json(
-        "PUT", f"/node/instances/{instance.id}", sandbox_spec(instance, settings), timeout=120
-    )
+    info = await node.json("PUT", f"/node/instances/{instance.id}", spec, timeout=120)
     now = utcnow()
     vm.pid, vm.boot_ms, vm.started_at, vm.boots = info["pid"], info["boot_ms"], now, vm.boots + 1
     instance.last_activity_at = now

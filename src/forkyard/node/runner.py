@@ -117,10 +117,16 @@ class Node:
         self.server_id = answer["server_id"]
         return answer
 
-    async def reconcile_with(self, desired: dict[str, str]) -> None:
-        """`desired` maps instance id -> running|stopped for everything that should exist here."""
+    async def reconcile_with(
+        self, desired: dict[str, str], keep_layers: list[str] | None = None
+    ) -> None:
+        """`desired` maps instance id -> running|stopped for everything that should exist here;
+        `keep_layers` (when the control plane sends it) the layers to keep."""
         assert self.driver is not None
-        report = await reconcile(self.driver, set(desired))
+        keep = set(keep_layers) if keep_layers is not None else None
+        report = await reconcile(self.driver, set(desired), keep_layers=keep)
+        if report.removed_layers:
+            log.info("reconcile swept layers: %s", sorted(report.removed_layers))
         if report.removed:
             log.info("reconcile removed orphans: %s", sorted(report.removed))
         for instance_id, want in desired.items():
@@ -147,7 +153,7 @@ class Node:
         )
         if r.status_code == 404:  # the control plane forgot us (new database): register again
             answer = await self.register(client)
-            await self.reconcile_with(answer.get("instances", {}))
+            await self.reconcile_with(answer.get("instances", {}), answer.get("layers"))
         else:
             r.raise_for_status()
 
@@ -177,7 +183,7 @@ class Node:
                     except (httpx.HTTPError, OSError) as exc:
                         log.info("control plane not reachable yet (%s); retrying", exc)
                         await asyncio.sleep(0.5)
-                await self.reconcile_with(answer.get("instances", {}))
+                await self.reconcile_with(answer.get("instances", {}), answer.get("layers"))
                 log.info("node %s registered as %s at %s", cfg.name, self.server_id, self.url)
                 if ready is not None:
                     ready.set()

@@ -20,6 +20,9 @@ from pydantic import BaseModel, Field
 from forkyard.kit.crypto import constant_time_equal
 from forkyard.kit.errors import ForkyardError, Unauthenticated
 from forkyard.node.drivers.base import Driver, SandboxSpec
+from forkyard.node.drivers.sandbox import SandboxDriver
+from forkyard.node.errors import NodeError
+from forkyard.node.layers import LayerInfo, LayerInUse
 
 log = logging.getLogger("forkyard.node")
 
@@ -106,10 +109,13 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
     @app.put("/node/instances/{instance_id}")
     async def start(instance_id: str, spec: dict[str, Any]) -> dict[str, Any]:
         spec["instance_id"] = instance_id
-        image = known_images.get(spec.get("image", ""))
-        if image is not None:
-            spec["image"] = str(image)
-        info = await driver.start(SandboxSpec.from_json(spec))
+        from_layer = spec.pop("from_layer", None)
+        sandbox_spec = _resolve_spec(driver, spec, known_images)
+        if from_layer and driver.state(instance_id) == "absent":
+            # First boot of a restored or forked instance: its disk is a clone of the layer.
+            info = await _layered(driver).start(sandbox_spec, from_layer=from_layer)
+        else:
+            info = await driver.start(sandbox_spec)
         return {"pid": info.pid, "boot_ms": info.boot_ms, "created_disk": info.created_disk}
 
     @app.post("/node/instances/{instance_id}/stop")
@@ -228,7 +234,144 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
     async def stat(instance_id: str, body: PathBody) -> dict[str, Any]:
         return _file_json(await driver.stat(instance_id, body.path))
 
+    # --- layers: checkpoint, rollback, fork, delete, usage (see node/layers.py) ---
+
+    @app.post("/node/instances/{instance_id}/checkpoint")
+    async def checkpoint(instance_id: str, body: LayerBody) -> dict[str, Any]:
+        sandbox = _layered(driver)
+        try:
+            info = await sandbox.checkpoint(instance_id, body.layer_id)
+        except OSError as exc:
+            raise CaptureFailed(f"capture failed: {exc.strerror or exc}") from exc
+        return _layer_json(sandbox, info)
+
+    @app.post("/node/instances/{instance_id}/rollback")
+    async def rollback(instance_id: str, body: LayerBody) -> dict[str, Any]:
+        sandbox = _layered(driver)
+        info = await sandbox.rollback(instance_id, body.layer_id)
+        return {
+            "state": driver.state(instance_id),
+            "pid": info.pid if info else None,
+            "boot_ms": info.boot_ms if info else None,
+            "origin": sandbox.origin(instance_id),
+        }
+
+    @app.post("/node/instances/{instance_id}/fork")
+    async def fork(instance_id: str, body: ForkBody) -> dict[str, Any]:
+        sandbox = _layered(driver)
+        specs = []
+        for child in body.children:
+            child.setdefault("image", "default")
+            specs.append(_resolve_spec(driver, child, known_images))
+        try:
+            results = await sandbox.fork(instance_id, specs, layer_id=body.layer_id)
+        except OSError as exc:
+            raise CaptureFailed(f"capture failed: {exc.strerror or exc}") from exc
+        children: list[dict[str, Any]] = []
+        for spec, r in zip(specs, results, strict=True):
+            if isinstance(r, ForkyardError):
+                err = {"code": r.code, "message": r.message}
+                children.append({"instance_id": spec.instance_id, "error": err})
+            elif isinstance(r, Exception):
+                err = {"code": "sandbox_failed", "message": str(r)[:500]}
+                children.append({"instance_id": spec.instance_id, "error": err})
+            else:
+                children.append(
+                    {"instance_id": spec.instance_id, "pid": r.pid, "boot_ms": r.boot_ms}
+                )
+        return {
+            "layer": _layer_json(sandbox, sandbox.get_layer(body.layer_id)),
+            "children": children,
+        }
+
+    @app.get("/node/layers")
+    async def list_layers() -> dict[str, Any]:
+        sandbox = _layered(driver)
+        return {"layers": [_layer_json(sandbox, x) for x in sandbox.list_layers()]}
+
+    @app.get("/node/layers/usage")
+    async def layers_usage() -> dict[str, Any]:
+        sandbox = _layered(driver)
+        return await asyncio.to_thread(sandbox.layer_usage)
+
+    @app.get("/node/layers/{layer_id}")
+    async def get_layer(layer_id: str) -> dict[str, Any]:
+        sandbox = _layered(driver)
+        return _layer_json(sandbox, sandbox.get_layer(layer_id))
+
+    @app.delete("/node/layers/{layer_id}")
+    async def delete_layer(layer_id: str) -> dict[str, Any]:
+        try:
+            await _layered(driver).delete_layer(layer_id)
+        except LayerInUse as exc:
+            exc.details = {"instances": exc.instances, "layers": exc.layers}
+            raise
+        return {"deleted": layer_id}
+
+    @app.post("/node/layers/sweep")
+    async def sweep_layers(body: SweepBody) -> dict[str, Any]:
+        removed = await _layered(driver).sweep_layers(set(body.keep))
+        return {"removed": sorted(removed)}
+
     return app
+
+
+class LayerBody(BaseModel):
+    layer_id: str
+
+
+class ForkBody(BaseModel):
+    layer_id: str
+    children: list[dict[str, Any]] = Field(min_length=1, max_length=100)
+
+
+class SweepBody(BaseModel):
+    keep: list[str]
+
+
+class CaptureFailed(NodeError):
+    code = "capture_failed"
+    message = "The capture failed; the instance keeps running and no layer was kept."
+
+
+class LayersUnsupported(NodeError):
+    status_code = 501
+    code = "layers_unsupported"
+    message = "This node's driver has no layer store."
+
+
+def _layered(driver: Driver) -> SandboxDriver:
+    if not isinstance(driver, SandboxDriver):
+        raise LayersUnsupported()
+    return driver
+
+
+def _resolve_spec(
+    driver: Driver, spec: dict[str, Any], known_images: dict[str, Path]
+) -> SandboxSpec:
+    """The control plane names images (`default`) and store layers (`layer_ids`, topmost
+    first); the node turns both into paths: a layer's upper dir is a lowerdir of the stack."""
+    image = known_images.get(spec.get("image", ""))
+    if image is not None:
+        spec["image"] = str(image)
+    layer_ids = spec.pop("layer_ids", None)
+    if layer_ids:
+        store = _layered(driver).layers
+        spec["layers"] = [str(store.get(lid).upper) for lid in layer_ids]
+    return SandboxSpec.from_json(spec)
+
+
+def _layer_json(driver: SandboxDriver, info: LayerInfo) -> dict[str, Any]:
+    """A layer as the control plane sees it: its lower stack as layer ids plus the image."""
+    out = info.to_json()
+    lower_ids = []
+    for p in info.lower[:-1]:
+        lid = driver.layers.layer_of_path(p)
+        if lid is not None:
+            lower_ids.append(lid)
+    out["lower_layers"] = lower_ids
+    out["image"] = str(info.lower[-1]) if info.lower else None
+    return out
 
 
 def _allocated_bytes(root: Path) -> int:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 02:58:28.595763
+Create Date: 2026-11-29 03:07:51.097816
 """
 
 from collections.abc import Sequence
@@ -574,6 +574,7 @@ def upgrade() -> None:
         sa.Column("rootfs", sa.String(length=200), nullable=False),
         sa.Column("layer_ids", postgresql.ARRAY(sa.String(length=40)), nullable=False),
         sa.Column("boot_layer_id", sa.String(length=40), nullable=True),
+        sa.Column("head_checkpoint_id", sa.String(length=40), nullable=True),
         sa.ForeignKeyConstraint(
             ["boot_layer_id"], ["layers.id"], name=op.f("fk_instance_stacks_boot_layer_id_layers")
         ),

@@ -1,0 +1,539 @@
+"""Base images (tag base_images): versioned families, org-private or platform (staff-managed).
+
+A version is either a node's built-in rootfs (the platform `default` family's version 1 is the
+node's Debian minbase) or a store layer on one server, stacked under each instance's own disk.
+`POST /v1/images/prepare` builds a new version as a background job; `promote` makes a ready
+version the family's current one. An instance pins its version at first boot: instances already
+running keep their image, new ones get the current version."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Response
+from sqlalchemy import func, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from forkyard.compute.models import (
+    BaseImage,
+    ComputeServer,
+    Instance,
+    InstanceStack,
+    Layer,
+    Snapshot,
+)
+from forkyard.compute.node_client import RemoteError
+from forkyard.compute.service import node_for, place
+from forkyard.compute.state import schemas
+from forkyard.compute.state.errors import (
+    ImageInUse,
+    ImageNotReady,
+    NoPreviousVersion,
+    RecipeNotSupported,
+)
+from forkyard.compute.state.layers import add_layer, release
+from forkyard.db.session import DbSession
+from forkyard.identity.deps import Reader, Writer
+from forkyard.identity.principal import Principal
+from forkyard.jobs import enqueue, job
+from forkyard.jobs.queue import JobContext
+from forkyard.kit.clock import utcnow
+from forkyard.kit.errors import Forbidden, NotFound
+from forkyard.kit.ids import has_prefix
+from forkyard.kit.pagination import Page, PageParams, page_params, paginate
+from forkyard.kit.routing import protected_router
+
+log = logging.getLogger("forkyard.compute.images")
+
+router = protected_router("base_images", prefix="/v1")
+Paging = Annotated[PageParams, Depends(page_params)]
+DEFAULT_FAMILY = "default"
+BUILD_MEMORY_MB = 1024
+BUILD_COMMAND_TIMEOUT_S = 1800
+MAX_LOG_CHARS = 200_000
+
+
+def image_out(image: BaseImage, *, logs: bool = False) -> schemas.BaseImageOut:
+    return schemas.BaseImageOut(
+        id=image.id,
+        family=image.family,
+        version=image.version,
+        status=image.status,
+        current=image.is_current,
+        platform=image.org_id is None,
+        org_id=image.org_id,
+        description=image.description,
+        server_id=image.server_id,
+        recipe=image.recipe,
+        progress=image.progress,
+        error=image.error,
+        logs=image.logs if logs else None,
+        created_at=image.created_at,
+        finished_at=image.finished_at,
+        promoted_at=image.promoted_at,
+    )
+
+
+async def ensure_platform_default(session: AsyncSession) -> None:
+    """Seed the platform `default` family: version 1 is the node's built-in rootfs."""
+    exists = (
+        await session.execute(
+            select(BaseImage.id).where(
+                BaseImage.org_id.is_(None), BaseImage.family == DEFAULT_FAMILY
+            )
+        )
+    ).first()
+    if exists:
+        return
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('forkyard.base_images'))"))
+    again = (
+        await session.execute(
+            select(BaseImage.id).where(
+                BaseImage.org_id.is_(None), BaseImage.family == DEFAULT_FAMILY
+            )
+        )
+    ).first()
+    if again:
+        return
+    now = utcnow()
+    session.add(
+        BaseImage(
+            org_id=None,
+            family=DEFAULT_FAMILY,
+            version=1,
+            status="ready",
+            is_current=True,
+            promoted_at=now,
+            description="Debian bookworm minbase with python3, git, curl (the node's built-in rootfs).",
+            rootfs="default",
+            recipe={"builtin": "default"},
+            progress=100,
+            logs="",
+            finished_at=now,
+        )
+    )
+    await session.flush()
+
+
+def _visible(org_id: str | None) -> Any:
+    return or_(BaseImage.org_id == org_id, BaseImage.org_id.is_(None))
+
+
+async def family_current(
+    session: AsyncSession, org_id: str | None, family: str
+) -> BaseImage | None:
+    """The family's current version: the org's own family first, then the platform's."""
+    await ensure_platform_default(session)
+    rows = (
+        await session.execute(
+            select(BaseImage).where(
+                _visible(org_id), BaseImage.family == family, BaseImage.is_current.is_(True)
+            )
+        )
+    ).scalars()
+    found = sorted(rows, key=lambda i: i.org_id is None)
+    return found[0] if found else None
+
+
+async def resolve_image(session: AsyncSession, org_id: str | None, name: str) -> BaseImage | None:
+    """An instance's `image` (an image id or a family name) as a ready version, or None when it
+    names neither (a node image name given directly)."""
+    if has_prefix(name, "img"):
+        image = await session.get(BaseImage, name)
+        if image is None or image.org_id not in (None, org_id) or image.status != "ready":
+            return None
+        return image
+    return await family_current(session, org_id, name)
+
+
+async def get_image(session: AsyncSession, principal: Principal, image_id: str) -> BaseImage:
+    await ensure_platform_default(session)
+    image = await session.get(BaseImage, image_id) if has_prefix(image_id, "img") else None
+    if image is None or image.org_id not in (None, principal.org_id):
+        raise NotFound.of("Image", image_id)
+    return image
+
+
+def require_manage(principal: Principal, image_org: str | None) -> None:
+    """Org images are the org's writers'; platform images are staff's."""
+    if image_org is None and not principal.is_staff:
+        raise Forbidden("Platform images are managed by staff.")
+
+
+async def family_owner(session: AsyncSession, principal: Principal, family: str) -> str | None:
+    """Whose family a family route acts on: the org's if it has one, else the platform's."""
+    await ensure_platform_default(session)
+    own = (
+        await session.execute(
+            select(BaseImage.id).where(
+                BaseImage.org_id == principal.org_id, BaseImage.family == family
+            )
+        )
+    ).first()
+    if own:
+        return principal.org_id
+    platform = (
+        await session.execute(
+            select(BaseImage.id).where(BaseImage.org_id.is_(None), BaseImage.family == family)
+        )
+    ).first()
+    if platform:
+        return None
+    raise NotFound(f"Image family {family} was not found.", details={"family": family})
+
+
+def _family_filter(org_id: str | None, family: str) -> Any:
+    owner = BaseImage.org_id.is_(None) if org_id is None else BaseImage.org_id == org_id
+    return (owner, BaseImage.family == family)
+
+
+async def promote(session: AsyncSession, image: BaseImage) -> None:
+    if image.status != "ready":
+        raise ImageNotReady(
+            f"Image {image.id} is {image.status}; only a ready image can be promoted.",
+            details={"status": image.status},
+        )
+    for other in (
+        await session.execute(
+            select(BaseImage)
+            .where(*_family_filter(image.org_id, image.family), BaseImage.is_current.is_(True))
+            .with_for_update()
+        )
+    ).scalars():
+        other.is_current = False
+    image.is_current = True
+    image.promoted_at = image.promoted_at or utcnow()
+    await session.flush()
+
+
+# --- routes ---
+
+
+@router.get("/base-images", response_model=Page[schemas.BaseImageOut])
+async def list_base_images(
+    session: DbSession,
+    principal: Reader,
+    page: Paging,
+    family: Annotated[str | None, Query(description="Only this family.")] = None,
+) -> Page[schemas.BaseImageOut]:
+    """The org's images and the platform's, every version, newest first."""
+    await ensure_platform_default(session)
+    stmt = select(BaseImage).where(_visible(principal.org_id))
+    if family:
+        stmt = stmt.where(BaseImage.family == family)
+    rows, cursor = await paginate(session, stmt, BaseImage, page)
+    return Page(data=[image_out(i) for i in rows], next_cursor=cursor)
+
+
+@router.get("/base-images/default", response_model=schemas.BaseImageOut)
+async def get_default_image(session: DbSession, principal: Reader) -> schemas.BaseImageOut:
+    """The image new instances get when they name none: the `default` family's current version."""
+    image = await family_current(session, principal.org_id, DEFAULT_FAMILY)
+    if image is None:
+        raise NotFound("The default family has no current version.")
+    return image_out(image)
+
+
+@router.get("/base-images/family/{family}", response_model=schemas.BaseImageOut)
+async def get_family_current(
+    family: str, session: DbSession, principal: Reader
+) -> schemas.BaseImageOut:
+    """The family's current version (the org's family of that name first, then the platform's)."""
+    image = await family_current(session, principal.org_id, family)
+    if image is None:
+        raise NotFound(f"Image family {family} has no current version.", details={"family": family})
+    return image_out(image)
+
+
+@router.get("/base-images/family/{family}/versions", response_model=Page[schemas.BaseImageOut])
+async def list_family_versions(
+    family: str, session: DbSession, principal: Reader, page: Paging
+) -> Page[schemas.BaseImageOut]:
+    """Every version of the family, newest first."""
+    owner = await family_owner(session, principal, family)
+    rows, cursor = await paginate(
+        session, select(BaseImage).where(*_family_filter(owner, family)), BaseImage, page
+    )
+    return Page(data=[image_out(i) for i in rows], next_cursor=cursor)
+
+
+@router.post("/base-images/family/{family}/rollback", response_model=schemas.BaseImageOut)
+async def rollback_family(
+    family: str, session: DbSession, principal: Writer
+) -> schemas.BaseImageOut:
+    """Make the family's previous promoted version current again (running instances keep theirs)."""
+    owner = await family_owner(session, principal, family)
+    require_manage(principal, owner)
+    versions = list(
+        (
+            await session.execute(
+                select(BaseImage)
+                .where(*_family_filter(owner, family))
+                .order_by(BaseImage.version.desc())
+                .with_for_update()
+            )
+        ).scalars()
+    )
+    current = next((v for v in versions if v.is_current), None)
+    below = current.version if current else 1 << 30
+    previous = next(
+        (
+            v
+            for v in versions
+            if v.version < below and v.status == "ready" and v.promoted_at is not None
+        ),
+        None,
+    )
+    if previous is None:
+        raise NoPreviousVersion(details={"family": family})
+    await promote(session, previous)
+    return image_out(previous)
+
+
+@router.get("/base-images/{id}", response_model=schemas.BaseImageOut)
+async def get_base_image(id: str, session: DbSession, principal: Reader) -> schemas.BaseImageOut:
+    """One image version, with its build logs."""
+    return image_out(await get_image(session, principal, id), logs=True)
+
+
+@router.delete("/base-images/{id}", status_code=204)
+async def delete_base_image(id: str, session: DbSession, principal: Writer) -> Response:
+    """Delete a version that is neither current nor used by an instance nor building."""
+    image = await get_image(session, principal, id)
+    require_manage(principal, image.org_id)
+    if image.status == "building":
+        raise ImageNotReady(
+            "The image is building; abort it first.", details={"status": "building"}
+        )
+    users = sorted(
+        (
+            await session.execute(
+                select(InstanceStack.instance_id)
+                .join(Instance, Instance.id == InstanceStack.instance_id)
+                .where(InstanceStack.image_id == image.id, Instance.status != "deleting")
+            )
+        ).scalars()
+    )
+    if image.is_current or users:
+        raise ImageInUse(details={"current": image.is_current, "instances": users})
+    layer_id = image.layer_id
+    await session.delete(image)
+    await session.flush()
+    await release(session, layer_id)
+    return Response(status_code=204)
+
+
+@router.post("/images/prepare", status_code=202, response_model=schemas.BaseImageOut)
+async def prepare_image(
+    body: schemas.ImagePrepare, session: DbSession, principal: Writer
+) -> schemas.BaseImageOut:
+    """Build a new version of a family (from a snapshot, or commands run on an existing image)
+    in the background; poll it for progress and logs, then promote it."""
+    if body.platform and not principal.is_staff:
+        raise Forbidden("Platform images are managed by staff.")
+    if body.suite or body.packages:
+        raise RecipeNotSupported(
+            "Bootstrapping a Debian suite or installing packages is not built yet; "
+            "build from a snapshot, or run commands on an existing image.",
+            details={"suite": body.suite, "packages": body.packages},
+        )
+    owner = None if body.platform else principal.org_id
+    recipe: dict[str, Any] = {"commands": body.commands, "disk_mb": body.disk_mb}
+    if body.from_snapshot:
+        snap = (
+            await session.get(Snapshot, body.from_snapshot)
+            if has_prefix(body.from_snapshot, "snap")
+            else None
+        )
+        if snap is None or snap.org_id != principal.org_id:
+            raise NotFound.of("Snapshot", body.from_snapshot)
+        recipe = {"from_snapshot": snap.id}
+    else:
+        assert body.base_image
+        base = await resolve_image(session, principal.org_id, body.base_image)
+        if base is None:
+            raise NotFound.of("Image", body.base_image)
+        recipe["base_image"] = base.id
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"img:{owner}:{body.family}"}
+    )
+    top = (
+        await session.execute(
+            select(func.max(BaseImage.version)).where(*_family_filter(owner, body.family))
+        )
+    ).scalar()
+    image = BaseImage(
+        org_id=owner,
+        family=body.family,
+        version=(top or 0) + 1,
+        status="building",
+        is_current=False,
+        description=body.description,
+        recipe=recipe,
+        progress=0,
+        logs="",
+        created_by=principal.user_id,
+    )
+    session.add(image)
+    await session.flush()
+    await enqueue(session, "image.build", {"image_id": image.id})
+    return image_out(image)
+
+
+@router.post("/images/promote", response_model=schemas.BaseImageOut)
+async def promote_image(
+    body: schemas.ImageRef, session: DbSession, principal: Writer
+) -> schemas.BaseImageOut:
+    """Make a ready version its family's current one; new instances get it."""
+    image = await get_image(session, principal, body.image_id)
+    require_manage(principal, image.org_id)
+    await promote(session, image)
+    return image_out(image)
+
+
+@router.post("/images/abort", response_model=schemas.BaseImageOut)
+async def abort_image(
+    body: schemas.ImageRef, session: DbSession, principal: Writer
+) -> schemas.BaseImageOut:
+    """Cancel a build; its build sandbox and partial layer are cleaned up."""
+    image = await get_image(session, principal, body.image_id)
+    require_manage(principal, image.org_id)
+    if image.status != "building":
+        raise ImageNotReady(
+            f"Image {image.id} is {image.status}; only a build can be aborted.",
+            details={"status": image.status},
+        )
+    image.status, image.finished_at = "aborted", utcnow()
+    image.error = "aborted"
+    return image_out(image)
+
+
+# --- the build job ---
+
+
+def _append(image: BaseImage, line: str) -> None:
+    image.logs = (image.logs + line.rstrip("\n") + "\n")[-MAX_LOG_CHARS:]
+
+
+def _build_instance_id(image: BaseImage) -> str:
+    return "build-" + image.id.replace("_", "-")
+
+
+async def _still_building(session: AsyncSession, image: BaseImage) -> bool:
+    """Commit what the build has logged so far (progress is visible while it runs) and see
+    whether someone aborted it."""
+    await session.commit()
+    await session.refresh(image)
+    return image.status == "building"
+
+
+@job("image.build")
+async def build_image(ctx: JobContext, payload: dict[str, Any]) -> None:
+    session, settings = ctx.session, ctx.settings
+    image = await session.get(BaseImage, payload["image_id"])
+    if image is None or image.status != "building":
+        return
+    recipe = image.recipe
+    if "from_snapshot" in recipe:
+        snap = await session.get(Snapshot, recipe["from_snapshot"])
+        layer = await session.get(Layer, snap.layer_id) if snap else None
+        if snap is None or layer is None or layer.status != "ready":
+            image.status, image.error = "failed", "the snapshot no longer exists"
+            image.finished_at = utcnow()
+            return
+        # The image shares the snapshot's layer: nothing is copied.
+        image.layer_id, image.server_id, image.rootfs = layer.id, layer.server_id, layer.rootfs
+        _append(image, f"using snapshot {snap.id} ({snap.name}) as layer {layer.id}")
+        image.status, image.progress, image.finished_at = "ready", 100, utcnow()
+        return
+    await _build_with_commands(ctx, session, settings, image)
+
+
+async def _build_with_commands(
+    ctx: JobContext, session: AsyncSession, settings: Any, image: BaseImage
+) -> None:
+    base = await session.get(BaseImage, image.recipe["base_image"])
+    if base is None or base.status != "ready":
+        image.status, image.error, image.finished_at = "failed", "base image is gone", utcnow()
+        return
+    base_layer = await session.get(Layer, base.layer_id) if base.layer_id else None
+    if base_layer is not None:
+        server = await session.get(ComputeServer, base_layer.server_id)
+    else:
+        server = await place(session, settings)
+    assert server is not None
+    node = await node_for(session, settings, server.id)
+    build_id = _build_instance_id(image)
+    lower = [base_layer.id, *base_layer.lower_ids] if base_layer else []
+    commands: list[str] = list(image.recipe.get("commands") or [])
+    steps = len(commands) + 2
+    # A crashed earlier attempt may have left its sandbox: start clean.
+    await node.json("DELETE", f"/node/instances/{build_id}", timeout=120)
+    _append(image, f"booting a build sandbox on {base.family} v{base.version}")
+    image.progress = 100 // steps
+    captured = None
+    try:
+        await node.json(
+            "PUT",
+            f"/node/instances/{build_id}",
+            {
+                "image": base.rootfs,
+                "layer_ids": lower,
+                "vcpus": 1,
+                "memory_mb": BUILD_MEMORY_MB,
+                "disk_mb": int(image.recipe.get("disk_mb") or 2048),
+                "env": {},
+                "hostname": "image-build",
+            },
+            timeout=120,
+        )
+        for i, command in enumerate(commands, start=1):
+            if not await _still_building(session, image):
+                return
+            _append(image, f"$ {command}")
+            result = await node.json(
+                "POST",
+                f"/node/instances/{build_id}/exec",
+                {"command": command, "timeout_s": BUILD_COMMAND_TIMEOUT_S},
+                timeout=BUILD_COMMAND_TIMEOUT_S + 60,
+            )
+            for stream in ("stdout_b64", "stderr_b64"):
+                out = base64.b64decode(result.get(stream) or "").decode(errors="replace")
+                if out:
+                    _append(image, out)
+            if result["exit_code"] != 0:
+                image.status = "failed"
+                image.error = f"command {i} exited {result['exit_code']}: {command}"[:500]
+                image.finished_at = utcnow()
+                return
+            image.progress = 100 * (i + 1) // steps
+        if not await _still_building(session, image):
+            return
+        await node.json("POST", f"/node/instances/{build_id}/stop")
+        from forkyard.kit.ids import new_id
+
+        layer_id = new_id("lyr")
+        data = await node.json(
+            "POST", f"/node/instances/{build_id}/checkpoint", {"layer_id": layer_id}, timeout=300
+        )
+        captured = layer_id
+        stack = InstanceStack(
+            instance_id=build_id, rootfs=base.rootfs, layer_ids=lower, image_id=base.id
+        )
+        layer = await add_layer(session, data, server.id, image.org_id, "image", stack)
+        image.layer_id, image.server_id, image.rootfs = layer.id, server.id, base.rootfs
+        image.status, image.progress, image.finished_at = "ready", 100, utcnow()
+        _append(image, f"captured as layer {layer.id}")
+        captured = None
+    except RemoteError as exc:
+        image.status, image.error, image.finished_at = "failed", exc.message[:500], utcnow()
+        _append(image, f"failed: {exc.message}")
+    finally:
+        await node.json("DELETE", f"/node/instances/{build_id}", timeout=120)
+        if captured is not None:
+            try:
+                await node.json("DELETE", f"/node/layers/{captured}")
+            except RemoteError:
+                pass
