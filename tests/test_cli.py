@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -111,7 +113,9 @@ def _free_port() -> int:
 def test_serve_with_embedded_postgres_starts_and_stops(tmp_path):
     """Slow (about 10-20 s): initialises a PostgreSQL cluster in a fresh data dir."""
     port = _free_port()
-    data = tmp_path / "data"
+    # Not under pytest's basetemp: a concurrent pytest run prunes old basetemps, and initdb
+    # (which runs as its own user) failed when its directory vanished mid-way.
+    data = Path(tempfile.mkdtemp(prefix="forkyard-serve-test-")) / "data"
     started = time.monotonic()
     proc = subprocess.Popen(
         [*FORKYARD, "serve", "--port", str(port), "--data-dir", str(data)],
@@ -148,6 +152,7 @@ def test_serve_with_embedded_postgres_starts_and_stops(tmp_path):
             out, _ = proc.communicate()
     assert f"listening on http://127.0.0.1:{port}" in out
     assert not pid_file.exists(), "embedded PostgreSQL left running"
+    shutil.rmtree(data.parent, ignore_errors=True)
     status = Path(f"/proc/{postgres_pid}/status")
     # Gone, or a zombie waiting for a reaper (containers often run no init that reaps).
     assert not status.exists() or "\tZ" in status.read_text().split("State:")[1].splitlines()[0]
