@@ -1,0 +1,200 @@
+"""Fork (tag instances): `count` new instances with the parent's filesystem as it was at the
+call, on the parent's server (that is where its layers are); the parent keeps running. The node
+captures the parent once and boots every child on its own reflink clone, in parallel."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import Query, Request, Response
+from sqlalchemy import func, select
+
+from forkyard.audit.service import record
+from forkyard.compute.models import ComputeServer, Instance, InstanceStack, Vm
+from forkyard.compute.service import (
+    check_quota,
+    get_instance,
+    get_vm,
+    instance_out,
+    node_for,
+    require_verified,
+    server_is_fresh,
+)
+from forkyard.compute.state import schemas
+from forkyard.compute.state.checkpoints import require_capturable
+from forkyard.compute.state.layers import (
+    build_spec,
+    capture,
+    ensure_stack,
+    forget_node_layer,
+)
+from forkyard.config import Settings
+from forkyard.db.session import DbSession
+from forkyard.identity.deps import Writer, settings_of
+from forkyard.jobs import enqueue
+from forkyard.kit.clock import utcnow
+from forkyard.kit.ids import new_id
+from forkyard.kit.routing import protected_router
+
+router = protected_router("instances", prefix="/v1/instances")
+FORK_TIMEOUT_S = 600
+
+
+async def free_slots(session: DbSession, server: ComputeServer | None, settings: Settings) -> int:
+    if server is None or server.status != "active" or not server_is_fresh(server, settings):
+        return 0
+    placed = (
+        await session.execute(
+            select(func.count())
+            .select_from(Instance)
+            .where(
+                Instance.server_id == server.id,
+                Instance.status.in_(("provisioning", "running")),
+            )
+        )
+    ).scalar_one()
+    return max(0, server.slots + server.running_instances - int(placed))
+
+
+@router.post("/{id}/fork", status_code=201, response_model=schemas.ForkOut)
+async def fork_instance(
+    id: str,
+    body: schemas.ForkRequest,
+    request: Request,
+    response: Response,
+    session: DbSession,
+    principal: Writer,
+    wait: Annotated[
+        bool, Query(description="Answer once the children run (else 202, they boot in a job).")
+    ] = True,
+) -> schemas.ForkOut:
+    """Fork the instance into `count` new ones with its filesystem as it is now."""
+    t0 = time.monotonic()
+    settings = settings_of(request)
+    await require_verified(session, principal)
+    parent = await get_instance(session, principal, id, lock=True)
+    require_capturable(parent)
+    over = body.overrides or schemas.ForkOverrides()
+    vcpus = over.vcpus or parent.vcpus
+    memory_mb = over.memory_mb or parent.memory_mb
+    assert principal.org_id
+    await check_quota(session, settings, principal.org_id, vcpus, memory_mb, body.count)
+    server = await session.get(ComputeServer, parent.server_id, with_for_update=True)
+    room = await free_slots(session, server, settings)
+    parent_stack = await ensure_stack(session, parent)
+    prefix = body.name_prefix or f"{parent.name}-fork"
+    now = utcnow()
+    children: list[Instance] = []
+    for i in range(min(room, body.count)):
+        child = Instance(
+            org_id=parent.org_id,
+            created_by=principal.user_id,
+            name=f"{prefix}-{i + 1}",
+            status="provisioning",
+            server_id=parent.server_id,
+            profile_id=parent.profile_id,
+            image=parent.image,
+            vcpus=vcpus,
+            memory_mb=memory_mb,
+            disk_mb=parent.disk_mb,
+            env={**parent.env, **(over.env or {})},
+            labels={**parent.labels, **(over.labels or {})},
+            idle_timeout_s=parent.idle_timeout_s,
+            setup_commands=list(parent.setup_commands),
+            setup_done=True,
+            last_activity_at=now,
+        )
+        session.add(child)
+        children.append(child)
+    await session.flush()
+    for child in children:
+        session.add(Vm(instance_id=child.id, server_id=child.server_id, state="pending", boots=0))
+        session.add(
+            InstanceStack(
+                instance_id=child.id,
+                image_id=parent_stack.image_id,
+                rootfs=parent_stack.rootfs,
+                layer_ids=list(parent_stack.layer_ids),
+            )
+        )
+    await session.flush()
+    errors: dict[int, schemas.ForkError] = {
+        i: schemas.ForkError(
+            code="no_capacity", message="The parent's server has no room for this child."
+        )
+        for i in range(len(children), body.count)
+    }
+    if children and wait:
+        await _fork_now(session, settings, parent, children, errors)
+    elif children:
+        # Capture now (the fork point is the call), boot the children in jobs from that layer.
+        layer = await capture(session, settings, parent, "fork")
+        for child in children:
+            stack = await session.get(InstanceStack, child.id)
+            assert stack is not None
+            stack.boot_layer_id = layer.id
+            await enqueue(session, "instance.boot", {"instance_id": child.id})
+        response.status_code = 202
+    out = [
+        schemas.ForkChild(
+            index=i,
+            instance=None if i in errors else instance_out(children[i]),
+            error=errors.get(i),
+        )
+        for i in range(body.count)
+    ]
+    await record(
+        session,
+        "instance.forked",
+        principal=principal,
+        target_type="instance",
+        target_id=parent.id,
+        data={"children": [c.id for i, c in enumerate(children) if i not in errors]},
+    )
+    return schemas.ForkOut(
+        parent_id=parent.id, children=out, fork_ms=round((time.monotonic() - t0) * 1000, 2)
+    )
+
+
+async def _fork_now(
+    session: DbSession,
+    settings: Settings,
+    parent: Instance,
+    children: list[Instance],
+    errors: dict[int, schemas.ForkError],
+) -> None:
+    """One node call: capture the parent, boot every child on a clone. Children that fail are
+    removed (the node left nothing of them) and reported by index."""
+    node = await node_for(session, settings, parent.server_id)
+    specs: list[dict[str, Any]] = [await build_spec(session, c, settings) for c in children]
+    layer_id = new_id("lyr")
+    result = await node.json(
+        "POST",
+        f"/node/instances/{parent.id}/fork",
+        {"layer_id": layer_id, "children": specs},
+        timeout=FORK_TIMEOUT_S,
+    )
+    # The children are clones: nothing depends on the fork layer any more.
+    await forget_node_layer(node, layer_id)
+    now = utcnow()
+    for i, (child, answer) in enumerate(zip(children, result["children"], strict=True)):
+        vm = await get_vm(session, child)
+        if "error" in answer:
+            errors[i] = schemas.ForkError(**answer["error"])
+            stack = await session.get(InstanceStack, child.id)
+            if stack is not None:
+                await session.delete(stack)
+            await session.delete(vm)
+            await session.flush()
+            await session.delete(child)
+            continue
+        vm.state, vm.pid, vm.boot_ms, vm.started_at, vm.boots = (
+            "running",
+            answer["pid"],
+            answer["boot_ms"],
+            now,
+            1,
+        )
+        child.status = "running"
+    await session.flush()

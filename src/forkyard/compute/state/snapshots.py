@@ -1,0 +1,268 @@
+"""Snapshots (tag snapshots): durable, named captures of an instance that outlive it. Restore
+into the same instance (its filesystem becomes the snapshot's; the state before is kept as a
+checkpoint) or into a new instance. A snapshot's layer lives on the server that captured it, so
+a new instance restored from it is placed on that server."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+from sqlalchemy import select
+
+from forkyard.audit.service import record
+from forkyard.compute.errors import NoCapacity
+from forkyard.compute.models import (
+    BaseImage,
+    ComputeServer,
+    Instance,
+    InstanceStack,
+    Layer,
+    Snapshot,
+    Vm,
+)
+from forkyard.compute.service import (
+    check_quota,
+    get_instance,
+    get_profile,
+    instance_out,
+    require_verified,
+    server_is_fresh,
+)
+from forkyard.compute.state import schemas
+from forkyard.compute.state.checkpoints import checkpoint_out, require_capturable, roll_to_layer
+from forkyard.compute.state.errors import LayerElsewhere, SnapshotInUse
+from forkyard.compute.state.layers import capture, release
+from forkyard.db.session import DbSession
+from forkyard.identity.deps import Reader, Writer, settings_of
+from forkyard.identity.principal import Principal
+from forkyard.jobs import enqueue
+from forkyard.kit.clock import utcnow
+from forkyard.kit.errors import NotFound
+from forkyard.kit.ids import has_prefix
+from forkyard.kit.pagination import Page, PageParams, page_params, paginate
+from forkyard.kit.routing import protected_router
+
+router = protected_router("snapshots", prefix="/v1/instances")
+Paging = Annotated[PageParams, Depends(page_params)]
+
+
+def snapshot_out(snap: Snapshot, layer: Layer) -> schemas.SnapshotOut:
+    return schemas.SnapshotOut(
+        id=snap.id,
+        instance_id=snap.instance_id,
+        instance_name=snap.instance_name,
+        name=snap.name,
+        description=snap.description,
+        server_id=snap.server_id,
+        data_bytes=layer.data_bytes,
+        disk_mb=layer.disk_mb,
+        created_at=snap.created_at,
+    )
+
+
+async def _snapshot(
+    session: DbSession, principal: Principal, instance_id: str, snapshot_id: str
+) -> tuple[Snapshot, Layer]:
+    """A snapshot of the org's; the instance in the path may be its source or, once the source
+    is deleted, any instance id of the org's."""
+    if not has_prefix(snapshot_id, "snap") or not has_prefix(instance_id, "inst"):
+        raise NotFound.of("Snapshot", snapshot_id)
+    row = (
+        await session.execute(
+            select(Snapshot, Layer)
+            .join(Layer, Layer.id == Snapshot.layer_id)
+            .where(Snapshot.id == snapshot_id, Snapshot.org_id == principal.org_id)
+        )
+    ).one_or_none()
+    if row is None or row[0].instance_id not in (instance_id, None):
+        raise NotFound.of("Snapshot", snapshot_id)
+    if row[0].instance_id is None:
+        await get_instance(session, principal, instance_id)  # the path must still be the org's
+    return row[0], row[1]
+
+
+async def dependents(session: DbSession, layer_id: str) -> dict[str, list[str]]:
+    """Images and instances built on the layer (directly or through layers stacked on it)."""
+    above = list(
+        (
+            await session.execute(select(Layer.id).where(Layer.lower_ids.contains([layer_id])))
+        ).scalars()
+    )
+    layers = [layer_id, *above]
+    images = (
+        await session.execute(select(BaseImage.id).where(BaseImage.layer_id.in_(layers)))
+    ).scalars()
+    instances = (
+        await session.execute(
+            select(InstanceStack.instance_id)
+            .join(Instance, Instance.id == InstanceStack.instance_id)
+            .where(
+                Instance.status != "deleting",
+                (InstanceStack.layer_ids.contains([layer_id]))
+                | (InstanceStack.boot_layer_id.in_(layers)),
+            )
+        )
+    ).scalars()
+    return {"images": sorted(images), "instances": sorted(instances)}
+
+
+@router.post("/{id}/snapshots", status_code=201, response_model=schemas.SnapshotOut)
+async def create_snapshot(
+    id: str, body: schemas.SnapshotCreate, request: Request, session: DbSession, principal: Writer
+) -> schemas.SnapshotOut:
+    """Capture the instance as a named snapshot that outlives it."""
+    instance = await get_instance(session, principal, id, lock=True)
+    require_capturable(instance)
+    layer = await capture(session, settings_of(request), instance, "snapshot")
+    assert instance.server_id
+    snap = Snapshot(
+        org_id=instance.org_id,
+        instance_id=instance.id,
+        instance_name=instance.name,
+        name=body.name,
+        description=body.description,
+        server_id=instance.server_id,
+        layer_id=layer.id,
+    )
+    session.add(snap)
+    await session.flush()
+    return snapshot_out(snap, layer)
+
+
+@router.get("/{id}/snapshots", response_model=Page[schemas.SnapshotOut])
+async def list_snapshots(
+    id: str, session: DbSession, principal: Reader, page: Paging
+) -> Page[schemas.SnapshotOut]:
+    """The instance's snapshots, newest first."""
+    instance = await get_instance(session, principal, id)
+    rows, cursor = await paginate(
+        session, select(Snapshot).where(Snapshot.instance_id == instance.id), Snapshot, page
+    )
+    layers = {
+        x.id: x
+        for x in (
+            await session.execute(select(Layer).where(Layer.id.in_([s.layer_id for s in rows])))
+        ).scalars()
+    }
+    return Page(data=[snapshot_out(s, layers[s.layer_id]) for s in rows], next_cursor=cursor)
+
+
+@router.get("/{id}/snapshots/{snapshot_id}", response_model=schemas.SnapshotOut)
+async def get_snapshot(
+    id: str, snapshot_id: str, session: DbSession, principal: Reader
+) -> schemas.SnapshotOut:
+    """One snapshot."""
+    return snapshot_out(*await _snapshot(session, principal, id, snapshot_id))
+
+
+@router.delete("/{id}/snapshots/{snapshot_id}", status_code=204)
+async def delete_snapshot(
+    id: str, snapshot_id: str, session: DbSession, principal: Writer
+) -> Response:
+    """Delete a snapshot; refused while an image or instance depends on it."""
+    snap, layer = await _snapshot(session, principal, id, snapshot_id)
+    deps = await dependents(session, layer.id)
+    if any(deps.values()):
+        names = ", ".join(deps["images"] + deps["instances"])
+        raise SnapshotInUse(f"Snapshot {snap.id} is used by {names}.", details=deps)
+    await session.delete(snap)
+    await session.flush()
+    await release(session, layer.id)
+    return Response(status_code=204)
+
+
+@router.post("/{id}/snapshots/{snapshot_id}/restore", response_model=schemas.RestoreOut)
+async def restore_snapshot(
+    id: str,
+    snapshot_id: str,
+    body: schemas.RestoreRequest,
+    request: Request,
+    response: Response,
+    session: DbSession,
+    principal: Writer,
+) -> schemas.RestoreOut:
+    """Restore into this instance (processes restart; the state before is kept as a checkpoint),
+    or with `new_instance` into a new instance on the snapshot's server (answers 202)."""
+    settings = settings_of(request)
+    snap, layer = await _snapshot(session, principal, id, snapshot_id)
+    if body.new_instance is None:
+        instance = await get_instance(session, principal, id, lock=True)
+        require_capturable(instance)
+        if instance.server_id != layer.server_id:
+            raise LayerElsewhere(
+                "The snapshot lives on another server; restore it into a new instance.",
+                details={"snapshot_server_id": layer.server_id},
+            )
+        before, before_layer, rebooted = await roll_to_layer(
+            session, settings, instance, layer, "before_restore", f"before restore of {snap.id}"
+        )
+        stack = await session.get(InstanceStack, instance.id)
+        assert stack is not None
+        stack.head_checkpoint_id = None
+        return schemas.RestoreOut(
+            instance=instance_out(instance),
+            new_instance=False,
+            checkpoint=checkpoint_out(before, before_layer),
+            processes_restarted=rebooted,
+            memory_preserved=False,
+        )
+    new = body.new_instance
+    await require_verified(session, principal)
+    profile = await get_profile(session, principal, new.profile_id) if new.profile_id else None
+    vcpus = new.vcpus or (profile.vcpus if profile else 1.0)
+    memory_mb = new.memory_mb or (profile.memory_mb if profile else 512)
+    assert principal.org_id
+    await check_quota(session, settings, principal.org_id, vcpus, memory_mb)
+    server = await session.get(ComputeServer, layer.server_id)
+    if server is None or server.status != "active" or not server_is_fresh(server, settings):
+        raise NoCapacity("The snapshot's server is not taking new instances right now.")
+    now = utcnow()
+    instance = Instance(
+        org_id=principal.org_id,
+        created_by=principal.user_id,
+        status="provisioning",
+        server_id=server.id,
+        profile_id=profile.id if profile else None,
+        image=layer.image_id or layer.rootfs,
+        vcpus=vcpus,
+        memory_mb=memory_mb,
+        disk_mb=layer.disk_mb,  # the disk is a clone of the snapshot's
+        env={**(profile.env if profile else {}), **(new.env or {})},
+        labels=new.labels or {},
+        idle_timeout_s=new.idle_timeout_s,
+        setup_commands=[],
+        setup_done=True,
+        last_activity_at=now,
+    )
+    instance.name = new.name or instance.id
+    session.add(instance)
+    await session.flush()
+    session.add(Vm(instance_id=instance.id, server_id=server.id, state="pending", boots=0))
+    session.add(
+        InstanceStack(
+            instance_id=instance.id,
+            image_id=layer.image_id,
+            rootfs=layer.rootfs,
+            layer_ids=list(layer.lower_ids),
+            boot_layer_id=layer.id,
+        )
+    )
+    await session.flush()
+    await enqueue(session, "instance.boot", {"instance_id": instance.id})
+    await record(
+        session,
+        "instance.created",
+        principal=principal,
+        target_type="instance",
+        target_id=instance.id,
+        data={"from_snapshot": snap.id},
+    )
+    response.status_code = 202
+    return schemas.RestoreOut(
+        instance=instance_out(instance),
+        new_instance=True,
+        checkpoint=None,
+        processes_restarted=False,
+        memory_preserved=False,
+    )
