@@ -71,6 +71,8 @@ def database_url(pg_server_url: str, template_url: str) -> Iterator[str]:
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
         env="test",
+        secret_key="test-secret-key-not-for-production",
+        node_token="test-node-token-not-for-production",
         database_url=database_url,
         data_dir=tmp_path / "data",
         public_url="http://testserver",

@@ -1,4 +1,4 @@
-"""Settings: placeholder secrets refused in production, and the README lists every setting."""
+"""Settings: placeholder secrets refused outside development, and the README lists every setting."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ from pydantic import ValidationError
 from forkyard.config import PLACEHOLDER_SECRET, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_placeholder_secret_is_refused_outside_development(monkeypatch):
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(env="test", _env_file=None)  # type: ignore[call-arg]
 
 
 def test_placeholder_secret_is_refused_in_production(monkeypatch):

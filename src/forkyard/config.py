@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.cookie_secure is None:
             self.cookie_secure = self.env == "production" or self.public_url.startswith("https://")
-        if self.env == "production":
+        if self.env != "development":
             for name in ("secret_key", "node_token"):
                 if getattr(self, name) == PLACEHOLDER_SECRET:
                     raise ValueError(
