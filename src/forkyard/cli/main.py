@@ -118,6 +118,10 @@ def node(
     advertise_host: Annotated[
         str | None, typer.Option(help="Host the control plane should call.")
     ] = None,
+    cgroup_parent: Annotated[
+        str,
+        typer.Option(help="Cgroup under which instances live; distinct per node on one host."),
+    ] = "forkyard",
 ) -> None:
     """Run a compute server: the sandbox driver and its API, registered with a control plane."""
     import signal
@@ -138,6 +142,7 @@ def node(
         port=int(port or 0),
         advertise_host=advertise_host,
         image_cache=settings.image_cache_dir,
+        cgroup_parent=cgroup_parent,
     )
     with Progress(
         SpinnerColumn(),

@@ -140,7 +140,8 @@ async def register_server(
         server.status = "active"
     _apply_capacity(server, body.capacity)
     await session.flush()
-    await _sync_states(session, server.id, body.instances)
+    # No state sync here: a restarted node reports everything stopped and is about to restart
+    # what should run (the answer below); its heartbeats after that tell the truth.
     from forkyard.compute.state.layers import layer_ids_of_server
 
     return RegisterResponse(
