@@ -13,7 +13,7 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Response
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.compute.models import (
@@ -41,7 +41,7 @@ from forkyard.jobs import enqueue, job
 from forkyard.jobs.queue import JobContext
 from forkyard.kit.clock import utcnow
 from forkyard.kit.errors import Forbidden, NotFound
-from forkyard.kit.ids import has_prefix
+from forkyard.kit.ids import has_prefix, new_id
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
 from forkyard.kit.routing import protected_router
 
@@ -421,12 +421,42 @@ def _build_instance_id(image: BaseImage) -> str:
     return "build-" + image.id.replace("_", "-")
 
 
-async def _still_building(session: AsyncSession, image: BaseImage) -> bool:
-    """Commit what the build has logged so far (progress is visible while it runs) and see
-    whether someone aborted it."""
-    await session.commit()
-    await session.refresh(image)
-    return image.status == "building"
+class BuildReport:
+    """Logs and progress of a running build, written in their own short transactions so they
+    are visible while the job's transaction is still open (the job never touches the image row
+    itself until the end, so the two cannot wait on each other)."""
+
+    def __init__(self, session: AsyncSession, image: BaseImage) -> None:
+        self.bind = session.bind
+        self.image_id = image.id
+        self.logs = image.logs
+        self.progress = image.progress
+
+    def line(self, text: str) -> None:
+        self.logs = (self.logs + text.rstrip("\n") + "\n")[-MAX_LOG_CHARS:]
+
+    async def push(self, progress: int | None = None) -> bool:
+        """Publish; False once the build was aborted."""
+        if progress is not None:
+            self.progress = progress
+        async with AsyncSession(self.bind) as side, side.begin():
+            status = (
+                await side.execute(
+                    update(BaseImage)
+                    .where(BaseImage.id == self.image_id)
+                    .values(logs=self.logs, progress=self.progress)
+                    .returning(BaseImage.status)
+                )
+            ).scalar_one_or_none()
+        return status == "building"
+
+    async def finish(self, session: AsyncSession, status: str, **values: Any) -> None:
+        """The final state, unless someone aborted the build meanwhile."""
+        await session.execute(
+            update(BaseImage)
+            .where(BaseImage.id == self.image_id, BaseImage.status == "building")
+            .values(status=status, logs=self.logs, finished_at=utcnow(), **values)
+        )
 
 
 @job("image.build")
@@ -448,15 +478,16 @@ async def build_image(ctx: JobContext, payload: dict[str, Any]) -> None:
         _append(image, f"using snapshot {snap.id} ({snap.name}) as layer {layer.id}")
         image.status, image.progress, image.finished_at = "ready", 100, utcnow()
         return
-    await _build_with_commands(ctx, session, settings, image)
+    await _build_with_commands(session, settings, image, BuildReport(session, image))
 
 
 async def _build_with_commands(
-    ctx: JobContext, session: AsyncSession, settings: Any, image: BaseImage
+    session: AsyncSession, settings: Any, image: BaseImage, report: BuildReport
 ) -> None:
+    """Boot a sandbox on the base image, run the commands, capture its disk as the layer."""
     base = await session.get(BaseImage, image.recipe["base_image"])
     if base is None or base.status != "ready":
-        image.status, image.error, image.finished_at = "failed", "base image is gone", utcnow()
+        await report.finish(session, "failed", error="the base image is gone")
         return
     base_layer = await session.get(Layer, base.layer_id) if base.layer_id else None
     if base_layer is not None:
@@ -471,9 +502,9 @@ async def _build_with_commands(
     steps = len(commands) + 2
     # A crashed earlier attempt may have left its sandbox: start clean.
     await node.json("DELETE", f"/node/instances/{build_id}", timeout=120)
-    _append(image, f"booting a build sandbox on {base.family} v{base.version}")
-    image.progress = 100 // steps
-    captured = None
+    report.line(f"booting a build sandbox on {base.family} v{base.version}")
+    if not await report.push(0):
+        return
     try:
         await node.json(
             "PUT",
@@ -490,9 +521,9 @@ async def _build_with_commands(
             timeout=120,
         )
         for i, command in enumerate(commands, start=1):
-            if not await _still_building(session, image):
+            report.line(f"$ {command}")
+            if not await report.push(100 * i // steps):
                 return
-            _append(image, f"$ {command}")
             result = await node.json(
                 "POST",
                 f"/node/instances/{build_id}/exec",
@@ -502,38 +533,39 @@ async def _build_with_commands(
             for stream in ("stdout_b64", "stderr_b64"):
                 out = base64.b64decode(result.get(stream) or "").decode(errors="replace")
                 if out:
-                    _append(image, out)
+                    report.line(out)
             if result["exit_code"] != 0:
-                image.status = "failed"
-                image.error = f"command {i} exited {result['exit_code']}: {command}"[:500]
-                image.finished_at = utcnow()
+                error = f"command {i} exited {result['exit_code']}: {command}"[:500]
+                await report.finish(session, "failed", error=error, progress=report.progress)
                 return
-            image.progress = 100 * (i + 1) // steps
-        if not await _still_building(session, image):
+        report.line("capturing the image")
+        if not await report.push(100 * (steps - 1) // steps):
             return
         await node.json("POST", f"/node/instances/{build_id}/stop")
-        from forkyard.kit.ids import new_id
-
         layer_id = new_id("lyr")
         data = await node.json(
             "POST", f"/node/instances/{build_id}/checkpoint", {"layer_id": layer_id}, timeout=300
         )
-        captured = layer_id
         stack = InstanceStack(
             instance_id=build_id, rootfs=base.rootfs, layer_ids=lower, image_id=base.id
         )
         layer = await add_layer(session, data, server.id, image.org_id, "image", stack)
-        image.layer_id, image.server_id, image.rootfs = layer.id, server.id, base.rootfs
-        image.status, image.progress, image.finished_at = "ready", 100, utcnow()
-        _append(image, f"captured as layer {layer.id}")
-        captured = None
+        report.line(f"captured as layer {layer.id}")
+        await report.finish(
+            session,
+            "ready",
+            progress=100,
+            layer_id=layer.id,
+            server_id=server.id,
+            rootfs=base.rootfs,
+        )
+        # Aborted during the capture: nothing references the new layer.
+        await session.flush()
+        await session.refresh(image)
+        if image.status != "ready":
+            await release(session, layer.id)
     except RemoteError as exc:
-        image.status, image.error, image.finished_at = "failed", exc.message[:500], utcnow()
-        _append(image, f"failed: {exc.message}")
+        report.line(f"failed: {exc.message}")
+        await report.finish(session, "failed", error=exc.message[:500])
     finally:
         await node.json("DELETE", f"/node/instances/{build_id}", timeout=120)
-        if captured is not None:
-            try:
-                await node.json("DELETE", f"/node/layers/{captured}")
-            except RemoteError:
-                pass
