@@ -219,8 +219,7 @@ async def rollback(
     session: DbSession,
     principal: Writer,
 ) -> schemas.RollbackOut:
-    """Make the filesystem exactly the checkpoint's; the state before is kept as a checkpoint.
-    Processes restart (memory is not preserved)."""
+    """Make the filesystem exactly the checkpoint's (processes restart; the state before is kept)."""
     instance, target, target_layer = await get_checkpoint(
         session, principal, id, body.checkpoint_id
     )

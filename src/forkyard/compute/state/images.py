@@ -329,8 +329,7 @@ async def delete_base_image(id: str, session: DbSession, principal: Writer) -> R
 async def prepare_image(
     body: schemas.ImagePrepare, session: DbSession, principal: Writer
 ) -> schemas.BaseImageOut:
-    """Build a new version of a family (from a snapshot, or commands run on an existing image)
-    in the background; poll it for progress and logs, then promote it."""
+    """Build a new version of a family in the background (poll it for progress and logs)."""
     if body.platform and not principal.is_staff:
         raise Forbidden("Platform images are managed by staff.")
     if body.suite or body.packages:

@@ -182,8 +182,7 @@ async def restore_snapshot(
     session: DbSession,
     principal: Writer,
 ) -> schemas.RestoreOut:
-    """Restore into this instance (processes restart; the state before is kept as a checkpoint),
-    or with `new_instance` into a new instance on the snapshot's server (answers 202)."""
+    """Restore into this instance, or with `new_instance` into a new one on the same server."""
     settings = settings_of(request)
     snap, layer = await _snapshot(session, principal, id, snapshot_id)
     if body.new_instance is None:
