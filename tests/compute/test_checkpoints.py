@@ -109,9 +109,13 @@ async def test_failed_checkpoint_records_nothing_and_instance_keeps_running(plat
 
 
 async def test_deleting_checkpoints_and_instances_leaves_no_layer(platform):
+    from tests.node.layer_helpers import settled_store_used, store_used
+
     api = platform.api
+    empty = store_used(platform.node.driver)
     iid = (await create_running(api))["id"]
     await fill(api, iid, "a")
+    await sh(api, iid, "head -c 20000000 /dev/urandom > /data/big")
     a = (await api.post(f"/v1/instances/{iid}/checkpoints", json={"name": "a"})).json()
     b = (await api.post(f"/v1/instances/{iid}/checkpoints", json={"name": "b"})).json()
     c = (await api.post(f"/v1/instances/{iid}/checkpoints", json={"name": "c"})).json()
@@ -128,6 +132,9 @@ async def test_deleting_checkpoints_and_instances_leaves_no_layer(platform):
     await wait_status(api, iid, "gone")
     await wait_for(lambda: node_layers(platform) == set(), what="all layers deleted")
     assert platform.node.driver.list_owned() == set()
+    # the space comes back (20 MB written, captured three times)
+    used = await settled_store_used(platform.node.driver, below=empty + 4_000_000)
+    assert used < empty + 4_000_000, (empty, used)
 
 
 async def test_checkpoint_states_and_cross_org_404(platform, compute_settings, run_jobs):
