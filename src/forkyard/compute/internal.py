@@ -104,6 +104,9 @@ async def _sync_states(session: DbSession, server_id: str, reported: dict[str, s
             select(Vm, Instance)
             .join(Instance, Instance.id == Vm.instance_id)
             .where(Vm.server_id == server_id, Vm.state.in_(("running", "unreachable")))
+            # Rows a job holds (a boot, a delete) are left to the next heartbeat: waiting would
+            # stall it, and a row deleted meanwhile would fail the update.
+            .with_for_update(of=(Vm, Instance), skip_locked=True)
         )
     ).all()
     for vm, instance in vms:
