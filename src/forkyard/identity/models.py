@@ -139,8 +139,6 @@ class IdempotencyRecord(Base):
     content_type: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime]
 
-    __table_args__ = (UniqueConstraint("principal", "key", name="uq_idempotency_principal_key"),)
-
 
 class MfaFactor(IdMixin, Base):
     """A second factor: totp, sms, email or webauthn. Unconfirmed rows are enrollments in
