@@ -44,9 +44,7 @@ async def deliver(settings: Settings, msg: EmailMessage) -> None:
             username=unquote(url.username) if url.username else None,
             password=unquote(url.password) if url.password else None,
             use_tls=url.scheme == "smtps",
-            start_tls=None
-            if url.scheme == "smtps"
-            else (url.scheme == "smtp+starttls"),
+            start_tls=None if url.scheme == "smtps" else (url.scheme == "smtp+starttls"),
             timeout=30,
         )
         return
