@@ -155,6 +155,11 @@ async def test_drain_status_metrics_and_storage(platform: Platform, db):
     assert set(per) == {iid, second["id"]}
     assert per[iid] >= 8_000_000 > per[second["id"]], per
     assert report["used_bytes"] >= per[iid]
+    assert report["storage_mode"] in ("reflink", "copy") and report["store"]["free_bytes"] > 0
+    ckpt = await api.post(f"/v1/instances/{iid}/checkpoints", json={"name": "c1"})
+    assert ckpt.status_code == 201, ckpt.text
+    report = (await staff.get(f"/v1/admin/servers/{server_id}/vm-storage")).json()
+    assert len(report["layers"]) == 1
 
     # audited
     from sqlalchemy import select

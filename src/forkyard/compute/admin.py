@@ -130,9 +130,13 @@ async def server_metrics(id: str, session: DbSession, principal: StaffPrincipal)
 async def server_vm_storage(
     id: str, request: Request, session: DbSession, principal: StaffPrincipal
 ) -> dict[str, Any]:
-    """Disk used per instance on this server, and its free space."""
+    """Disk used per instance on this server, its layers (what stacks on each) and free space."""
     server = await _server(session, id)
     node = node_clients.for_server(server, settings_of(request).secret_key)
     report: dict[str, Any] = await node.json("GET", "/node/storage")
+    usage: dict[str, Any] = await node.json("GET", "/node/layers/usage")
     report["server_id"] = server.id
+    report["storage_mode"] = usage.get("mode")
+    report["store"] = usage.get("store")
+    report["layers"] = usage.get("layers", [])
     return report
