@@ -41,7 +41,6 @@ from forkyard.identity.service import (
     normalize_email,
     revoke_sessions,
     rotate_refresh,
-    start_session,
     user_out,
 )
 from forkyard.kit.clock import utcnow
@@ -161,9 +160,7 @@ async def verify_email(
 
 
 @public.post("/login", response_model=schemas.LoginResult, dependencies=[anonymous_limit("login")])
-async def login(
-    body: schemas.LoginRequest, request: Request, response: Response, session: DbSession
-) -> schemas.LoginResult:
+async def login(body: schemas.LoginRequest, request: Request, session: DbSession) -> JSONResponse:
     """Sign in with email and password; sets the access, refresh and CSRF cookies."""
     settings = settings_of(request)
     ip = _ip(request)
@@ -192,34 +189,10 @@ async def login(
         raise InvalidCredentials()
     login_throttle.succeeded(email_key)
     user.failed_logins = 0
-    from forkyard.identity.mfa.challenges import start_challenge
+    from forkyard.identity.mfa.challenges import challenge_or_sign_in
 
-    ua = request.headers.get("user-agent")
-    challenge = await start_challenge(
-        session, settings, user, method="password", ip=ip, user_agent=ua
-    )
-    if challenge is not None:
-        return challenge  # no cookies until the second factor passes
-    issued = await start_session(
-        session, settings, user, ip=ip, user_agent=request.headers.get("user-agent")
-    )
-    set_session_cookies(
-        response, settings, access=issued.access, refresh=issued.refresh, csrf=issued.csrf
-    )
-    await record(
-        session,
-        "auth.login",
-        org_id=user.personal_org_id,
-        actor_id=user.id,
-        actor_type="user",
-        target_type="session",
-        target_id=issued.session.id,
-        ip=ip,
-        user_agent=request.headers.get("user-agent"),
-    )
-    return schemas.LoginResult(
-        user=user_out(user), session_id=issued.session.id, mfa_required=False
-    )
+    # With a confirmed factor: a challenge and no cookies until the second factor passes.
+    return await challenge_or_sign_in(session, request, user, method="password")
 
 
 @public.post(
