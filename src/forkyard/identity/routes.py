@@ -16,7 +16,6 @@ from forkyard.identity.cookies import (
     ACCESS_COOKIE,
     REFRESH_COOKIE,
     clear_auth_cookies,
-    set_session_cookies,
     set_sudo_cookie,
 )
 from forkyard.identity.deps import (
@@ -41,6 +40,7 @@ from forkyard.identity.service import (
     normalize_email,
     revoke_sessions,
     rotate_refresh,
+    signed_in_response,
     user_out,
 )
 from forkyard.kit.clock import utcnow
@@ -212,14 +212,7 @@ async def refresh(request: Request, session: DbSession) -> JSONResponse:
     except Exception:
         await session.commit()  # keep the revocation that reuse detection made
         raise
-    body = schemas.LoginResult(
-        user=user_out(user), session_id=issued.session.id, mfa_required=False
-    )
-    response = JSONResponse(body.model_dump(mode="json"))
-    set_session_cookies(
-        response, settings, access=issued.access, refresh=issued.refresh, csrf=issued.csrf
-    )
-    return response
+    return signed_in_response(settings, user, issued)
 
 
 @public.post("/logout", status_code=204, dependencies=[anonymous_limit("logout", 60)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from fastapi.responses import JSONResponse
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -146,6 +147,20 @@ def _device_name(user_agent: str | None) -> str | None:
         if needle in ua:
             return label
     return user_agent[:40]
+
+
+def signed_in_response(settings: Settings, user: User, issued: IssuedSession) -> JSONResponse:
+    """The answer to every successful sign-in or refresh: the user, the session, its cookies."""
+    from forkyard.identity.cookies import set_session_cookies
+
+    body = schemas.LoginResult(
+        user=user_out(user), session_id=issued.session.id, mfa_required=False
+    )
+    response = JSONResponse(body.model_dump(mode="json"))
+    set_session_cookies(
+        response, settings, access=issued.access, refresh=issued.refresh, csrf=issued.csrf
+    )
+    return response
 
 
 def device_of(auth_session: AuthSession) -> str | None:

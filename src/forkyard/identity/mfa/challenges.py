@@ -14,11 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from forkyard.audit.service import record
 from forkyard.config import Settings
 from forkyard.identity import schemas
-from forkyard.identity.cookies import set_session_cookies
 from forkyard.identity.mfa import backup_codes
 from forkyard.identity.mfa.errors import ChallengeInvalid
 from forkyard.identity.models import LoginChallenge, MfaFactor, OneTimeToken, User
-from forkyard.identity.service import start_session, user_out
+from forkyard.identity.service import signed_in_response, start_session
 from forkyard.kit.clock import utcnow
 from forkyard.kit.crypto import random_token, token_hash
 from forkyard.kit.http import client_ip
@@ -165,14 +164,7 @@ async def sign_in(
         user_agent=user_agent,
         data={"method": method, "mfa": mfa_verified},
     )
-    body = schemas.LoginResult(
-        user=user_out(user), session_id=issued.session.id, mfa_required=False
-    )
-    response = JSONResponse(body.model_dump(mode="json"))
-    set_session_cookies(
-        response, settings, access=issued.access, refresh=issued.refresh, csrf=issued.csrf
-    )
-    return response
+    return signed_in_response(settings, user, issued)
 
 
 async def challenge_or_sign_in(

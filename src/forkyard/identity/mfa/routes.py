@@ -263,19 +263,25 @@ async def sms_verify(
 ) -> s.Factor:
     """Confirm the phone factor with the texted code."""
     factor = await _pending(session, user, "sms")
+    await _check_enrollment_code(request, session, user, "enroll_sms", body.code, factor.phone)
+    return await _confirmed(session, principal, user, factor, f"Phone {mask_phone(factor.phone)}")
+
+
+async def _check_enrollment_code(
+    request: Request, session: DbSession, user: User, purpose: str, code: str, target: str | None
+) -> None:
     try:
         await check_code(
             session,
             settings_of(request),
             user_id=user.id,
-            purpose="enroll_sms",
-            code=body.code,
-            target=factor.phone,
+            purpose=purpose,
+            code=code,
+            target=target,
         )
     except InvalidCode:
         await session.commit()  # the spent attempt counts
         raise
-    return await _confirmed(session, principal, user, factor, f"Phone {mask_phone(factor.phone)}")
 
 
 @router.post("/email/enroll", response_model=s.EnrollmentStarted)
@@ -317,18 +323,7 @@ async def email_verify(
 ) -> s.Factor:
     """Confirm the email factor with the emailed code."""
     factor = await _pending(session, user, "email")
-    try:
-        await check_code(
-            session,
-            settings_of(request),
-            user_id=user.id,
-            purpose="enroll_email",
-            code=body.code,
-            target=user.email,
-        )
-    except InvalidCode:
-        await session.commit()
-        raise
+    await _check_enrollment_code(request, session, user, "enroll_email", body.code, user.email)
     return await _confirmed(session, principal, user, factor, "Email codes")
 
 
