@@ -169,3 +169,12 @@ async def create_running(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
     r = await api.post("/v1/instances", json=body)
     assert r.status_code == 202, r.text
     return await wait_status(api, r.json()["id"], "running")
+
+
+@pytest.fixture
+async def second_node(platform: Platform, tmp_path: Path) -> AsyncIterator[Node]:
+    """Another in-process node registered with the same control plane (its own data dir, layer
+    store and cgroup parent): the platform is then a two-server cluster."""
+    node, task = await start_node(platform.url, tmp_path / "node-b")
+    yield node
+    await stop_node(node, task)

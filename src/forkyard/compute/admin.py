@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from forkyard.audit.service import record
 from forkyard.compute import schemas
-from forkyard.compute.models import ComputeServer, Instance
+from forkyard.compute.models import ComputeServer, Instance, LayerReplica
 from forkyard.compute.node_client import node_clients
 from forkyard.compute.service import server_is_fresh
 from forkyard.db.session import DbSession
@@ -139,4 +139,16 @@ async def server_vm_storage(
     report["storage_mode"] = usage.get("mode")
     report["store"] = usage.get("store")
     report["layers"] = usage.get("layers", [])
+    # What the control plane records of each layer: the servers holding a replica of it, and
+    # how this one got it (captured here or copied from another server).
+    layer_ids = [x["layer_id"] for x in report["layers"]]
+    replicas: dict[str, list[LayerReplica]] = {}
+    for replica in (
+        await session.execute(select(LayerReplica).where(LayerReplica.layer_id.in_(layer_ids)))
+    ).scalars():
+        replicas.setdefault(replica.layer_id, []).append(replica)
+    for entry in report["layers"]:
+        mine = [r for r in replicas.get(entry["layer_id"], []) if r.server_id == server.id]
+        entry["servers"] = sorted(r.server_id for r in replicas.get(entry["layer_id"], []))
+        entry["replica"] = mine[0].origin if mine else None  # None: unknown, the sweeper's
     return report

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from forkyard.db.base import Base, IdMixin
+from forkyard.kit.clock import utcnow
 
 INSTANCE_STATUSES = ("provisioning", "running", "stopping", "stopped", "error", "deleting")
 
@@ -155,6 +156,26 @@ class Layer(IdMixin, Base):
     parent_layer_id: Mapped[str | None] = mapped_column(String(40))
     pause_ms: Mapped[float] = mapped_column(Float, default=0)
     capture_ms: Mapped[float] = mapped_column(Float, default=0)
+
+
+class LayerReplica(Base):
+    """A copy of a layer held by one server's layer store. `Layer.server_id` is where it was
+    captured; a layer may since be copied to other servers (state/layers.py `ensure_on`), and
+    every replica is deleted with the layer."""
+
+    __tablename__ = "layer_replicas"
+
+    layer_id: Mapped[str] = mapped_column(
+        ForeignKey("layers.id", ondelete="CASCADE"), primary_key=True
+    )
+    server_id: Mapped[str] = mapped_column(
+        ForeignKey("compute_servers.id"), primary_key=True, index=True
+    )
+    # captured | copied
+    origin: Mapped[str] = mapped_column(String(20), default="captured")
+    copied_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    copy_ms: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class InstanceStack(Base):

@@ -4,6 +4,7 @@ them out on nodes."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.compute import schemas
 from forkyard.compute.errors import EmailNotVerified, InvalidTransition, NoCapacity, NodeUnreachable
-from forkyard.compute.models import ComputeServer, ExecRecord, Instance, Profile, Vm
+from forkyard.compute.models import (
+    ComputeServer,
+    ExecRecord,
+    Instance,
+    Layer,
+    LayerReplica,
+    Profile,
+    Vm,
+)
 from forkyard.compute.node_client import NodeClient, node_clients
 from forkyard.config import Settings
 from forkyard.identity.account_deletion import register_personal_org_deletion_hook
@@ -133,8 +142,12 @@ async def check_quota(
             )
 
 
-async def place(session: AsyncSession, settings: Settings) -> ComputeServer:
-    """Pick an active, fresh server with room: the one with the most free slots."""
+async def place(
+    session: AsyncSession, settings: Settings, layer_ids: Sequence[str] = ()
+) -> ComputeServer:
+    """Pick an active, fresh server with room. With `layer_ids` (the stacks the instance needs),
+    one holding all of them, else the most bytes of them (the rest is copied before the boot);
+    then the one with the most free slots."""
     servers = (
         (
             await session.execute(
@@ -165,8 +178,34 @@ async def place(session: AsyncSession, settings: Settings) -> ComputeServer:
             candidates.append((free, server))
     if not candidates:
         raise NoCapacity()
-    candidates.sort(key=lambda c: (-c[0], c[1].id))
+    held = await _held_layer_bytes(session, layer_ids) if layer_ids else {}
+    candidates.sort(key=lambda c: (-held.get(c[1].id, 0), -c[0], c[1].id))
     return candidates[0][1]
+
+
+async def _held_layer_bytes(session: AsyncSession, layer_ids: Sequence[str]) -> dict[str, int]:
+    """Per server, the bytes it holds of the layers and everything under them; a server
+    holding all of them scores above any that does not."""
+    tops = (await session.execute(select(Layer).where(Layer.id.in_(list(layer_ids))))).scalars()
+    needed: dict[str, int] = {}
+    lower: set[str] = set()
+    for layer in tops:
+        needed[layer.id] = layer.data_bytes + 1  # +1: an empty layer still counts
+        lower.update(layer.lower_ids)
+    if lower - set(needed):
+        for lid, size in await session.execute(
+            select(Layer.id, Layer.data_bytes).where(Layer.id.in_(lower - set(needed)))
+        ):
+            needed[lid] = size + 1
+    total = sum(needed.values())
+    held: dict[str, int] = {}
+    for server_id, lid in await session.execute(
+        select(LayerReplica.server_id, LayerReplica.layer_id).where(
+            LayerReplica.layer_id.in_(list(needed))
+        )
+    ):
+        held[server_id] = held.get(server_id, 0) + needed[lid]
+    return {k: v + (total if v == total else 0) for k, v in held.items()}
 
 
 async def create_instance(
@@ -181,7 +220,10 @@ async def create_instance(
     disk_mb = body.disk_mb or (profile.disk_mb if profile else DEFAULT_DISK_MB)
     assert principal.org_id
     await check_quota(session, settings, principal.org_id, vcpus, memory_mb)
-    server = await place(session, settings)
+    image = body.image or (profile.image if profile else "default")
+    from forkyard.compute.state.layers import image_layer_ids
+
+    server = await place(session, settings, await image_layer_ids(session, principal.org_id, image))
     now = utcnow()
     instance = Instance(
         org_id=principal.org_id,
@@ -189,7 +231,7 @@ async def create_instance(
         status="provisioning",
         server_id=server.id,
         profile_id=profile.id if profile else None,
-        image=body.image or (profile.image if profile else "default"),
+        image=image,
         vcpus=vcpus,
         memory_mb=memory_mb,
         disk_mb=disk_mb,

@@ -9,20 +9,33 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.requests import HTTPConnection
 
 from forkyard.kit.crypto import constant_time_equal
 from forkyard.kit.errors import ForkyardError, Unauthenticated
+from forkyard.node import rpc
 from forkyard.node.drivers.base import Driver, SandboxSpec
 from forkyard.node.drivers.sandbox import SandboxDriver
 from forkyard.node.errors import NodeError
-from forkyard.node.layers import LayerInfo, LayerInUse
+from forkyard.node.layers import (
+    TICKET_HEADER,
+    TICKET_TTL_S,
+    LayerInfo,
+    LayerInUse,
+    check_export_ticket,
+    check_layer_id,
+    export_stream,
+    export_ticket,
+    pull_layer,
+)
 
 log = logging.getLogger("forkyard.node")
 
@@ -57,32 +70,27 @@ class PathBody(BaseModel):
     limit: int | None = None
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _file_json(info: Any) -> dict[str, Any]:
-    return {
-        "name": info.name,
-        "path": info.path,
-        "type": info.type,
-        "size": info.size,
-        "mode": info.mode,
-        "mtime": info.mtime,
-        "target": info.target,
-    }
-
-
 def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None = None) -> FastAPI:
     """`images` maps image names the control plane uses (e.g. `default`) to rootfs paths."""
     known_images = images or {}
 
     # A dependency, not an HTTP middleware: BaseHTTPMiddleware costs milliseconds per call on
     # the exec hot path (bench/compute.py).
-    async def authenticate(request: Request) -> None:
+    async def authenticate(request: HTTPConnection) -> None:
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not given or not constant_time_equal(given, secret):
-            raise Unauthenticated("The node secret is wrong.")
+        if given and constant_time_equal(given, secret):
+            return
+        # Another node pulling a layer presents a ticket for that one export (node/layers.py).
+        ticket, layer_id = request.headers.get(TICKET_HEADER), request.path_params.get("layer_id")
+        if (
+            ticket
+            and layer_id
+            and request.method == "GET"
+            and request.url.path == f"/node/layers/{layer_id}/export"
+            and check_export_ticket(secret, layer_id, ticket)
+        ):
+            return
+        raise Unauthenticated("The node secret is wrong.")
 
     app = FastAPI(
         title="Forkyard node",
@@ -146,24 +154,11 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
 
     @app.post("/node/instances/{instance_id}/exec")
     async def run(instance_id: str, body: ExecBody) -> dict[str, Any]:
-        r = await driver.exec(
-            instance_id,
-            body.command,
-            cwd=body.cwd,
-            env=body.env,
-            stdin=base64.b64decode(body.stdin_b64) if body.stdin_b64 else None,
-            timeout=body.timeout_s,
-            max_output=body.max_output,
-        )
-        return {
-            "exit_code": r.exit_code,
-            "stdout_b64": _b64(r.stdout),
-            "stderr_b64": _b64(r.stderr),
-            "timed_out": r.timed_out,
-            "truncated": r.truncated,
-            "duration_ms": r.duration_ms,
-            "signal": r.signal,
-        }
+        return await rpc.run_exec(driver, instance_id, body.model_dump())
+
+    @app.websocket("/node/rpc")
+    async def rpc_channel(websocket: WebSocket) -> None:
+        await rpc.serve(websocket, driver)
 
     @app.post("/node/instances/{instance_id}/exec/stream")
     async def run_streamed(instance_id: str, body: ExecBody, request: Request) -> StreamingResponse:
@@ -183,7 +178,7 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
                 async for ev in stream:
                     out: dict[str, Any] = {"type": ev.type}
                     if ev.type in ("stdout", "stderr"):
-                        out["data_b64"] = _b64(ev.data)
+                        out["data_b64"] = rpc.b64(ev.data)
                     elif ev.type == "start":
                         out["pid"] = ev.pid
                     else:
@@ -211,30 +206,19 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
 
     @app.post("/node/instances/{instance_id}/files/write")
     async def write(instance_id: str, body: WriteBody) -> dict[str, Any]:
-        info = await driver.write_file(
-            instance_id,
-            body.path,
-            base64.b64decode(body.content_b64),
-            mode=body.mode,
-            make_parents=body.make_parents,
-        )
-        return _file_json(info)
+        return await rpc.write_file(driver, instance_id, body.model_dump())
 
     @app.post("/node/instances/{instance_id}/files/edit")
     async def edit(instance_id: str, body: EditBody) -> dict[str, Any]:
-        r = await driver.edit_file(
-            instance_id, body.path, body.old_str, body.new_str, replace_all=body.replace_all
-        )
-        return {"count": r.count, "replaced": r.replaced}
+        return await rpc.edit_file(driver, instance_id, body.model_dump())
 
     @app.post("/node/instances/{instance_id}/files/list")
     async def listing(instance_id: str, body: PathBody) -> dict[str, Any]:
-        entries = await driver.list_dir(instance_id, body.path, depth=body.depth)
-        return {"entries": [_file_json(e) for e in entries]}
+        return await rpc.list_files(driver, instance_id, body.model_dump())
 
     @app.post("/node/instances/{instance_id}/files/stat")
     async def stat(instance_id: str, body: PathBody) -> dict[str, Any]:
-        return _file_json(await driver.stat(instance_id, body.path))
+        return await rpc.stat_file(driver, instance_id, body.model_dump())
 
     # --- layers: checkpoint, rollback, fork, delete, usage (see node/layers.py) ---
 
@@ -310,6 +294,54 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
             raise
         return {"deleted": layer_id}
 
+    import_locks: dict[str, asyncio.Lock] = {}
+
+    @app.post("/node/layers/{layer_id}/export-ticket")
+    async def layer_export_ticket(layer_id: str) -> dict[str, Any]:
+        store = _layered(driver).layers
+        store.get(layer_id)  # 404 here rather than at the pulling node
+        return {"ticket": export_ticket(secret, layer_id), "expires_in_s": TICKET_TTL_S}
+
+    @app.get("/node/layers/{layer_id}/export")
+    async def export_layer(layer_id: str) -> StreamingResponse:
+        chunks = export_stream(_layered(driver).layers, layer_id)
+        first = await asyncio.to_thread(next, chunks)  # errors answer as errors, not a cut stream
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                yield first
+                while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                    yield chunk
+            finally:
+                chunks.close()  # the file is closed even when the puller goes away
+
+        return StreamingResponse(body(), media_type="application/vnd.forkyard.layer")
+
+    @app.post("/node/layers/{layer_id}/import")
+    async def import_layer(layer_id: str, body: ImportBody) -> dict[str, Any]:
+        """Copy the layer from the node at source_url (idempotent: a layer already here is kept)."""
+        sandbox = _layered(driver)
+        check_layer_id(layer_id)
+        lock = import_locks.setdefault(layer_id, asyncio.Lock())
+        async with lock:
+            if sandbox.layers.exists(layer_id):
+                out = _layer_json(sandbox, sandbox.get_layer(layer_id))
+                return {**out, "imported": False, "received_bytes": 0, "copy_ms": 0.0}
+            image = known_images.get(body.image) if body.image else None
+            if image is None and body.image and Path(body.image).is_absolute():
+                image = Path(body.image)
+            t0 = time.monotonic()
+            info, received = await pull_layer(
+                sandbox.layers, layer_id, body.source_url, body.ticket, image
+            )
+        import_locks.pop(layer_id, None)
+        return {
+            **_layer_json(sandbox, info),
+            "imported": True,
+            "received_bytes": received,
+            "copy_ms": round((time.monotonic() - t0) * 1000, 2),
+        }
+
     @app.post("/node/layers/sweep")
     async def sweep_layers(body: SweepBody) -> dict[str, Any]:
         removed = await _layered(driver).sweep_layers(set(body.keep))
@@ -325,6 +357,13 @@ class LayerBody(BaseModel):
 class ForkBody(BaseModel):
     layer_id: str
     children: list[dict[str, Any]] = Field(min_length=1, max_length=100)
+
+
+class ImportBody(BaseModel):
+    source_url: str = Field(min_length=8, max_length=400)
+    ticket: str = Field(min_length=1, max_length=200)
+    # The control plane's name of the layer's base image (e.g. `default`); resolved here.
+    image: str | None = None
 
 
 class SweepBody(BaseModel):

@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.compute.models import (
     BaseImage,
-    ComputeServer,
     Instance,
     InstanceStack,
     Layer,
@@ -33,7 +32,7 @@ from forkyard.compute.state.errors import (
     NoPreviousVersion,
     RecipeNotSupported,
 )
-from forkyard.compute.state.layers import add_layer, release
+from forkyard.compute.state.layers import LayerTransferFailed, add_layer, ensure_on, release
 from forkyard.db.session import DbSession
 from forkyard.identity.deps import Reader, Writer
 from forkyard.identity.principal import Principal
@@ -489,14 +488,11 @@ async def _build_with_commands(
         await report.finish(session, "failed", error="the base image is gone")
         return
     base_layer = await session.get(Layer, base.layer_id) if base.layer_id else None
-    if base_layer is not None:
-        server = await session.get(ComputeServer, base_layer.server_id)
-    else:
-        server = await place(session, settings)
-    assert server is not None
+    lower = [base_layer.id, *base_layer.lower_ids] if base_layer else []
+    # A server holding the base image's layers if one has room; else they are copied there.
+    server = await place(session, settings, lower)
     node = await node_for(session, settings, server.id)
     build_id = _build_instance_id(image)
-    lower = [base_layer.id, *base_layer.lower_ids] if base_layer else []
     commands: list[str] = list(image.recipe.get("commands") or [])
     steps = len(commands) + 2
     # A crashed earlier attempt may have left its sandbox: start clean.
@@ -505,6 +501,9 @@ async def _build_with_commands(
     if not await report.push(0):
         return
     try:
+        copied = await ensure_on(session, settings, server.id, lower)
+        if copied:
+            report.line(f"copied layers {', '.join(copied)} to server {server.id}")
         await node.json(
             "PUT",
             f"/node/instances/{build_id}",
@@ -563,7 +562,7 @@ async def _build_with_commands(
         await session.refresh(image)
         if image.status != "ready":
             await release(session, layer.id)
-    except RemoteError as exc:
+    except (RemoteError, LayerTransferFailed) as exc:
         report.line(f"failed: {exc.message}")
         await report.finish(session, "failed", error=exc.message[:500])
     finally:

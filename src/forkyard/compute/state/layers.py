@@ -4,8 +4,13 @@ A layer (node/layers.py) is referenced by: checkpoints and snapshots captured in
 images made of it, instances stacked on it (or to be cloned from it at first boot), and other
 layers stacked on it. The counts are queries over those tables, so they cannot drift; when the
 last reference goes, `release` marks the layer `deleting` and the `layer.delete` job removes it
-from its node, then releases the layers under it. A node's sweeper removes whatever else it
-holds: registration answers with the keep-set (`layer_ids_of_server`)."""
+from every server holding a replica, then releases the layers under it. A node's sweeper
+removes whatever else it holds: registration answers with the keep-set (`layer_ids_of_server`).
+
+Replicas: a layer is captured on one server (`Layer.server_id`); `ensure_on` copies it, with
+the whole stack under it (bottom-up, each layer once), to another server before an instance
+that needs it boots there. The target node pulls the layer straight from a node holding it
+(node/layers.py); each copy is a `LayerReplica` row. See docs/adr/0006-layer-replicas.md."""
 
 from __future__ import annotations
 
@@ -13,27 +18,43 @@ import logging
 from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from forkyard.compute.errors import NodeUnreachable
 from forkyard.compute.models import (
     BaseImage,
     Checkpoint,
+    ComputeServer,
     Instance,
     InstanceStack,
     Layer,
+    LayerReplica,
     Snapshot,
 )
-from forkyard.compute.node_client import NodeClient, RemoteError
-from forkyard.compute.service import node_for, sandbox_spec
+from forkyard.compute.node_client import NodeClient, RemoteError, node_clients
+from forkyard.compute.service import node_for, sandbox_spec, server_is_fresh
 from forkyard.compute.state.errors import CaptureFailed
 from forkyard.config import Settings
 from forkyard.jobs import enqueue, job
 from forkyard.jobs.queue import JobContext
+from forkyard.kit.clock import utcnow
+from forkyard.kit.errors import ForkyardError
 from forkyard.kit.ids import new_id
 
 log = logging.getLogger("forkyard.compute.state")
 
 CAPTURE_TIMEOUT_S = 300
+TRANSFER_TIMEOUT_S = 3600
+# A replica on a server that stays unreachable this many delete attempts is left to that
+# node's sweeper (registration sends the keep-set, which no longer names it).
+DELETE_ATTEMPTS_ON_UNREACHABLE = 3
+
+
+class LayerTransferFailed(ForkyardError):
+    status_code = 502
+    code = "layer_transfer_failed"
+    message = "A layer the instance needs could not be copied to its compute server."
 
 
 async def ensure_stack(session: AsyncSession, instance: Instance) -> InstanceStack:
@@ -68,6 +89,13 @@ async def build_spec(
     spec["layer_ids"] = list(stack.layer_ids)
     if stack.boot_layer_id:
         spec["from_layer"] = stack.boot_layer_id
+    assert instance.server_id
+    await ensure_on(
+        session,
+        settings,
+        instance.server_id,
+        [*([stack.boot_layer_id] if stack.boot_layer_id else []), *stack.layer_ids],
+    )
     return spec
 
 
@@ -131,7 +159,157 @@ async def add_layer(
     )
     session.add(layer)
     await session.flush()
+    session.add(LayerReplica(layer_id=layer.id, server_id=server_id, origin="captured"))
+    await session.flush()
     return layer
+
+
+# --- replicas: which servers hold a layer, and copying one to another server ---
+
+
+async def image_layer_ids(session: AsyncSession, org_id: str | None, image: str) -> list[str]:
+    """The store layers an instance of `image` (an image id or family) would stack on."""
+    from forkyard.compute.state.images import resolve_image
+
+    resolved = await resolve_image(session, org_id, image)
+    if resolved is None or not resolved.layer_id:
+        return []
+    layer = await session.get(Layer, resolved.layer_id)
+    return [layer.id, *layer.lower_ids] if layer is not None else []
+
+
+async def chain(session: AsyncSession, layer_ids: list[str]) -> list[Layer]:
+    """The layers and every layer under them, bottom-up (lower before upper), each once."""
+    wanted = list(dict.fromkeys(x for x in layer_ids if x))
+    if not wanted:
+        return []
+    rows = {
+        x.id: x
+        for x in (await session.execute(select(Layer).where(Layer.id.in_(wanted)))).scalars()
+    }
+    lower = {lid for x in rows.values() for lid in x.lower_ids} - set(rows)
+    if lower:
+        for x in (await session.execute(select(Layer).where(Layer.id.in_(lower)))).scalars():
+            rows[x.id] = x
+    ordered: dict[str, Layer] = {}
+    for lid in wanted:
+        top = rows.get(lid)
+        if top is None:
+            continue
+        for below in reversed(top.lower_ids):  # lower_ids are topmost first
+            if below in rows:
+                ordered.setdefault(below, rows[below])
+        ordered.setdefault(top.id, top)
+    return list(ordered.values())
+
+
+async def servers_holding(session: AsyncSession, layer_id: str) -> list[str]:
+    rows = await session.execute(
+        select(LayerReplica.server_id).where(LayerReplica.layer_id == layer_id)
+    )
+    return sorted(rows.scalars())
+
+
+async def ensure_on(
+    session: AsyncSession, settings: Settings, server_id: str, layer_ids: list[str]
+) -> list[str]:
+    """Copy to `server_id` every layer of the stacks `layer_ids` it does not hold yet,
+    bottom-up; returns the ids copied. LayerTransferFailed when no holder could provide one."""
+    layers = await chain(session, layer_ids)
+    if not layers:
+        return []
+    held = set(
+        (
+            await session.execute(
+                select(LayerReplica.layer_id).where(
+                    LayerReplica.server_id == server_id,
+                    LayerReplica.layer_id.in_([x.id for x in layers]),
+                )
+            )
+        ).scalars()
+    )
+    copied = []
+    for layer in layers:
+        if layer.id not in held:
+            await copy_layer(session, settings, layer, server_id)
+            copied.append(layer.id)
+    return copied
+
+
+async def copy_layer(
+    session: AsyncSession, settings: Settings, layer: Layer, server_id: str
+) -> LayerReplica:
+    """Have the target node pull the layer from a server holding it (trying each reachable
+    holder in turn) and record the replica. The node's import is atomic and idempotent."""
+    target = await session.get(ComputeServer, server_id)
+    if target is None:
+        raise NodeUnreachable()
+    target_node = node_clients.for_server(target, settings.secret_key)
+    holders = (
+        (
+            await session.execute(
+                select(ComputeServer)
+                .join(LayerReplica, LayerReplica.server_id == ComputeServer.id)
+                .where(LayerReplica.layer_id == layer.id, ComputeServer.id != server_id)
+                .order_by(ComputeServer.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    # Fresh holders first; a stale one is still tried (its heartbeat may only be late).
+    holders = sorted(holders, key=lambda h: not server_is_fresh(h, settings))
+    failures: dict[str, str] = {}
+    for source in holders:
+        if source.status == "disabled":
+            continue
+        source_node = node_clients.for_server(source, settings.secret_key)
+        try:
+            ticket = await source_node.json("POST", f"/node/layers/{layer.id}/export-ticket")
+        except (RemoteError, NodeUnreachable) as exc:
+            failures[source.id] = f"{exc.code}: {exc.message}"[:300]
+            continue
+        try:
+            result = await target_node.json(
+                "POST",
+                f"/node/layers/{layer.id}/import",
+                {"source_url": source.url, "ticket": ticket["ticket"], "image": layer.rootfs},
+                timeout=TRANSFER_TIMEOUT_S,
+            )
+        except RemoteError as exc:
+            if exc.code == "lower_layer_missing":  # a bug in the order: do not hide it
+                raise
+            failures[source.id] = f"{exc.code}: {exc.message}"[:300]
+            continue
+        # NodeUnreachable here is the target's: it propagates, the caller's job retries.
+        await session.execute(
+            insert(LayerReplica)
+            .values(
+                layer_id=layer.id,
+                server_id=server_id,
+                origin="copied",
+                copied_bytes=result.get("received_bytes") or 0,
+                copy_ms=result.get("copy_ms"),
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing()
+        )
+        log.info(
+            "layer %s copied %s -> %s: %s bytes in %s ms",
+            layer.id,
+            source.id,
+            server_id,
+            result.get("received_bytes"),
+            result.get("copy_ms"),
+        )
+        replica = await session.get(LayerReplica, (layer.id, server_id))
+        assert replica is not None
+        return replica
+    raise LayerTransferFailed(
+        f"Layer {layer.id} could not be copied to server {server_id}: "
+        + ("; ".join(f"{k}: {v}" for k, v in failures.items()) or "no server holds it"),
+        details={"layer_id": layer.id, "server_id": server_id, "sources": failures},
+    )
 
 
 async def forget_node_layer(node: NodeClient, layer_id: str) -> None:
@@ -198,8 +376,11 @@ async def release_instance(session: AsyncSession, instance_id: str) -> None:
 
 async def layer_ids_of_server(session: AsyncSession, server_id: str) -> list[str]:
     """The keep-set a node's sweeper gets: every layer the control plane knows on it."""
-    rows = await session.execute(select(Layer.id).where(Layer.server_id == server_id))
-    return sorted(rows.scalars())
+    replicas = await session.execute(
+        select(LayerReplica.layer_id).where(LayerReplica.server_id == server_id)
+    )
+    captured = await session.execute(select(Layer.id).where(Layer.server_id == server_id))
+    return sorted({*replicas.scalars(), *captured.scalars()})
 
 
 @job("layer.delete")
@@ -211,14 +392,30 @@ async def delete_layer(ctx: JobContext, payload: dict[str, Any]) -> None:
     if any((await references(session, layer.id)).values()):
         layer.status = "ready"  # something took a reference meanwhile
         return
-    node = await node_for(session, ctx.settings, layer.server_id)
-    try:
-        await node.json("DELETE", f"/node/layers/{layer.id}", timeout=120)
-    except RemoteError as exc:
-        # layer_in_use: an instance on the node still stacks on it (its destroy is pending);
-        # the job is retried with backoff.
-        if exc.code != "layer_not_found":
-            raise
+    replicas = (
+        (await session.execute(select(LayerReplica).where(LayerReplica.layer_id == layer.id)))
+        .scalars()
+        .all()
+    )
+    for replica in replicas:
+        node = await node_for(session, ctx.settings, replica.server_id)
+        try:
+            await node.json("DELETE", f"/node/layers/{layer.id}", timeout=120)
+        except RemoteError as exc:
+            # layer_in_use: an instance on the node still stacks on it (its destroy is
+            # pending); the job is retried with backoff.
+            if exc.code != "layer_not_found":
+                raise
+        except NodeUnreachable:
+            if ctx.attempt < DELETE_ATTEMPTS_ON_UNREACHABLE:
+                raise
+            log.warning(
+                "layer %s: server %s unreachable; its sweeper removes the replica",
+                layer.id,
+                replica.server_id,
+            )
+        await session.delete(replica)
+    await session.flush()  # the replicas before the layer (no ORM relationship orders them)
     lower = list(layer.lower_ids)
     await session.delete(layer)
     await session.flush()

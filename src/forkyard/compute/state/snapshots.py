@@ -1,7 +1,8 @@
 """Snapshots (tag snapshots): durable, named captures of an instance that outlive it. Restore
 into the same instance (its filesystem becomes the snapshot's; the state before is kept as a
-checkpoint) or into a new instance. A snapshot's layer lives on the server that captured it, so
-a new instance restored from it is placed on that server."""
+checkpoint) or into a new instance. A new instance is placed on a server holding the snapshot's
+layers when one has room; otherwise they are copied to the server it lands on before it boots
+(state/layers.py `ensure_on`)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ from fastapi import Depends, Request, Response
 from sqlalchemy import select
 
 from forkyard.audit.service import record
-from forkyard.compute.errors import NoCapacity
 from forkyard.compute.models import (
     BaseImage,
-    ComputeServer,
     Instance,
     InstanceStack,
     Layer,
@@ -26,13 +25,13 @@ from forkyard.compute.service import (
     get_instance,
     get_profile,
     instance_out,
+    place,
     require_verified,
-    server_is_fresh,
 )
 from forkyard.compute.state import schemas
 from forkyard.compute.state.checkpoints import checkpoint_out, require_capturable, roll_to_layer
-from forkyard.compute.state.errors import LayerElsewhere, SnapshotInUse
-from forkyard.compute.state.layers import capture, release
+from forkyard.compute.state.errors import SnapshotInUse
+from forkyard.compute.state.layers import capture, ensure_on, release
 from forkyard.db.session import DbSession
 from forkyard.identity.deps import Reader, Writer, settings_of
 from forkyard.identity.principal import Principal
@@ -182,17 +181,14 @@ async def restore_snapshot(
     session: DbSession,
     principal: Writer,
 ) -> schemas.RestoreOut:
-    """Restore into this instance, or with `new_instance` into a new one on the same server."""
+    """Restore into this instance, or with `new_instance` into a new one."""
     settings = settings_of(request)
     snap, layer = await _snapshot(session, principal, id, snapshot_id)
     if body.new_instance is None:
         instance = await get_instance(session, principal, id, lock=True)
         require_capturable(instance)
-        if instance.server_id != layer.server_id:
-            raise LayerElsewhere(
-                "The snapshot lives on another server; restore it into a new instance.",
-                details={"snapshot_server_id": layer.server_id},
-            )
+        assert instance.server_id
+        await ensure_on(session, settings, instance.server_id, [layer.id])
         before, before_layer, rebooted = await roll_to_layer(
             session, settings, instance, layer, "before_restore", f"before restore of {snap.id}"
         )
@@ -213,9 +209,7 @@ async def restore_snapshot(
     memory_mb = new.memory_mb or (profile.memory_mb if profile else 512)
     assert principal.org_id
     await check_quota(session, settings, principal.org_id, vcpus, memory_mb)
-    server = await session.get(ComputeServer, layer.server_id)
-    if server is None or server.status != "active" or not server_is_fresh(server, settings):
-        raise NoCapacity("The snapshot's server is not taking new instances right now.")
+    server = await place(session, settings, [layer.id])
     now = utcnow()
     instance = Instance(
         org_id=principal.org_id,

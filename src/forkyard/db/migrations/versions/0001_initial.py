@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 03:07:51.097816
+Create Date: 2026-11-29 06:51:14.151722
 """
 
 from collections.abc import Sequence
@@ -71,7 +71,6 @@ def upgrade() -> None:
         sa.Column("content_type", sa.String(length=100), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("principal", "key", name=op.f("pk_idempotency_records")),
-        sa.UniqueConstraint("principal", "key", name="uq_idempotency_principal_key"),
     )
     op.create_table(
         "jobs",
@@ -590,6 +589,30 @@ def upgrade() -> None:
         op.f("ix_instance_stacks_boot_layer_id"), "instance_stacks", ["boot_layer_id"], unique=False
     )
     op.create_table(
+        "layer_replicas",
+        sa.Column("layer_id", sa.String(length=40), nullable=False),
+        sa.Column("server_id", sa.String(length=40), nullable=False),
+        sa.Column("origin", sa.String(length=20), nullable=False),
+        sa.Column("copied_bytes", sa.BigInteger(), nullable=True),
+        sa.Column("copy_ms", sa.Float(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["layer_id"],
+            ["layers.id"],
+            name=op.f("fk_layer_replicas_layer_id_layers"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["server_id"],
+            ["compute_servers.id"],
+            name=op.f("fk_layer_replicas_server_id_compute_servers"),
+        ),
+        sa.PrimaryKeyConstraint("layer_id", "server_id", name=op.f("pk_layer_replicas")),
+    )
+    op.create_index(
+        op.f("ix_layer_replicas_server_id"), "layer_replicas", ["server_id"], unique=False
+    )
+    op.create_table(
         "mfa_codes",
         sa.Column("user_id", sa.String(length=40), nullable=False),
         sa.Column("purpose", sa.String(length=40), nullable=False),
@@ -714,6 +737,8 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_mfa_codes_factor_id"), table_name="mfa_codes")
     op.drop_index(op.f("ix_mfa_codes_challenge_id"), table_name="mfa_codes")
     op.drop_table("mfa_codes")
+    op.drop_index(op.f("ix_layer_replicas_server_id"), table_name="layer_replicas")
+    op.drop_table("layer_replicas")
     op.drop_index(op.f("ix_instance_stacks_boot_layer_id"), table_name="instance_stacks")
     op.drop_table("instance_stacks")
     op.drop_index("ix_exec_records_instance_created", table_name="exec_records")
