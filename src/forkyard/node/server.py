@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
@@ -35,6 +36,7 @@ from forkyard.node.layers import (
     export_stream,
     export_ticket,
     pull_layer,
+    transfer_client,
 )
 
 log = logging.getLogger("forkyard.node")
@@ -85,7 +87,7 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
         if (
             ticket
             and layer_id
-            and request.method == "GET"
+            and request.scope.get("method") == "GET"
             and request.url.path == f"/node/layers/{layer_id}/export"
             and check_export_ticket(secret, layer_id, ticket)
         ):
@@ -295,6 +297,7 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
         return {"deleted": layer_id}
 
     import_locks: dict[str, asyncio.Lock] = {}
+    transfers: list[httpx.AsyncClient] = []  # created on first use, on the serving loop
 
     @app.post("/node/layers/{layer_id}/export-ticket")
     async def layer_export_ticket(layer_id: str) -> dict[str, Any]:
@@ -308,11 +311,16 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
         first = await asyncio.to_thread(next, chunks)  # errors answer as errors, not a cut stream
 
         async def body() -> AsyncIterator[bytes]:
+            # Read the next chunk while this one is sent: disk and network overlap.
+            ahead = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
             try:
                 yield first
-                while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                while (chunk := await ahead) is not None:
+                    ahead = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
                     yield chunk
             finally:
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(ahead)  # a generator is not closed mid-step
                 chunks.close()  # the file is closed even when the puller goes away
 
         return StreamingResponse(body(), media_type="application/vnd.forkyard.layer")
@@ -331,8 +339,10 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
             if image is None and body.image and Path(body.image).is_absolute():
                 image = Path(body.image)
             t0 = time.monotonic()
+            if not transfers:
+                transfers.append(transfer_client())
             info, received = await pull_layer(
-                sandbox.layers, layer_id, body.source_url, body.ticket, image
+                sandbox.layers, layer_id, body.source_url, body.ticket, image, transfers[0]
             )
         import_locks.pop(layer_id, None)
         return {
