@@ -69,3 +69,20 @@ async def test_one_org_cannot_reach_another(orgs):
 
     assert await _snapshot(ada.client, acme.id) == before
     assert "member.removed" not in await audit_actions(ada.client, acme.id)
+
+
+async def test_acting_for_an_org_you_are_not_in_is_404(orgs):
+    ada = await orgs.person("ada@example.com")
+    acme = await orgs.team(ada, "Acme")
+    zed = await orgs.person("zed@example.com")
+    # A real org Zed is not in and an org that does not exist answer alike: Zed learns nothing.
+    for org_id in (acme.id, "org_00000000000000000000000000", "nonsense"):
+        for method, path in (("GET", "/v1/auth/me"), ("GET", "/v1/audit"), ("POST", "/v1/orgs")):
+            r = await zed.client.request(
+                method, path, headers={"X-Forkyard-Org": org_id}, json={"name": "Z"}
+            )
+            assert r.status_code == 404 and error_code(r) == "not_found", (org_id, path, r.text)
+    # Nothing was made on the way, and a member of the org still acts for it.
+    assert [o["id"] for o in (await zed.client.get("/v1/orgs")).json()["data"]] == [zed.org_id]
+    r = await ada.client.get("/v1/audit", headers={"X-Forkyard-Org": acme.id})
+    assert r.status_code == 200

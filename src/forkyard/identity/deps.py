@@ -153,7 +153,10 @@ async def _principal_from_cookie(
             )
         ).scalar_one_or_none()
         if role is None and request.headers.get("x-forkyard-org"):
-            raise Forbidden("You are not a member of the org named in X-Forkyard-Org.")
+            # An org the caller is not in is one they cannot see: 404, never 403 (API.md).
+            from forkyard.kit.errors import NotFound
+
+            raise NotFound.of("Org", org_id)
     return Principal(
         kind="user",
         user_id=user.id,
