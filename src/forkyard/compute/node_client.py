@@ -3,17 +3,23 @@ node registered. Node errors come back as the same ForkyardError codes."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import itertools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
 
 from forkyard.compute.errors import NodeUnreachable
 from forkyard.compute.models import ComputeServer
 from forkyard.kit.crypto import decrypt
 from forkyard.kit.errors import ForkyardError
+from forkyard.node.rpc import MAX_MESSAGE
 
 SECRET_PURPOSE = "node-secret"
 
@@ -29,9 +35,97 @@ class RemoteError(ForkyardError):
         self.code = code
 
 
+class NodeRpc:
+    """The control plane's end of the node's call channel (node/rpc.py): one WebSocket, opened
+    on first use and again after it drops, with any number of calls in flight on it."""
+
+    def __init__(self, base_url: str, secret: str) -> None:
+        self.url = "ws" + base_url.removeprefix("http").rstrip("/") + "/node/rpc"
+        self.secret = secret
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._connecting = asyncio.Lock()
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+
+    async def _connection(self) -> ClientConnection:
+        async with self._connecting:
+            if self._ws is not None and self._reader is not None and not self._reader.done():
+                return self._ws
+            try:
+                self._ws = await connect(
+                    self.url,
+                    additional_headers={"Authorization": f"Bearer {self.secret}"},
+                    compression=None,
+                    proxy=None,
+                    max_size=MAX_MESSAGE,
+                    open_timeout=5,
+                    ping_interval=20,
+                    ping_timeout=20,
+                )
+            except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+                raise NodeUnreachable(details={"server": self.url.split("//")[-1]}) from exc
+            self._reader = asyncio.create_task(self._read(self._ws))
+            return self._ws
+
+    async def _read(self, ws: ClientConnection) -> None:
+        try:
+            async for raw in ws:
+                message = json.loads(raw)
+                future = self._pending.pop(message.get("id"), None)
+                if future is not None and not future.done():
+                    future.set_result(message)
+        except (websockets.WebSocketException, OSError, ValueError):
+            pass
+        finally:
+            # Whatever was in flight on this connection will never be answered.
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(NodeUnreachable())
+            self._pending.clear()
+
+    async def call(
+        self, op: str, instance_id: str, params: dict[str, Any], *, timeout: float
+    ) -> Any:
+        ws = await self._connection()
+        call_id = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = future
+        message = {"id": call_id, "op": op, "instance": instance_id, "params": params}
+        try:
+            await ws.send(json.dumps(message, separators=(",", ":")))
+            answer = await asyncio.wait_for(future, timeout)
+        except BaseException as exc:
+            self._pending.pop(call_id, None)
+            if not future.done() or future.cancelled():
+                # Cancelled or timed out: the node stops the work (an exec is killed).
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(ws.send(json.dumps({"id": call_id, "cancel": True})))
+            if isinstance(exc, (TimeoutError, websockets.WebSocketException, OSError)):
+                raise NodeUnreachable(details={"server": self.url.split("//")[-1]}) from exc
+            raise
+        if not answer.get("ok"):
+            err = answer.get("error") or {}
+            raise RemoteError(
+                int(answer.get("status") or 502),
+                err.get("code", "node_error"),
+                err.get("message", "The compute server failed."),
+                err.get("details") or {},
+            )
+        return answer["result"]
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(BaseException):
+                await self._reader
+
+
 class NodeClient:
     def __init__(self, base_url: str, secret: str) -> None:
         self.base_url = base_url
+        self.rpc = NodeRpc(base_url, secret)
         self.http = httpx.AsyncClient(
             base_url=base_url,
             headers={"Authorization": f"Bearer {secret}"},
@@ -82,7 +176,14 @@ class NodeClient:
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
             raise NodeUnreachable() from exc
 
+    async def call(
+        self, op: str, instance_id: str, params: dict[str, Any], *, timeout: float = 60.0
+    ) -> Any:
+        """A hot-path call (exec, small file operations) over the node's call channel."""
+        return await self.rpc.call(op, instance_id, params, timeout=timeout)
+
     async def close(self) -> None:
+        await self.rpc.close()
         await self.http.aclose()
 
 

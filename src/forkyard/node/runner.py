@@ -20,6 +20,7 @@ import uvicorn
 from forkyard.node.drivers.sandbox import SandboxDriver
 from forkyard.node.images import ensure_default_image
 from forkyard.node.reconcile import reconcile
+from forkyard.node.rpc import MAX_MESSAGE
 from forkyard.node.server import create_node_app
 
 log = logging.getLogger("forkyard.node")
@@ -173,7 +174,13 @@ class Node:
         self.url = f"http://{cfg.advertise_host or cfg.host}:{port}"
         app = create_node_app(self.driver, self.secret, {"default": default_image})
         self._server = uvicorn.Server(
-            uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+            uvicorn.Config(
+                app,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                ws_max_size=MAX_MESSAGE,  # the call channel carries exec output and files
+            )
         )
         serve_task = asyncio.create_task(self._server.serve(sockets=[sock]))
         try:
