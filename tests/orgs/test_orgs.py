@@ -113,10 +113,10 @@ async def test_x_forkyard_org_switches_the_acting_org(orgs):
     assert {k["org_id"] for k in keys.json()["data"]} == {bob.org_id}
     team_keys = await bob.client.get("/v1/api-keys", headers={"X-Forkyard-Org": team.id})
     assert [k["org_id"] for k in team_keys.json()["data"]] == [team.id]
-    # Naming an org you do not belong to is refused, whether it exists or not.
+    # Naming an org you do not belong to is a 404, whether it exists or not (API.md).
     for other in (ada.org_id, "org_00000000000000000000000000"):
         r = await bob.client.get("/v1/api-keys", headers={"X-Forkyard-Org": other})
-        assert r.status_code == 403 and error_code(r) == "forbidden"
+        assert r.status_code == 404 and error_code(r) == "not_found"
     # A key carries its own org; the header cannot move it.
     bearer = orgs.new_client()
     bearer.headers["Authorization"] = f"Bearer {personal_key}"
