@@ -120,6 +120,23 @@ async def test_snapshot_restored_on_the_other_node_after_a_drain(cluster, second
     )
     assert await tree(api, copy) == files  # the copy's disk is its own clone
 
+    # a snapshot taken on A, its source deleted, restored in place into the instance on B
+    await sh(api, src["id"], "echo later > /data/later")
+    later = await snapshot(api, src["id"], "later")
+    assert (await api.delete(f"/v1/instances/{src['id']}")).status_code == 202
+    await wait_status(api, src["id"], "gone", timeout=60)
+    r = await api.post(f"/v1/instances/{copy}/snapshots/{later['id']}/restore", json={})
+    assert r.status_code == 200, r.text
+    assert (await sh(api, copy, "cat /data/later")).strip() == "later"
+    r = await api.delete(f"/v1/instances/{copy}/snapshots/{later['id']}")
+    assert r.status_code == 204, r.text
+    for iid in (copy, again):
+        assert (await api.delete(f"/v1/instances/{iid}")).status_code == 202
+        await wait_status(api, iid, "gone", timeout=60)
+    await wait_for(
+        lambda: not layers_of(a) and not layers_of(b), timeout=60, what="every layer deleted"
+    )
+
 
 async def test_placement_prefers_the_server_holding_the_layers(cluster, second_node):
     api, staff = cluster.api, cluster.browser
@@ -238,3 +255,36 @@ async def test_a_transfer_cut_off_midway_leaves_nothing_and_fails_the_instance(
     body = await wait_status(api, copy, "error", timeout=60)
     assert "could not be copied" in body["status_reason"], body
     assert not layers_of(b) and not leftovers_of(b)
+
+
+async def wait_slots(staff: httpx.AsyncClient, server_id: str | None, slots: int) -> None:
+    async def reported() -> bool:
+        body = (await staff.get(f"/v1/admin/servers/{server_id}")).json()
+        return bool(body["slots"] == slots)
+
+    await wait_for(reported, timeout=30, what="a heartbeat with the new slots")
+
+
+async def test_fork_children_beyond_the_parents_server_go_to_the_other(cluster, second_node):
+    api, staff = cluster.api, cluster.browser
+    a, b = cluster.node, second_node
+    await set_status(staff, b.server_id, "draining")
+    parent = (await create_running(api, name="parent"))["id"]
+    await fill(api, parent, "forked")
+    at_fork = await tree(api, parent)
+    await set_status(staff, b.server_id, "active")
+    a.config.slots = 2  # the parent and one more
+    await wait_slots(staff, a.server_id, 1)
+
+    r = await api.post(f"/v1/instances/{parent}/fork", json={"count": 3})
+    assert r.status_code == 202, r.text
+    children = [c["instance"] for c in r.json()["children"]]
+    assert [c["server_id"] for c in children] == [a.server_id, b.server_id, b.server_id]
+    for child in children:
+        await wait_status(api, child["id"], "running", timeout=120)
+        assert await tree(api, child["id"]) == at_fork
+    # every child booted: the fork layer is gone from both servers
+    await wait_for(
+        lambda: not layers_of(a) and not layers_of(b), timeout=60, what="fork layer deleted"
+    )
+    a.config.slots = 500

@@ -1,6 +1,8 @@
 """Fork (tag instances): `count` new instances with the parent's filesystem as it was at the
-call, on the parent's server (that is where its layers are); the parent keeps running. The node
-captures the parent once and boots every child on its own reflink clone, in parallel."""
+call, on the parent's server (that is where its layers are) while it has room; the parent keeps
+running. The node captures the parent once and boots every child on its own reflink clone, in
+parallel. Children beyond the parent server's room are placed on other servers and boot in the
+background from the recorded fork layer, copied there first (the answer is then 202)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from fastapi import Query, Request, Response
 from sqlalchemy import func, select
 
 from forkyard.audit.service import record
+from forkyard.compute.errors import NoCapacity
 from forkyard.compute.models import ComputeServer, Instance, InstanceStack, Vm
 from forkyard.compute.service import (
     check_quota,
@@ -18,6 +21,7 @@ from forkyard.compute.service import (
     get_vm,
     instance_out,
     node_for,
+    place,
     require_verified,
     server_is_fresh,
 )
@@ -86,13 +90,22 @@ async def fork_instance(
     prefix = body.name_prefix or f"{parent.name}-fork"
     now = utcnow()
     children: list[Instance] = []
-    for i in range(min(room, body.count)):
+    for i in range(body.count):
+        # The parent's server while it has room (its layers are there); then other servers
+        # (placement prefers those holding the parent's layers), which get a copy of the fork
+        # layer before the child boots.
+        server_id = parent.server_id
+        if i >= room:
+            try:
+                server_id = (await place(session, settings, parent_stack.layer_ids)).id
+            except NoCapacity:
+                break
         child = Instance(
             org_id=parent.org_id,
             created_by=principal.user_id,
             name=f"{prefix}-{i + 1}",
             status="provisioning",
-            server_id=parent.server_id,
+            server_id=server_id,
             profile_id=parent.profile_id,
             image=parent.image,
             vcpus=vcpus,
@@ -107,7 +120,7 @@ async def fork_instance(
         )
         session.add(child)
         children.append(child)
-    await session.flush()
+        await session.flush()  # a provisioning child takes a slot in the next placement
     for child in children:
         session.add(Vm(instance_id=child.id, server_id=child.server_id, state="pending", boots=0))
         session.add(
@@ -120,15 +133,15 @@ async def fork_instance(
         )
     await session.flush()
     errors: dict[int, schemas.ForkError] = {
-        i: schemas.ForkError(
-            code="no_capacity", message="The parent's server has no room for this child."
-        )
+        i: schemas.ForkError(code="no_capacity", message="No server has room for this child.")
         for i in range(len(children), body.count)
     }
-    if children and wait:
+    spread = any(c.server_id != parent.server_id for c in children)
+    if children and wait and not spread:
         await _fork_now(session, settings, parent, children, errors)
     elif children:
-        # Capture now (the fork point is the call), boot the children in jobs from that layer.
+        # Capture now (the fork point is the call), boot the children in jobs from that layer
+        # (children on other servers always: their boot copies the layer there first).
         layer = await capture(session, settings, parent, "fork")
         for child in children:
             stack = await session.get(InstanceStack, child.id)
