@@ -4,6 +4,10 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+from sqlalchemy import update
+
+from forkyard.jobs.models import Job
+from forkyard.kit.clock import utcnow
 from tests.compute.conftest import create_running, wait_status
 from tests.helpers import error_code
 
@@ -46,6 +50,34 @@ async def test_create_exec_and_delete(platform, tmp_path):
     assert d.status_code == 202 and d.json()["status"] == "deleting"
     await wait_status(api, inst["id"], "gone")
     assert platform.node.driver.list_owned() == set()
+
+
+async def test_create_with_wait_answers_running(platform, run_jobs, db):
+    api = platform.api
+    r = await api.post("/v1/instances", params={"wait": "true"}, json={"memory_mb": 256})
+    assert r.status_code == 201, r.text
+    inst = r.json()
+    assert inst["status"] == "running"
+    r = await api.post(f"/v1/instances/{inst['id']}/exec", json={"command": "echo up"})
+    assert r.json()["stdout"] == "up\n"
+
+    # The boot queued as a safety net (due in a minute) finds nothing left to do.
+    async with db.transaction() as session:
+        due = await session.execute(
+            update(Job)
+            .where(Job.name == "instance.boot", Job.payload["instance_id"].astext == inst["id"])
+            .values(run_at=utcnow())
+            .returning(Job.status)
+        )
+        assert due.scalars().all() == ["queued"]
+    await run_jobs()
+    vm = (await api.get(f"/v1/instances/{inst['id']}/vm")).json()
+    assert vm["state"] == "running" and vm["boots"] == 1
+    assert (await api.get(f"/v1/instances/{inst['id']}")).json()["status"] == "running"
+
+    # Without a verified email or over quota, wait changes nothing: the same errors.
+    r = await api.post("/v1/instances", params={"wait": "true"}, json={"vcpus": 10_000})
+    assert r.status_code in (403, 422), r.text
 
 
 async def test_stop_start_keeps_disk_and_bad_transitions_are_409(platform):

@@ -9,9 +9,10 @@ from sqlalchemy import select
 
 from forkyard.audit.service import record
 from forkyard.compute import schemas
-from forkyard.compute.errors import InstanceNotRunning, ProfileInUse
+from forkyard.compute.errors import InstanceNotRunning, NodeUnreachable, ProfileInUse
 from forkyard.compute.models import Instance, Profile, Vm
 from forkyard.compute.service import (
+    boot,
     create_instance,
     get_instance,
     get_profile,
@@ -20,7 +21,7 @@ from forkyard.compute.service import (
     node_for,
     transition,
 )
-from forkyard.db.session import DbSession
+from forkyard.db.session import DbSession, database
 from forkyard.identity.deps import Reader, Writer, settings_of
 from forkyard.jobs import enqueue
 from forkyard.kit.clock import utcnow
@@ -34,12 +35,29 @@ profiles = protected_router("profiles", prefix="/v1/profiles")
 Paging = Annotated[PageParams, Depends(page_params)]
 
 
-@instances.post("", status_code=202, response_model=schemas.InstanceOut)
+@instances.post(
+    "",
+    status_code=202,
+    response_model=schemas.InstanceOut,
+    responses={201: {"model": schemas.InstanceOut, "description": "Created and booted (`wait`)."}},
+)
 async def create_instance_route(
-    body: schemas.InstanceCreate, request: Request, session: DbSession, principal: Writer
+    body: schemas.InstanceCreate,
+    request: Request,
+    response: Response,
+    session: DbSession,
+    principal: Writer,
+    wait: Annotated[
+        bool,
+        Query(
+            description="Boot within this request: answer 201 once the instance is `running` "
+            "(or `error`, with its reason) instead of 202 `provisioning`."
+        ),
+    ] = False,
 ) -> schemas.InstanceOut:
-    """Create an instance; it answers `provisioning` and becomes `running` when its agent answers."""
-    instance = await create_instance(session, settings_of(request), principal, body)
+    """Create an instance; it answers `provisioning` and becomes `running` when its agent answers (or, with `wait=true`, answers once it runs)."""
+    settings = settings_of(request)
+    instance = await create_instance(session, settings, principal, body, booting_inline=wait)
     await record(
         session,
         "instance.created",
@@ -47,6 +65,17 @@ async def create_instance_route(
         target_type="instance",
         target_id=instance.id,
     )
+    if not wait:
+        return instance_out(instance)
+    await session.commit()
+    try:
+        async with database(request).transaction() as boot_session:
+            booted = await boot(boot_session, settings, instance.id, retry_if_unreachable=True)
+    except NodeUnreachable:
+        booted = None  # still provisioning: the queued boot tries again
+    if booted is not None and booted.status != "provisioning":
+        response.status_code = 201
+        return instance_out(booted)
     return instance_out(instance)
 
 

@@ -37,6 +37,8 @@ from forkyard.kit.ids import has_prefix
 log = logging.getLogger("forkyard.compute")
 
 BOOT_ATTEMPTS_ON_UNREACHABLE = 3
+# A create that boots in its own request leaves the queued boot this long, in case it dies.
+INLINE_BOOT_SAFETY_NET_S = 60
 LIVE_STATUSES = ("provisioning", "running", "stopping", "stopped", "error")
 DEFAULT_VCPUS, DEFAULT_MEMORY_MB, DEFAULT_DISK_MB = 1.0, 512, 1024
 EXEC_MAX_TIMEOUT_S = 3600  # schemas.ExecRequest.timeout_s's bound
@@ -209,8 +211,16 @@ async def _held_layer_bytes(session: AsyncSession, layer_ids: Sequence[str]) -> 
 
 
 async def create_instance(
-    session: AsyncSession, settings: Settings, principal: Principal, body: schemas.InstanceCreate
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    body: schemas.InstanceCreate,
+    *,
+    booting_inline: bool = False,
 ) -> Instance:
+    """The instance, provisioning, placed on a server, with its boot queued. A caller that
+    boots it itself (`booting_inline`) still queues the boot, later, as a safety net: it runs
+    only if that caller died before the instance left `provisioning`."""
     await require_verified(session, principal)
     profile = None
     if body.profile_id:
@@ -248,7 +258,12 @@ async def create_instance(
     session.add(instance)
     await session.flush()
     session.add(Vm(instance_id=instance.id, server_id=server.id, state="pending", boots=0))
-    await enqueue(session, "instance.boot", {"instance_id": instance.id})
+    await enqueue(
+        session,
+        "instance.boot",
+        {"instance_id": instance.id},
+        run_at=utcnow() + timedelta(seconds=INLINE_BOOT_SAFETY_NET_S) if booting_inline else None,
+    )
     return instance
 
 
@@ -300,10 +315,23 @@ async def node_for(session: AsyncSession, settings: Settings, server_id: str | N
 
 @job("instance.boot")
 async def boot_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
-    session, settings = ctx.session, ctx.settings
-    instance = await session.get(Instance, payload["instance_id"], with_for_update=True)
+    await boot(
+        ctx.session,
+        ctx.settings,
+        payload["instance_id"],
+        retry_if_unreachable=ctx.attempt < BOOT_ATTEMPTS_ON_UNREACHABLE,
+    )
+
+
+async def boot(
+    session: AsyncSession, settings: Settings, instance_id: str, *, retry_if_unreachable: bool
+) -> Instance | None:
+    """Boot a provisioning instance on its server and mark it running (or error, with the
+    reason). Safe to run twice: a second run finds it no longer provisioning. NodeUnreachable
+    propagates while `retry_if_unreachable`, for the caller to try again later."""
+    instance = await session.get(Instance, instance_id, with_for_update=True)
     if instance is None or instance.status != "provisioning":
-        return
+        return instance
     vm = await get_vm(session, instance)
     node = await node_for(session, settings, instance.server_id)
     vm.state = "booting"
@@ -313,14 +341,14 @@ async def boot_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
         spec = await build_spec(session, instance, settings)
         info = await node.json("PUT", f"/node/instances/{instance.id}", spec, timeout=120)
     except NodeUnreachable:
-        if ctx.attempt < BOOT_ATTEMPTS_ON_UNREACHABLE:
-            raise  # the job is retried with backoff: a restarting node re-registers meanwhile
+        if retry_if_unreachable:
+            raise  # tried again later: a restarting node re-registers meanwhile
         vm.state = "failed"
         instance.status, instance.status_reason = (
             "error",
             "boot failed: the compute server is not answering",
         )
-        return
+        return instance
     except Exception as exc:
         vm.state = "failed"
         instance.status, instance.status_reason = (
@@ -328,7 +356,7 @@ async def boot_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
             f"boot failed: {getattr(exc, 'message', str(exc))}"[:500],
         )
         log.warning("boot of %s failed: %s", instance.id, exc)
-        return
+        return instance
     now = utcnow()
     vm.state, vm.pid, vm.boot_ms, vm.started_at, vm.stopped_at = (
         "running",
@@ -355,9 +383,10 @@ async def boot_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
                     "error",
                     f"setup command failed ({result['exit_code']}): {command}"[:500],
                 )
-                return
+                return instance
         instance.setup_done = True
     instance.status, instance.status_reason = "running", None
+    return instance
 
 
 @job("instance.stop")
