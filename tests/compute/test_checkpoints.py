@@ -87,19 +87,23 @@ async def test_sqlite_written_during_checkpoint_opens_cleanly(platform):
         assert "w.py" not in await sh(api, iid, "ps -eo args")
 
 
-async def test_failed_checkpoint_records_nothing_and_instance_keeps_running(platform):
-    from forkyard.node import storage
+async def test_failed_checkpoint_records_nothing_and_instance_keeps_running(platform, tmp_path):
+    import subprocess
 
     api = platform.api
     iid = (await create_running(api))["id"]
     await fill(api, iid, "x")
     layers_before = node_layers(platform)
-    mnt = platform.node.driver.instance_dir(iid) / "disk"
-    storage.freeze_fs(mnt)  # someone else froze it: the capture fails midway
+    # The capture fails midway (processes frozen, then the clone fails: the disk image's path
+    # now names a file on another filesystem).
+    disk = platform.node.driver.disk_image(iid)
+    elsewhere = tmp_path / "not-the-disk.img"
+    elsewhere.write_bytes(b"x" * 4096)
+    subprocess.run(["mount", "--bind", str(elsewhere), str(disk)], check=True)
     try:
         r = await api.post(f"/v1/instances/{iid}/checkpoints", json={"name": "doomed"})
     finally:
-        storage.thaw_fs(mnt)
+        subprocess.run(["umount", str(disk)], check=True)
     assert r.status_code == 500 and error_code(r) == "capture_failed"
     assert "/" not in r.json()["error"]["message"]
     assert (await api.get(f"/v1/instances/{iid}/checkpoints")).json()["data"] == []

@@ -162,7 +162,9 @@ def _no_partial_layer(driver, layer_id: str) -> None:
     assert all(x.layer_id != layer_id for x in driver.list_layers())
 
 
-async def test_failed_checkpoints_leave_the_instance_running_and_no_layer(driver, make_spec):
+async def test_failed_checkpoints_leave_the_instance_running_and_no_layer(
+    driver, make_spec, tmp_path
+):
     spec = make_spec()
     await driver.start(spec)
     good = lid()
@@ -175,10 +177,14 @@ async def test_failed_checkpoints_leave_the_instance_running_and_no_layer(driver
             await driver.checkpoint(spec.instance_id, good)
         assert driver.get_layer(good).source_instance == spec.instance_id
 
-        # Midway: the processes are frozen, then freezing the filesystem fails (someone else
-        # froze it). Processes must be thawed and the partial capture removed.
-        mnt = driver.instance_dir(spec.instance_id) / "disk"
-        storage.freeze_fs(mnt)
+        # Midway: the processes are frozen and the filesystem flushed, then the clone fails
+        # (the disk image's path now names a file on another filesystem: EXDEV). Processes
+        # must be thawed and the partial capture removed.
+        assert driver.storage_mode() == "reflink"
+        disk = driver.disk_image(spec.instance_id)
+        elsewhere = tmp_path / "not-the-disk.img"
+        elsewhere.write_bytes(b"x" * 4096)
+        subprocess.run(["mount", "--bind", str(elsewhere), str(disk)], check=True)
         bad = lid()
         try:
             with pytest.raises(OSError):
@@ -186,7 +192,7 @@ async def test_failed_checkpoints_leave_the_instance_running_and_no_layer(driver
             freezer = driver.cgroup(spec.instance_id).path("freezer") / "freezer.state"
             assert freezer.read_text().strip() == "THAWED"
         finally:
-            storage.thaw_fs(mnt)
+            subprocess.run(["umount", str(disk)], check=True)
         _no_partial_layer(driver, bad)
 
         # The destination is unwritable (immutable layers dir: even root cannot create in it).
@@ -202,6 +208,18 @@ async def test_failed_checkpoints_leave_the_instance_running_and_no_layer(driver
         assert (await driver.exec(spec.instance_id, "cat /root/f")).stdout == b"1"
         await driver.write_file(spec.instance_id, "/root/g", b"2")
         assert driver.origin(spec.instance_id) == good
+
+        # Someone else froze the filesystem: the image is clean as it is; the capture must not
+        # thaw what it did not freeze.
+        mnt = driver.instance_dir(spec.instance_id) / "disk"
+        storage.freeze_fs(mnt)
+        try:
+            frozen_by_other = lid()
+            await driver.checkpoint(spec.instance_id, frozen_by_other)
+            assert storage.thaw_fs(mnt), "the capture thawed a filesystem it had not frozen"
+        finally:
+            storage.thaw_fs(mnt)
+        await driver.delete_layer(frozen_by_other)
     finally:
         await cleanup(driver, [spec.instance_id], [good])
 

@@ -201,6 +201,24 @@ def syncfs(path: Path) -> None:
 FIFREEZE = 0xC0045877
 FITHAW = 0xC0045878
 FICLONE = 0x40049409
+EXT4_IOC_CHECKPOINT = 0x4004662B  # _IOW('f', 43, __u32): commit and checkpoint the journal
+
+
+def checkpoint_journal(mountpoint: Path) -> bool:
+    """Write an ext4 filesystem's journal out to its home locations and mark it empty (Linux
+    5.13+), so an image of it is clean without replay (a `noload` read-only mount sees it all).
+    False when the filesystem cannot (not ext4, older kernel): the caller falls back to FIFREEZE.
+    """
+    fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.ioctl(fd, EXT4_IOC_CHECKPOINT, b"\0\0\0\0")
+        return True
+    except OSError as e:
+        if e.errno in (errno.ENOTTY, errno.EOPNOTSUPP, errno.EINVAL):
+            return False
+        raise
+    finally:
+        os.close(fd)
 
 
 def freeze_fs(mountpoint: Path) -> None:

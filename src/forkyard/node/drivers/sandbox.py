@@ -449,7 +449,15 @@ class SandboxDriver(Driver):
         return info
 
     def _capture(self, instance_id: str, disk: Path, dest: Path, mnt: Path | None) -> float:
-        """Freeze processes and filesystem, clone the disk image, thaw. Returns the pause in ms."""
+        """Freeze processes, make the disk image clean, clone it, thaw. Returns the pause in ms.
+
+        Every writer of an instance's disk is a process of its cgroup (file calls go through the
+        agent, which is one). Once the freezer reports FROZEN, nothing can change the
+        filesystem: syncfs then writes out what the processes left dirty and checkpointing the
+        journal makes the image clean: the same image FIFREEZE gives, without freeze_super's
+        RCU grace periods (~40 ms of pause on this machine, against ~5). If the cgroup does not
+        reach FROZEN (a task stuck in uninterruptible sleep) or the filesystem cannot checkpoint
+        its journal (not ext4), FIFREEZE quiesces it instead."""
         cg = self.cgroup(instance_id)
         t = time.monotonic()
         cg_frozen = fs_frozen = False
@@ -458,8 +466,12 @@ class SandboxDriver(Driver):
                 if cg.exists():
                     cg.freeze(True)
                     cg_frozen = True
-                storage.freeze_fs(mnt)  # writes back and quiesces: a clean on-disk image
-                fs_frozen = True
+                quiet = cg_frozen and _frozen(cg)
+                if quiet:
+                    storage.syncfs(mnt)
+                if not (quiet and storage.checkpoint_journal(mnt)):
+                    storage.freeze_fs(mnt)  # writes back and quiesces: a clean on-disk image
+                    fs_frozen = True
             self.layers.clone(disk, dest)
         finally:
             if fs_frozen:
@@ -627,6 +639,14 @@ class SandboxDriver(Driver):
 def _spec_on(spec: SandboxSpec, layer: LayerInfo) -> SandboxSpec:
     """`spec` with the layer's lower stack and disk size (its disk will be the layer's clone)."""
     return replace(spec, layers=layer.lower[:-1], image=layer.lower[-1], disk_mb=layer.disk_mb)
+
+
+def _frozen(cg: InstanceCgroup) -> bool:
+    """Whether the freezer reports every task of the cgroup frozen (not merely FREEZING)."""
+    try:
+        return (cg.path("freezer") / "freezer.state").read_text().strip() == "FROZEN"
+    except OSError:
+        return False
 
 
 def _tail(d: Path, n: int = 2000) -> str:
