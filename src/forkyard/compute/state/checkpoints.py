@@ -4,14 +4,15 @@ checkpoint, so a rollback can be undone). Memory is not preserved: processes res
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request, Response
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.compute.errors import InstanceNotRunning
-from forkyard.compute.models import Checkpoint, Instance, InstanceStack, Layer
+from forkyard.compute.models import Checkpoint, Instance, InstanceStack, Layer, Snapshot
 from forkyard.compute.node_client import RemoteError
 from forkyard.compute.service import get_instance, get_vm, instance_out, node_for
 from forkyard.compute.state import schemas
@@ -29,6 +30,7 @@ from forkyard.kit.routing import protected_router
 router = protected_router("checkpoints", prefix="/v1/instances")
 Paging = Annotated[PageParams, Depends(page_params)]
 CAPTURABLE = ("running", "stopped")
+R = TypeVar("R", Checkpoint, Snapshot)
 
 
 def checkpoint_out(ckpt: Checkpoint, layer: Layer) -> schemas.CheckpointOut:
@@ -54,6 +56,23 @@ def require_capturable(instance: Instance) -> None:
         )
 
 
+async def capture_as(
+    session: AsyncSession,
+    settings: Settings,
+    instance: Instance,
+    kind: str,
+    record: Callable[[Layer], R],
+) -> tuple[R, Layer]:
+    """Capture a running or stopped instance as a new layer of `kind` and store the row
+    `record(layer)` that holds it (a checkpoint, a snapshot). A failed capture stores nothing."""
+    require_capturable(instance)
+    layer = await capture(session, settings, instance, kind)
+    row = record(layer)
+    session.add(row)
+    await session.flush()
+    return row, layer
+
+
 async def take_checkpoint(
     session: AsyncSession,
     settings: Settings,
@@ -63,17 +82,20 @@ async def take_checkpoint(
 ) -> tuple[Checkpoint, Layer]:
     """Capture the instance into a new checkpoint, child of the one its state came from."""
     stack = await ensure_stack(session, instance)
-    layer = await capture(session, settings, instance, "checkpoint")
-    ckpt = Checkpoint(
-        org_id=instance.org_id,
-        instance_id=instance.id,
-        name=name,
-        reason=reason,
-        parent_id=stack.head_checkpoint_id,
-        layer_id=layer.id,
+    ckpt, layer = await capture_as(
+        session,
+        settings,
+        instance,
+        "checkpoint",
+        lambda layer: Checkpoint(
+            org_id=instance.org_id,
+            instance_id=instance.id,
+            name=name,
+            reason=reason,
+            parent_id=stack.head_checkpoint_id,
+            layer_id=layer.id,
+        ),
     )
-    session.add(ckpt)
-    await session.flush()
     stack.head_checkpoint_id = ckpt.id
     return ckpt, layer
 
@@ -155,7 +177,6 @@ async def create_checkpoint(
 ) -> schemas.CheckpointOut:
     """Capture the instance's filesystem now; its processes pause only for the capture."""
     instance = await get_instance(session, principal, id, lock=True)
-    require_capturable(instance)
     ckpt, layer = await take_checkpoint(session, settings_of(request), instance, body.name)
     return checkpoint_out(ckpt, layer)
 

@@ -29,9 +29,14 @@ from forkyard.compute.service import (
     require_verified,
 )
 from forkyard.compute.state import schemas
-from forkyard.compute.state.checkpoints import checkpoint_out, require_capturable, roll_to_layer
+from forkyard.compute.state.checkpoints import (
+    capture_as,
+    checkpoint_out,
+    require_capturable,
+    roll_to_layer,
+)
 from forkyard.compute.state.errors import SnapshotInUse
-from forkyard.compute.state.layers import capture, ensure_on, release
+from forkyard.compute.state.layers import ensure_on, release
 from forkyard.db.session import DbSession
 from forkyard.identity.deps import Reader, Writer, settings_of
 from forkyard.identity.principal import Principal
@@ -112,20 +117,21 @@ async def create_snapshot(
 ) -> schemas.SnapshotOut:
     """Capture the instance as a named snapshot that outlives it."""
     instance = await get_instance(session, principal, id, lock=True)
-    require_capturable(instance)
-    layer = await capture(session, settings_of(request), instance, "snapshot")
-    assert instance.server_id
-    snap = Snapshot(
-        org_id=instance.org_id,
-        instance_id=instance.id,
-        instance_name=instance.name,
-        name=body.name,
-        description=body.description,
-        server_id=instance.server_id,
-        layer_id=layer.id,
+    snap, layer = await capture_as(
+        session,
+        settings_of(request),
+        instance,
+        "snapshot",
+        lambda layer: Snapshot(
+            org_id=instance.org_id,
+            instance_id=instance.id,
+            instance_name=instance.name,
+            name=body.name,
+            description=body.description,
+            server_id=instance.server_id,  # set: capturable instances are placed
+            layer_id=layer.id,
+        ),
     )
-    session.add(snap)
-    await session.flush()
     return snapshot_out(snap, layer)
 
 
