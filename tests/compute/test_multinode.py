@@ -15,6 +15,7 @@ import pytest
 
 from forkyard.config import Settings
 from forkyard.node.drivers.sandbox import SandboxDriver
+from forkyard.node.layers import TICKET_HEADER
 from forkyard.node.runner import Node
 from tests.compute.conftest import Platform, create_running, wait_status
 from tests.compute.state_helpers import fill, sh, tree, wait_for
@@ -106,6 +107,26 @@ async def test_snapshot_restored_on_the_other_node_after_a_drain(cluster, second
     assert entry["servers"] == sorted([a.server_id, b.server_id])
     report = (await staff.get(f"/v1/admin/servers/{a.server_id}/vm-storage")).json()
     assert [x["replica"] for x in report["layers"]] == ["captured"]
+
+    # the node API: an export needs the node secret or a ticket for that very layer; an import
+    # of a layer already there is a no-op
+    async with httpx.AsyncClient(timeout=60) as http:
+        export = f"{a.url}/node/layers/{layer_id}/export"
+        assert (await http.get(export)).status_code == 401
+        as_a = {"Authorization": f"Bearer {a.secret}"}
+        ticket = (await http.post(f"{export}-ticket", headers=as_a)).json()["ticket"]
+        other = await http.post(f"{a.url}/node/layers/lyr_other/export-ticket", headers=as_a)
+        assert other.status_code == 404
+        wrong = f"{ticket.split('.')[0]}.{'0' * 64}"
+        assert (await http.get(export, headers={TICKET_HEADER: wrong})).status_code == 401
+        r = await http.get(f"{a.url}/node/layers", headers={TICKET_HEADER: ticket})
+        assert r.status_code == 401  # the ticket opens the export only
+        r = await http.post(
+            f"{b.url}/node/layers/{layer_id}/import",
+            json={"source_url": a.url, "ticket": ticket, "image": "default"},
+            headers={"Authorization": f"Bearer {b.secret}"},
+        )
+        assert r.status_code == 200 and r.json()["imported"] is False, r.text
 
     # a second restore on B needs no copy: the same layer, still one of it
     again = await restore_new(api, src["id"], snap["id"], name="again")

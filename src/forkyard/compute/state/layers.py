@@ -261,8 +261,6 @@ async def copy_layer(
     holders = sorted(holders, key=lambda h: not server_is_fresh(h, settings))
     failures: dict[str, str] = {}
     for source in holders:
-        if source.status == "disabled":
-            continue
         source_node = node_clients.for_server(source, settings.secret_key)
         try:
             ticket = await source_node.json("POST", f"/node/layers/{layer.id}/export-ticket")
