@@ -15,13 +15,18 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
 from . import files
 from . import protocol as p
 from .channel import ChannelClosed, Credit, Inbox
 from .execution import Execution, handle_exec
+
+# typing costs the agent's cold start milliseconds; the annotations are strings (from
+# __future__), so only type checkers need these.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 STARTED = time.monotonic()
 VERSION = "0.1.0"

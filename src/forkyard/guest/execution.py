@@ -9,12 +9,19 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
 from . import protocol as p
 from .channel import ChannelClosed, Credit, Inbox
 from .files import HOME
+
+# typing costs the agent's cold start milliseconds; the annotations are strings (from
+# __future__), so only type checkers need these.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Send = Callable[[bytes], None]
 
 # After the leader exits, keep reading output this long from children that still hold the pipes
 # (a backgrounded `server &` without redirects), then let them go.
@@ -26,8 +33,6 @@ BASE_ENV = {
     "LANG": "C.UTF-8",
     "TERM": "xterm-256color",
 }
-
-Send = Callable[[bytes], None]
 
 
 class ExecSpawnError(Exception):

@@ -22,7 +22,12 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any
+
+# typing costs the agent's cold start milliseconds; the annotations are strings (from
+# __future__), so only type checkers need these.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 HEADER = struct.Struct(">IBI")
 HEADER_SIZE = HEADER.size  # 9

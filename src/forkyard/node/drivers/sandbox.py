@@ -110,6 +110,7 @@ class SandboxDriver(Driver):
         self.store_dir, mode, self.store_volume = open_store(self.data_dir, store_mb)
         self.layers = LayerStore(self.store_dir, mode)
         self._mount_lock = asyncio.Lock()
+        self._blank_lock = asyncio.Lock()
         self.cgroup_parent = cgroup_parent
         self.bwrap = bwrap
         self.guest_dir = guest_dir or Path(forkyard.guest.__file__).resolve().parent
@@ -185,9 +186,12 @@ class SandboxDriver(Driver):
     async def _start(self, spec: SandboxSpec) -> InstanceInfo:
         t0 = time.monotonic()
         d = self.instance_dir(spec.instance_id)
+        fresh = not d.exists() and not self.disk_image(spec.instance_id).exists()
         d.mkdir(exist_ok=True)
-        # Leftovers of a crashed node or a dead sandbox: no process may survive a new boot.
-        await self._teardown(spec.instance_id)
+        if not fresh:
+            # Leftovers of a crashed node or a dead sandbox: no process may survive a new boot.
+            # (A first boot has none: reconcile cleared what no instance owns at node start.)
+            await self._teardown(spec.instance_id)
         (d / "spec.json").write_text(json.dumps(spec.to_json()))
         try:
             created, proc, client = await self._boot(spec, d)
@@ -213,7 +217,7 @@ class SandboxDriver(Driver):
         disk = self.disk_image(spec.instance_id)
         created = not disk.exists()
         if created:
-            await storage.create_disk(disk, spec.disk_mb)
+            await self._blank_disk(disk, spec.disk_mb)
         await storage.mount_disk(disk, d / "disk")
         async with self._mount_lock:  # store layers in the stack are mounted read-only, once
             for layer_id in self.layers.lower_refs(spec.layers):
@@ -248,6 +252,22 @@ class SandboxDriver(Driver):
             await proc.wait()
             raise
         return created, proc, client
+
+    async def _blank_disk(self, disk: Path, disk_mb: int) -> None:
+        """A new instance's disk: a reflink clone of an empty one formatted once per size.
+        mkfs costs a process and ~10 ms on every boot; the clone, a fraction of a millisecond.
+        (Clones share the filesystem UUID, as forks' disks already do; ext4 does not mind.)"""
+        if self.layers.mode != "reflink":
+            await storage.create_disk(disk, disk_mb)
+            return
+        blank = self.layers.store / "blank" / f"ext4-{disk_mb}mb.img"
+        if not blank.exists():
+            async with self._blank_lock:
+                if not blank.exists():
+                    blank.parent.mkdir(exist_ok=True)
+                    await storage.create_disk(blank, disk_mb)  # complete, then renamed in
+                    os.chmod(blank, 0o444)
+        self.layers.clone(blank, disk)
 
     def _bwrap_argv(self, spec: SandboxSpec, d: Path) -> list[str]:
         env = {**BASE_ENV, "HOSTNAME": spec.hostname or spec.instance_id, **spec.env}
