@@ -120,8 +120,8 @@ async def _write_activity(
             if final
             else upsert.on_conflict_do_nothing(index_elements=[ExecRecord.id])
         ).add_cte(touched)
-    async with db.transaction() as session:
-        await session.execute(stmt)
+    async with db.autocommit() as conn:
+        await conn.execute(stmt)
 
 
 async def _target(
