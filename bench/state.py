@@ -6,23 +6,34 @@ Needs root (bubblewrap, cgroups, loop mounts). Baseline in the same run: `cp -a`
 files (the instance's writable layer) into the same store filesystem. Each checkpoint size is
 measured twice: right after the files were written (their data still dirty in the page cache:
 the capture has to write it to disk first) and after the kernel wrote it back (`sync`).
+
+Also printed: where a capture of just-written data spends its time (each layer of the storage
+stack written back and flushed in turn, then the paused part step by step), and the floor: this
+machine's disk making the same amount of fresh data durable (buffered write + fdatasync).
+The API-level figures are bench/state_api.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import os
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
+from forkyard.node import storage
 from forkyard.node.drivers.base import SandboxSpec
-from forkyard.node.drivers.sandbox import SandboxDriver
+from forkyard.node.drivers.sandbox import SandboxDriver, _frozen
 from forkyard.node.images import ensure_default_image
+
+_libc = ctypes.CDLL(None, use_errno=True)
+SYNC_FILE_RANGE_ALL = 1 | 2 | 4  # wait before, write, wait after: write back, no device flush
 
 
 def ms(t0: float) -> float:
@@ -107,6 +118,108 @@ async def bench_checkpoints(driver: SandboxDriver, image: Path, sizes: list[int]
                 await driver.delete_layer(lid)
 
 
+def write_back(path: Path) -> None:
+    """Write a file's dirty pages to the device below it, without a cache flush."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _libc.sync_file_range(fd, ctypes.c_longlong(0), ctypes.c_longlong(0),
+                                 ctypes.c_uint(SYNC_FILE_RANGE_ALL)) != 0:  # fmt: skip
+            raise OSError(ctypes.get_errno(), "sync_file_range")
+    finally:
+        os.close(fd)
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def disk_floor(directory: Path, mb: int, reps: int = 3) -> tuple[float, float]:
+    """(ms to write mb of fresh data into the page cache, ms for fdatasync to make it durable),
+    medians: what any durable capture of mb just-written MB costs at least on this disk."""
+    data = os.urandom(1 << 20)
+    writes, syncs = [], []
+    for _ in range(reps):
+        path = directory / f"floor-{uuid.uuid4().hex[:8]}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            t0 = time.monotonic()
+            for i in range(mb):
+                os.pwrite(fd, data, i << 20)
+            writes.append(ms(t0))
+            t0 = time.monotonic()
+            os.fdatasync(fd)
+            syncs.append(ms(t0))
+        finally:
+            os.close(fd)
+            path.unlink()
+    return statistics.median(writes), statistics.median(syncs)
+
+
+async def _breakdown_once(driver: SandboxDriver, image: Path, mb: int) -> list[tuple[str, float]]:
+    s = spec(image, disk_mb=max(1024, mb * 3))
+    await driver.start(s)
+    iid = s.instance_id
+    dest = driver.layers.begin(f"{iid}-bd")
+    try:
+        await write_mb(driver, iid, mb, "a")
+        mnt = driver.instance_dir(iid) / "disk"
+        files = sorted((mnt / "upper" / "root" / "a").iterdir())
+        disk, volume, cg = driver.disk_image(iid), driver.store_volume, driver.cgroup(iid)
+        plan = [
+            ("before the pause: instance fs data -> its loop device (disk image's page cache)",
+             lambda: [write_back(f) for f in files]),
+            ("before the pause: disk image (XFS store) -> store volume's page cache",
+             lambda: write_back(disk)),
+            ("before the pause: store volume file -> the machine's disk (no flush)",
+             lambda: volume and write_back(volume)),
+            ("before the pause: syncfs of the instance fs (journal + cache flushes down)",
+             lambda: storage.syncfs(mnt)),
+            ("pause: cgroup freeze", lambda: cg.freeze(True)),
+            ("pause: syncfs of the instance fs (what was written since)",
+             lambda: _frozen(cg) and storage.syncfs(mnt)),
+            ("pause: EXT4_IOC_CHECKPOINT (journal to home locations)",
+             lambda: storage.checkpoint_journal(mnt)),
+            ("pause: FICLONE of the disk image", lambda: driver.layers.clone(disk, dest / "d")),
+            ("pause: cgroup thaw", lambda: cg.freeze(False)),
+            ("after: syncfs of the store (the clone's metadata durable)",
+             lambda: storage.syncfs(dest)),
+            ("(old pause step, for comparison: FIFREEZE + FITHAW, nothing left to write)",
+             lambda: (storage.freeze_fs(mnt), storage.thaw_fs(mnt))),
+        ]  # fmt: skip
+        out = []
+        for label, fn in plan:
+            t0 = time.monotonic()
+            fn()
+            out.append((label, ms(t0)))
+        return out
+    finally:
+        await driver.destroy(iid)
+        driver.layers.abort(dest)
+
+
+async def bench_breakdown(driver: SandboxDriver, image: Path, mb: int, reps: int) -> None:
+    """The checkpoint path of the driver, step by step, on mb MB just written (medians)."""
+    print(f"\n## where a checkpoint of {mb} MB just written spends its time (median of {reps})")
+    steps: dict[str, list[float]] = {}
+    for _ in range(reps):
+        for label, took in await _breakdown_once(driver, image, mb):
+            steps.setdefault(label, []).append(took)
+    for label, xs in steps.items():
+        print(f"{statistics.median(xs):8.1f} ms  {label}")
+    total = sum(statistics.median(xs) for label, xs in steps.items() if not label.startswith("("))
+    print(f"{total:8.1f} ms  total (sum of medians)")
+    w, f = disk_floor(driver.store_dir, mb)
+    mbps = mb / ((w + f) / 1000)
+    print(
+        f"floor, the same {mb} MB written fresh on the store fs and made durable: write {w:.0f} ms"
+        f" + fdatasync {f:.0f} ms ({mbps:.0f} MB/s end to end)"
+    )
+
+
 async def bench_forks(driver: SandboxDriver, image: Path, counts: list[int]) -> None:
     print("\n## fork (parent with 100 MB written; children running on return)")
     print(
@@ -149,6 +262,8 @@ async def main() -> None:
     ap.add_argument("--sizes", default="10,100,1000")
     ap.add_argument("--forks", default="1,10,50")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--breakdown", type=int, default=100, help="MB; 0 skips")
+    ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
     cache = Path(os.environ.get("FORKYARD_IMAGE_CACHE", "/var/cache/forkyard/images"))
     image = ensure_default_image(cache, cache_dir=cache)
@@ -156,9 +271,11 @@ async def main() -> None:
     driver = SandboxDriver(data_dir, cgroup_parent=f"forkyard-bench-{os.getpid()}", store_mb=65536)
     print(
         f"storage mode: {driver.storage_mode()}  (store {driver.store_dir}, volume "
-        f"{driver.store_volume}), {os.cpu_count()} cpus"
+        f"{driver.store_volume}), {os.cpu_count()} cpus, load average {os.getloadavg()}"
     )
     try:
+        if args.breakdown:
+            await bench_breakdown(driver, image, args.breakdown, args.reps)
         await bench_checkpoints(driver, image, [int(x) for x in args.sizes.split(",")])
         await bench_forks(driver, image, [int(x) for x in args.forks.split(",")])
     finally:
