@@ -296,6 +296,8 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
             raise
         return {"deleted": layer_id}
 
+    # One import per layer id at a time (kept: a lock dropped while another request waits on it
+    # would let a third run beside it).
     import_locks: dict[str, asyncio.Lock] = {}
     transfers: list[httpx.AsyncClient] = []  # created on first use, on the serving loop
 
@@ -344,7 +346,6 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
             info, received = await pull_layer(
                 sandbox.layers, layer_id, body.source_url, body.ticket, image, transfers[0]
             )
-        import_locks.pop(layer_id, None)
         return {
             **_layer_json(sandbox, info),
             "imported": True,
