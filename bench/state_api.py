@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import httpx
-from harness import Platform, delete_all, first_instance, load, platform, wait_running
+from harness import Platform, delete_all, first_instance, load, platform
 
 
 def ms(t0: float) -> float:
@@ -127,9 +127,11 @@ async def bench_forks(p: Platform, counts: list[int]) -> None:
             out, total = await call(api, f"/v1/instances/{parent}/fork", {"count": count})
             kids = [c["instance"]["id"] for c in out["children"] if c["instance"]]
             errors = [c["error"] for c in out["children"] if c["error"]]
-            for k in kids:
-                await wait_running(api, k)  # already running: wait=true answers after boot
             await asyncio.sleep(1.0)  # idle
+            for k in kids:  # wait=true answered once they ran; report any that stopped since
+                child = (await api.get(f"/v1/instances/{k}")).json()
+                if child["status"] != "running":
+                    errors.append(f"{k} {child['status']}: {child.get('status_reason')}")
             per_fork = (p.store_used() - before) / max(1, len(kids))
             print(
                 f"{count:>5} | {total:>6.0f} ms {total / count:>7.1f} ms | "
