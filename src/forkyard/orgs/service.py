@@ -60,6 +60,21 @@ class OrgGrant:
             raise Forbidden(f"This needs the `{scope}` scope.", details={"scope": scope})
 
 
+def require_manage(grant: OrgGrant, *roles: str, leaving: bool = False) -> None:
+    """The one rule for who may change an org's members and invitations:
+    - a member may always leave (the last-owner rule still applies);
+    - anything else needs the admin scope;
+    - touching the owner role (`roles` holds "owner": granting it, or changing or removing an
+      owner) needs an owner; API keys carry scopes, never a role, so they never can.
+    Call it first with what is known from the request (so a caller without the scope learns
+    nothing about members), then again with the member's current role once it is read."""
+    if leaving:
+        return
+    grant.require("admin")
+    if "owner" in roles and not grant.is_owner:
+        raise OwnerRequired()
+
+
 def require_user_session(principal: Principal) -> str:
     if principal.kind != "user" or principal.user_id is None:
         raise CookieSessionRequired()
@@ -234,10 +249,9 @@ async def _revoke_keys_beyond(
 async def change_role(
     session: AsyncSession, grant: OrgGrant, user_id: str, role: str
 ) -> tuple[Membership, User]:
-    grant.require("admin")
+    require_manage(grant)
     membership = await _membership(session, grant.org.id, user_id)
-    if (role == "owner" or membership.role == "owner") and not grant.is_owner:
-        raise OwnerRequired()
+    require_manage(grant, role, membership.role)
     old = membership.role
     if old != role:
         if old == "owner":
@@ -261,11 +275,9 @@ async def change_role(
 async def remove_member(session: AsyncSession, grant: OrgGrant, user_id: str) -> None:
     principal = grant.principal
     leaving = principal.kind == "user" and principal.user_id == user_id
-    if not leaving:
-        grant.require("admin")
+    require_manage(grant, leaving=leaving)
     membership = await _membership(session, grant.org.id, user_id)
-    if membership.role == "owner" and not leaving and not grant.is_owner:
-        raise OwnerRequired()
+    require_manage(grant, membership.role, leaving=leaving)
     if membership.role == "owner":
         await _check_not_last_owner(session, membership)
     revoked = await _revoke_keys_beyond(session, grant.org.id, user_id, frozenset())
@@ -308,9 +320,7 @@ def pending_filter(org_id: str) -> list[ColumnElement[bool]]:
 async def invite(
     session: AsyncSession, settings: Settings, grant: OrgGrant, email: str, role: str
 ) -> Invitation:
-    grant.require("admin")
-    if role == "owner" and not grant.is_owner:
-        raise OwnerRequired()
+    require_manage(grant, role)
     if grant.org.is_personal:
         raise PersonalOrg()
     limiter.hit(f"invite:{grant.org.id}", INVITATIONS_PER_ORG_PER_MIN)
@@ -378,7 +388,7 @@ async def invite(
 
 
 async def revoke_invitation(session: AsyncSession, grant: OrgGrant, inv_id: str) -> None:
-    grant.require("admin")
+    require_manage(grant)
     inv = await session.get(Invitation, inv_id) if has_prefix(inv_id, "inv") else None
     if inv is None or inv.org_id != grant.org.id:
         raise NotFound.of("Invitation", inv_id)
