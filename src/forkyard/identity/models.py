@@ -18,7 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from forkyard.db.base import Base, IdMixin
+from forkyard.db.base import Base, IdMixin, SingleUseMixin
 
 
 class User(IdMixin, Base):
@@ -76,7 +76,7 @@ class SudoGrant(IdMixin, Base):
     expires_at: Mapped[datetime]
 
 
-class OneTimeToken(IdMixin, Base):
+class OneTimeToken(IdMixin, SingleUseMixin, Base):
     """Emailed links and codes: email verification, password reset, magic link, email change,
     recovery, invitations' acceptance is separate. Single use: `used_at` is set on consumption."""
 
@@ -86,8 +86,6 @@ class OneTimeToken(IdMixin, Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     purpose: Mapped[str] = mapped_column(String(40))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    expires_at: Mapped[datetime]
-    used_at: Mapped[datetime | None]
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
 
 
@@ -162,7 +160,7 @@ class MfaFactor(IdMixin, Base):
     last_used_at: Mapped[datetime | None]
 
 
-class MfaCode(IdMixin, Base):
+class MfaCode(IdMixin, SingleUseMixin, Base):
     """A short numeric code sent by SMS or email: hashed, single use, attempt-limited, short-lived.
     `purpose` says what it proves (factor enrollment, a login challenge, a phone number)."""
 
@@ -179,9 +177,7 @@ class MfaCode(IdMixin, Base):
     )
     target: Mapped[str | None] = mapped_column(String(320))  # the phone or address it went to
     code_hash: Mapped[str] = mapped_column(String(64))
-    expires_at: Mapped[datetime]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    used_at: Mapped[datetime | None]
 
 
 class BackupCode(IdMixin, Base):
@@ -193,7 +189,7 @@ class BackupCode(IdMixin, Base):
     used_at: Mapped[datetime | None]
 
 
-class LoginChallenge(IdMixin, Base):
+class LoginChallenge(IdMixin, SingleUseMixin, Base):
     """A password (or link, or OAuth) sign-in waiting for its second factor. Only the hash of
     the challenge token is stored; it expires and allows a few attempts."""
 
@@ -203,13 +199,11 @@ class LoginChallenge(IdMixin, Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     method: Mapped[str] = mapped_column(String(20))  # password, magic_link, oauth
-    expires_at: Mapped[datetime]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     codes_sent: Mapped[int] = mapped_column(Integer, default=0)
     webauthn_challenge: Mapped[str | None] = mapped_column(String(200))
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(400))
-    used_at: Mapped[datetime | None]
 
 
 class OAuthIdentity(IdMixin, Base):
@@ -227,7 +221,7 @@ class OAuthIdentity(IdMixin, Base):
     __table_args__ = (UniqueConstraint("provider", "subject"),)
 
 
-class OAuthState(IdMixin, Base):
+class OAuthState(IdMixin, SingleUseMixin, Base):
     """One authorization request in flight: the state (hashed), the PKCE verifier and the OIDC
     nonce (encrypted), single use."""
 
@@ -237,8 +231,6 @@ class OAuthState(IdMixin, Base):
     state_hash: Mapped[str] = mapped_column(String(64), unique=True)
     provider: Mapped[str] = mapped_column(String(40))
     secrets_enc: Mapped[str] = mapped_column(Text)
-    expires_at: Mapped[datetime]
-    used_at: Mapped[datetime | None]
 
 
 class SshKey(IdMixin, Base):

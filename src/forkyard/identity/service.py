@@ -106,15 +106,9 @@ async def consume_token(session: AsyncSession, raw: str, purpose: str) -> OneTim
     """Mark a single-use token used, atomically: two racing requests cannot both consume it."""
     row = (
         await session.execute(
-            update(OneTimeToken)
-            .where(
-                OneTimeToken.token_hash == token_hash(raw),
-                OneTimeToken.purpose == purpose,
-                OneTimeToken.used_at.is_(None),
-                OneTimeToken.expires_at > utcnow(),
+            OneTimeToken.spend(
+                OneTimeToken.token_hash == token_hash(raw), OneTimeToken.purpose == purpose
             )
-            .values(used_at=utcnow())
-            .returning(OneTimeToken)
         )
     ).scalar_one_or_none()
     if row is None:

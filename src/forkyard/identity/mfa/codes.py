@@ -80,8 +80,7 @@ async def check_code(
         .where(
             MfaCode.user_id == user_id,
             MfaCode.purpose == purpose,
-            MfaCode.used_at.is_(None),
-            MfaCode.expires_at > now,
+            MfaCode.live(now),
             MfaCode.attempts < settings.mfa_code_max_attempts,
         )
         .order_by(MfaCode.created_at.desc())
