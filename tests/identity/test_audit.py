@@ -102,3 +102,43 @@ async def test_audit_is_org_scoped_and_for_admins(client, new_client, settings, 
     assert team_log  # the owner's personal org log still reads
     r = await client.get("/v1/audit", headers={"X-Forkyard-Org": team})
     assert r.status_code == 200
+
+
+async def test_logout_is_recorded_once(client, new_client):
+    client.headers["User-Agent"] = "audit-test-browser/1.0"
+    acct = await make_account(client, "bye@example.com")
+    first = await client.get("/v1/auth/me/sessions")
+    session_id = next(s["id"] for s in first.json()["data"] if s["current"])
+    access = client.cookies.get("fy_access")
+    assert (await client.post("/v1/auth/logout")).status_code == 204
+    # A stale copy of the cookie signs nothing out again, so nothing more is recorded.
+    stale = new_client()
+    r = await stale.post("/v1/auth/logout", headers={"Cookie": f"fy_access={access}", **ORIGIN})
+    assert r.status_code == 204
+
+    r = await client.post("/v1/auth/login", json={"email": acct.email, "password": PASSWORD})
+    assert r.status_code == 200
+    logouts = [e for e in await _events(client) if e["action"] == "auth.logout"]
+    assert len(logouts) == 1, logouts
+    event = logouts[0]
+    assert event["actor_id"] == acct.user_id and event["actor_type"] == "user"
+    assert event["target_type"] == "session" and event["target_id"] == session_id
+    assert event["ip"] == "127.0.0.1" and event["user_agent"] == "audit-test-browser/1.0"
+
+
+async def test_requests_that_only_name_an_account_are_recorded_without_an_actor(client, new_client):
+    acct = await make_account(client, "named@example.com")
+    stranger = new_client("192.0.2.7")
+    stranger.headers["User-Agent"] = "someone/1"
+    r = await stranger.post("/v1/auth/forgot-password", json={"email": acct.email})
+    assert r.status_code == 200
+    r = await stranger.post("/v1/auth/login/magic-link/request", json={"email": acct.email})
+    assert r.status_code == 200
+    events = {e["action"]: e for e in await _events(client)}
+    for action in ("auth.password_reset_requested", "auth.magic_link_requested"):
+        event = events[action]
+        assert event["actor_id"] is None and event["actor_type"] == "anonymous", event
+        assert event["target_type"] == "user" and event["target_id"] == acct.user_id
+        assert event["ip"] == "192.0.2.7" and event["user_agent"] == "someone/1"
+    signup = events["user.signup"]
+    assert signup["actor_id"] == acct.user_id and signup["actor_type"] == "user"

@@ -3,12 +3,14 @@ it describes commit together."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from forkyard.identity.models import AuditEvent
+from forkyard.identity.models import AuditEvent, User
 from forkyard.identity.principal import Principal
+from forkyard.kit.http import client_ip
 
 
 async def record(
@@ -40,3 +42,34 @@ async def record(
     )
     session.add(event)
     return event
+
+
+# Who stands behind a request about a user's own account that has no principal yet.
+UserActor = Literal["user", "unverified", "stranger"]
+
+
+async def record_for_user(
+    session: AsyncSession,
+    request: Request | None,
+    user: User,
+    action: str,
+    *,
+    actor: UserActor = "user",
+    **details: Any,
+) -> AuditEvent:
+    """An event about `user`'s own account from a request that has no principal yet (sign-up,
+    sign-in, emailed links): in their personal org, on their user row, with the request's
+    address and user agent. `actor` says who acted: "user", the account holder; "unverified",
+    someone who passed the first factor but still owes the second; "stranger", someone who only
+    named the account (an address typed into a form). `details` are `record`'s keywords."""
+    fields: dict[str, Any] = {
+        "org_id": user.personal_org_id,
+        "actor_id": None if actor == "stranger" else user.id,
+        "actor_type": "user" if actor == "user" else "anonymous",
+        "target_type": "user",
+        "target_id": user.id,
+    }
+    if request is not None:
+        fields["ip"] = client_ip(request, request.app.state.settings.trust_proxy_headers)
+        fields["user_agent"] = request.headers.get("user-agent")
+    return await record(session, action, **(fields | details))

@@ -9,7 +9,7 @@ from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, EmailStr
 
-from forkyard.audit.service import record
+from forkyard.audit.service import record_for_user
 from forkyard.db.session import DbSession
 from forkyard.identity import schemas
 from forkyard.identity.deps import settings_of
@@ -21,7 +21,6 @@ from forkyard.identity.service import consume_token, find_user_by_email, issue_t
 from forkyard.kit.clock import utcnow
 from forkyard.kit.crypto import token_hash
 from forkyard.kit.errors import RateLimited
-from forkyard.kit.http import client_ip
 from forkyard.kit.ratelimit import limiter
 from forkyard.kit.routing import public_router
 from forkyard.mail.sender import queue_email
@@ -61,15 +60,12 @@ async def request_magic_link(
             f"{settings.public_url}/v1/auth/login/magic-link/consume?token={token}\n\n"
             "If you did not ask for it, ignore this message.\n",
         )
-        await record(
+        await record_for_user(
             session,
+            request,
+            user,
             "auth.magic_link_requested",
-            org_id=user.personal_org_id,
-            actor_type="anonymous",
-            target_type="user",
-            target_id=user.id,
-            ip=client_ip(request, settings.trust_proxy_headers),
-            user_agent=request.headers.get("user-agent"),
+            actor="stranger",
         )
     return schemas.Message(message=MESSAGE)
 

@@ -20,9 +20,9 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from pydantic import BaseModel
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from forkyard.audit.service import record
+from forkyard.audit.service import record_for_user
 from forkyard.config import Settings
 from forkyard.db.session import DbSession
 from forkyard.identity import schemas
@@ -344,16 +344,7 @@ async def _account_for(session: DbSession, provider: Provider, account: Provider
         )
     )
     await session.flush()
-    await record(
-        session,
-        action,
-        org_id=user.personal_org_id,
-        actor_id=user.id,
-        actor_type="user",
-        target_type="user",
-        target_id=user.id,
-        data={"provider": provider.id},
-    )
+    await record_for_user(session, None, user, action, data={"provider": provider.id})
     return user
 
 
@@ -381,15 +372,9 @@ async def oauth_callback(
         raise OAuthStateInvalid()
     row = (
         await session.execute(
-            update(OAuthState)
-            .where(
-                OAuthState.state_hash == token_hash(state),
-                OAuthState.provider == found.id,
-                OAuthState.used_at.is_(None),
-                OAuthState.expires_at > utcnow(),
+            OAuthState.spend(
+                OAuthState.state_hash == token_hash(state), OAuthState.provider == found.id
             )
-            .values(used_at=utcnow())
-            .returning(OAuthState)
         )
     ).scalar_one_or_none()
     if row is None:

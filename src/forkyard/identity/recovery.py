@@ -11,7 +11,7 @@ from fastapi import Request
 from pydantic import BaseModel, EmailStr, Field
 from sqlalchemy import delete, select
 
-from forkyard.audit.service import record
+from forkyard.audit.service import record_for_user
 from forkyard.db.session import DbSession
 from forkyard.identity import schemas
 from forkyard.identity.deps import settings_of
@@ -92,16 +92,7 @@ async def request_recovery(
             "Forkyard: a recovery of your account was requested. If it was not you, sign in "
             "now to cancel it.",
         )
-    await record(
-        session,
-        "auth.recovery_requested",
-        org_id=user.personal_org_id,
-        actor_type="anonymous",
-        target_type="user",
-        target_id=user.id,
-        ip=ip,
-        user_agent=request.headers.get("user-agent"),
-    )
+    await record_for_user(session, request, user, "auth.recovery_requested", actor="stranger")
     return schemas.Message(message=MESSAGE)
 
 
@@ -119,8 +110,7 @@ async def complete_recovery(
             .where(
                 OneTimeToken.token_hash == token_hash(body.token),
                 OneTimeToken.purpose == "recovery",
-                OneTimeToken.used_at.is_(None),
-                OneTimeToken.expires_at > now,
+                OneTimeToken.live(now),
             )
             .with_for_update()
         )
@@ -135,14 +125,12 @@ async def complete_recovery(
     await session.execute(delete(MfaFactor).where(MfaFactor.user_id == user.id))
     await session.execute(delete(BackupCode).where(BackupCode.user_id == user.id))
     revoked = await revoke_sessions(session, user.id, reason="account_recovered")
-    await record(
+    await record_for_user(
         session,
+        request,
+        user,
         "auth.recovery_completed",
-        org_id=user.personal_org_id,
-        actor_type="anonymous",
-        target_type="user",
-        target_id=user.id,
-        ip=client_ip(request, settings_of(request).trust_proxy_headers),
+        actor="stranger",
         data={"sessions_revoked": revoked},
     )
     await queue_email(

@@ -9,7 +9,7 @@ from fastapi import Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from forkyard.audit.service import record
+from forkyard.audit.service import record, record_for_user
 from forkyard.db.session import DbSession
 from forkyard.identity import schemas
 from forkyard.identity.cookies import (
@@ -117,17 +117,7 @@ async def signup(
         "Verify your email for Forkyard",
         f"Welcome to Forkyard.\n\nVerify your address: {settings.public_url}/v1/auth/verify-email?token={token}\n",
     )
-    await record(
-        session,
-        "user.signup",
-        org_id=user.personal_org_id,
-        actor_id=user.id,
-        actor_type="user",
-        target_type="user",
-        target_id=user.id,
-        ip=_ip(request),
-        user_agent=request.headers.get("user-agent"),
-    )
+    await record_for_user(session, request, user, "user.signup")
     return schemas.Message(message=SIGNUP_MESSAGE)
 
 
@@ -147,15 +137,7 @@ async def verify_email(
 
         raise InvalidToken()
     user.email_verified_at = user.email_verified_at or utcnow()
-    await record(
-        session,
-        "user.email_verified",
-        org_id=user.personal_org_id,
-        actor_id=user.id,
-        actor_type="user",
-        target_type="user",
-        target_id=user.id,
-    )
+    await record_for_user(session, None, user, "user.email_verified")
     return schemas.VerifyEmailResult(verified=True, email=user.email)
 
 
@@ -230,6 +212,16 @@ async def logout(request: Request, session: DbSession) -> Response:
         if auth_session is not None and auth_session.revoked_at is None:
             auth_session.revoked_at = utcnow()
             auth_session.revoked_reason = "logout"
+            user = await session.get(User, auth_session.user_id)
+            if user is not None:
+                await record_for_user(
+                    session,
+                    request,
+                    user,
+                    "auth.logout",
+                    target_type="session",
+                    target_id=auth_session.id,
+                )
     response = Response(status_code=204)
     clear_auth_cookies(response, settings)
     return response
@@ -256,15 +248,12 @@ async def forgot_password(
             "Someone asked to reset your password. If it was you, use this link within the hour:\n"
             f"{settings.public_url}/reset-password?token={token}\n\nIf not, ignore this message.\n",
         )
-        await record(
+        await record_for_user(
             session,
+            request,
+            user,
             "auth.password_reset_requested",
-            org_id=user.personal_org_id,
-            actor_type="anonymous",
-            target_type="user",
-            target_id=user.id,
-            ip=_ip(request),
-            user_agent=request.headers.get("user-agent"),
+            actor="stranger",
         )
     return schemas.Message(message=FORGOT_MESSAGE)
 
@@ -287,17 +276,7 @@ async def reset_password(
     user.password_hash = await hash_password(body.new_password)
     user.updated_at = utcnow()
     await revoke_sessions(session, user.id, reason="password_reset")
-    await record(
-        session,
-        "auth.password_reset",
-        org_id=user.personal_org_id,
-        actor_id=user.id,
-        actor_type="user",
-        target_type="user",
-        target_id=user.id,
-        ip=_ip(request),
-        user_agent=request.headers.get("user-agent"),
-    )
+    await record_for_user(session, request, user, "auth.password_reset")
     return schemas.Message(message="Your password was changed. Sign in with the new one.")
 
 

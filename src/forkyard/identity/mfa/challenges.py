@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from forkyard.audit.service import record
+from forkyard.audit.service import record_for_user
 from forkyard.config import Settings
 from forkyard.identity import schemas
 from forkyard.identity.mfa import backup_codes
@@ -40,18 +40,14 @@ async def factor_kinds(session: AsyncSession, user_id: str) -> list[str]:
 
 
 async def start_challenge(
-    session: AsyncSession,
-    settings: Settings,
-    user: User,
-    *,
-    method: str,
-    ip: str | None,
-    user_agent: str | None,
+    session: AsyncSession, request: Request, user: User, *, method: str
 ) -> schemas.LoginResult | None:
     """A challenge when the account has a confirmed factor; None when one factor suffices."""
     kinds = await factor_kinds(session, user.id)
     if not kinds:
         return None
+    settings: Settings = request.app.state.settings
+    user_agent = request.headers.get("user-agent")
     raw = random_token()
     challenge = LoginChallenge(
         user_id=user.id,
@@ -60,21 +56,17 @@ async def start_challenge(
         expires_at=utcnow() + timedelta(seconds=settings.mfa_challenge_ttl_s),
         attempts=0,
         codes_sent=0,
-        ip=ip,
+        ip=client_ip(request, settings.trust_proxy_headers),
         user_agent=(user_agent or "")[:400] or None,
     )
     session.add(challenge)
     await session.flush()
-    await record(
+    await record_for_user(
         session,
+        request,
+        user,
         "auth.mfa_challenged",
-        org_id=user.personal_org_id,
-        actor_id=user.id,
-        actor_type="anonymous",
-        target_type="user",
-        target_id=user.id,
-        ip=ip,
-        user_agent=user_agent,
+        actor="unverified",
         data={"method": method},
     )
     return schemas.LoginResult(
@@ -95,8 +87,7 @@ async def load_challenge(
     ).scalar_one_or_none()
     if (
         challenge is None
-        or challenge.used_at is not None
-        or challenge.expires_at <= utcnow()
+        or not challenge.is_live(utcnow())
         or challenge.attempts >= settings.mfa_challenge_max_attempts
     ):
         raise ChallengeInvalid()
@@ -111,16 +102,12 @@ async def fail_attempt(
 ) -> None:
     """Spend one attempt and keep that even though the request fails."""
     challenge.attempts += 1
-    await record(
+    await record_for_user(
         session,
+        request,
+        user,
         "auth.mfa_failed",
-        org_id=user.personal_org_id,
-        actor_id=user.id,
-        actor_type="anonymous",
-        target_type="user",
-        target_id=user.id,
-        ip=client_ip(request, request.app.state.settings.trust_proxy_headers),
-        user_agent=request.headers.get("user-agent"),
+        actor="unverified",
         data={"reason": reason, "attempts": challenge.attempts},
     )
     await session.commit()
@@ -152,16 +139,13 @@ async def sign_in(
             )
             .values(used_at=utcnow())
         )
-    await record(
+    await record_for_user(
         session,
+        request,
+        user,
         "auth.login",
-        org_id=user.personal_org_id,
-        actor_id=user.id,
-        actor_type="user",
         target_type="session",
         target_id=issued.session.id,
-        ip=ip,
-        user_agent=user_agent,
         data={"method": method, "mfa": mfa_verified},
     )
     return signed_in_response(settings, user, issued)
@@ -171,15 +155,7 @@ async def challenge_or_sign_in(
     session: AsyncSession, request: Request, user: User, *, method: str
 ) -> JSONResponse:
     """For sign-ins that are not a password (magic link, OAuth): the second factor still applies."""
-    settings: Settings = request.app.state.settings
-    challenge = await start_challenge(
-        session,
-        settings,
-        user,
-        method=method,
-        ip=client_ip(request, settings.trust_proxy_headers),
-        user_agent=request.headers.get("user-agent"),
-    )
+    challenge = await start_challenge(session, request, user, method=method)
     if challenge is not None:
         return JSONResponse(challenge.model_dump(mode="json"))
     return await sign_in(session, request, user, method=method, mfa_verified=False)
