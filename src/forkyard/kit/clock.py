@@ -9,13 +9,21 @@ from datetime import UTC, datetime, timedelta
 class Clock:
     def __init__(self) -> None:
         self._offset = timedelta(0)
+        self._frozen: tuple[datetime, float] | None = None
 
     def now(self) -> datetime:
-        return datetime.now(UTC) + self._offset
+        base = self._frozen[0] if self._frozen else datetime.now(UTC)
+        return base + self._offset
 
     def monotonic(self) -> float:
         """Seconds on a monotonic scale (rate limits, throttles) that moves with `advance`."""
-        return time.monotonic() + self._offset.total_seconds()
+        base = self._frozen[1] if self._frozen else time.monotonic()
+        return base + self._offset.total_seconds()
+
+    def freeze(self) -> None:
+        """Stop time where it is: it then moves only with `advance` (tests whose outcome must
+        not depend on how long the machine takes, fake-clock simulations)."""
+        self._frozen = (datetime.now(UTC), time.monotonic())
 
     def advance(self, delta: timedelta) -> None:
         """Move time forward for everything that reads this clock (tests, fake-clock simulations)."""
@@ -23,6 +31,7 @@ class Clock:
 
     def reset(self) -> None:
         self._offset = timedelta(0)
+        self._frozen = None
 
 
 clock = Clock()
