@@ -70,13 +70,16 @@ class Platform:
     org_id: str
 
 
-async def start_node(control_plane: str, data_dir: Path) -> tuple[Node, asyncio.Task[None]]:
+async def start_node(
+    control_plane: str, data_dir: Path, name: str | None = None
+) -> tuple[Node, asyncio.Task[None]]:
+    """`name`: the same name and data dir make a restarted node the same server."""
     node = Node(
         NodeConfig(
             control_plane=control_plane,
             token=NODE_TOKEN,
             data_dir=data_dir,
-            name=f"test-{uuid.uuid4().hex[:8]}",
+            name=name or f"test-{uuid.uuid4().hex[:8]}",
             image_cache=IMAGE_CACHE,
             cgroup_parent=f"forkyard-t{os.getpid()}-{uuid.uuid4().hex[:6]}",
         )

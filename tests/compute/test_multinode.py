@@ -12,12 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from forkyard.compute.models import Layer
 from forkyard.config import Settings
 from forkyard.node.drivers.sandbox import SandboxDriver
 from forkyard.node.layers import TICKET_HEADER
 from forkyard.node.runner import Node
-from tests.compute.conftest import Platform, create_running, wait_status
+from tests.compute.conftest import Platform, create_running, start_node, stop_node, wait_status
 from tests.compute.state_helpers import fill, sh, tree, wait_for
 from tests.compute.test_reconcile import CONTROLLERS, NodeProcess
 from tests.compute.test_servers import make_staff
@@ -215,6 +217,54 @@ async def test_an_image_chain_built_on_one_node_boots_on_the_other(cluster, seco
     assert (await api.delete(f"/v1/instances/{inst['id']}")).status_code == 202
     await wait_status(api, inst["id"], "gone", timeout=60)
     assert layers_of(b) == built_on_a  # still held: the images reference them
+
+
+async def test_a_delete_while_a_holder_is_down_reaches_it_when_it_returns(
+    platform: Platform, db: Any, tmp_path: Path
+):
+    api, staff = platform.api, platform.browser
+    await make_staff(db, "owner@example.com")
+    a = platform.node
+    name = f"b-{uuid.uuid4().hex[:6]}"
+    b, task = await start_node(platform.url, tmp_path / "b", name)
+    running = True
+    try:
+        await set_status(staff, b.server_id, "draining")
+        src = (await create_running(api))["id"]
+        await fill(api, src, "down")
+        snap = await snapshot(api, src, "s")
+        await set_status(staff, b.server_id, "active")
+        await set_status(staff, a.server_id, "draining")
+        copy = await restore_new(api, src, snap["id"])
+        await wait_status(api, copy, "running", timeout=60)
+        assert layers_of(b) == layers_of(a) != set()
+        assert (await api.delete(f"/v1/instances/{copy}")).status_code == 202
+        await wait_status(api, copy, "gone", timeout=60)
+
+        await stop_node(b, task)  # B holds a replica and is down
+        running = False
+        r = await api.delete(f"/v1/instances/{src}/snapshots/{snap['id']}")
+        assert r.status_code == 204
+        # A's copy goes at once; B's row is given up after a few attempts (job backoff)
+        await wait_for(lambda: not layers_of(a), timeout=30, what="A's replica deleted")
+
+        async def forgotten() -> bool:
+            report = (await staff.get(f"/v1/admin/servers/{a.server_id}/vm-storage")).json()
+            return not report["layers"] and not await _layer_rows(db)
+
+        await wait_for(forgotten, timeout=60, what="the layer row gone")
+        # B comes back: its sweeper removes what the control plane no longer keeps there
+        b, task = await start_node(platform.url, tmp_path / "b", name)
+        running = True
+        assert not layers_of(b) and not leftovers_of(b)
+    finally:
+        if running:
+            await stop_node(b, task)
+
+
+async def _layer_rows(db: Any) -> list[str]:
+    async with db.transaction() as session:
+        return list((await session.execute(select(Layer.id))).scalars())
 
 
 # --- a transfer cut off midway: the source is a real node process, killed with SIGKILL ---
