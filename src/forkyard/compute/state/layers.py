@@ -203,13 +203,6 @@ async def chain(session: AsyncSession, layer_ids: list[str]) -> list[Layer]:
     return list(ordered.values())
 
 
-async def servers_holding(session: AsyncSession, layer_id: str) -> list[str]:
-    rows = await session.execute(
-        select(LayerReplica.server_id).where(LayerReplica.layer_id == layer_id)
-    )
-    return sorted(rows.scalars())
-
-
 async def ensure_on(
     session: AsyncSession, settings: Settings, server_id: str, layer_ids: list[str]
 ) -> list[str]:
