@@ -145,9 +145,9 @@ async def test_failed_and_aborted_builds(platform):
         r = await api.post("/v1/images/prepare", json=bad)
         assert r.status_code == 422, r.text
     r = await api.post(
-        "/v1/images/prepare", json={"family": "x", "base_image": "default", "packages": ["vim"]}
+        "/v1/images/prepare", json={"family": "x", "base_image": "default", "packages": ["Vim"]}
     )
-    assert r.status_code == 422 and error_code(r) == "recipe_not_supported"
+    assert r.status_code == 422 and error_code(r) == "validation_failed"
 
 
 async def test_images_cross_org(platform, compute_settings, run_jobs):

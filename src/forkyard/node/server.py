@@ -22,6 +22,7 @@ from starlette.requests import HTTPConnection
 
 from forkyard.kit.crypto import constant_time_equal
 from forkyard.kit.errors import ForkyardError, Unauthenticated
+from forkyard.node import images as node_images
 from forkyard.node import rpc
 from forkyard.node.drivers.base import Driver, SandboxSpec
 from forkyard.node.drivers.sandbox import SandboxDriver
@@ -75,6 +76,14 @@ class PathBody(BaseModel):
 def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None = None) -> FastAPI:
     """`images` maps image names the control plane uses (e.g. `default`) to rootfs paths."""
     known_images = images or {}
+    # Image builds: the machine's image cache (the .deb cache) and the empty rootfs under suites.
+    image_cache = node_images.image_cache_root(
+        known_images, Path(getattr(driver, "data_dir", ".")) / "images"
+    )
+    if "default" in known_images:
+        known_images.setdefault(
+            node_images.SCRATCH_IMAGE, node_images.ensure_scratch_image(image_cache)
+        )
 
     # A dependency, not an HTTP middleware: BaseHTTPMiddleware costs milliseconds per call on
     # the exec hot path (bench/compute.py).
@@ -137,6 +146,8 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
 
     @app.delete("/node/instances/{instance_id}")
     async def destroy(instance_id: str) -> dict[str, Any]:
+        if isinstance(driver, SandboxDriver):  # an image build step still running: stop it first
+            await node_images.cancel_step(driver, instance_id)
         await driver.destroy(instance_id)
         return {"state": "absent"}
 
@@ -358,6 +369,49 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
         removed = await _layered(driver).sweep_layers(set(body.keep))
         return {"removed": sorted(removed)}
 
+    # --- image builds: the steps that need the Debian mirror (see node/images.py) ---
+
+    @app.post("/node/instances/{instance_id}/bootstrap")
+    async def bootstrap(instance_id: str, body: BootstrapBody) -> StreamingResponse:
+        """Debootstrap a suite into a new build sandbox's disk (NDJSON events)."""
+        sandbox = _build_sandbox(driver, instance_id)
+        node_images.check_suite(body.suite)
+        node_images.check_packages(body.packages)
+        step = node_images.event_stream(
+            sandbox,
+            instance_id,
+            lambda emit: node_images.bootstrap_build_disk(
+                sandbox,
+                instance_id,
+                suite=body.suite,
+                packages=body.packages,
+                disk_mb=body.disk_mb,
+                cache_root=image_cache,
+                mirror=node_images.apt_mirror(),
+                emit=emit,
+            ),
+        )
+        return StreamingResponse(step, media_type="application/x-ndjson")
+
+    @app.post("/node/instances/{instance_id}/packages")
+    async def fetch_packages(instance_id: str, body: PackagesBody) -> StreamingResponse:
+        """Download packages for a running build sandbox into it (NDJSON events)."""
+        sandbox = _build_sandbox(driver, instance_id)
+        node_images.check_packages(body.packages)
+        step = node_images.event_stream(
+            sandbox,
+            instance_id,
+            lambda emit: node_images.fetch_packages(
+                sandbox,
+                instance_id,
+                packages=body.packages,
+                cache_root=image_cache,
+                mirror=node_images.apt_mirror(),
+                emit=emit,
+            ),
+        )
+        return StreamingResponse(step, media_type="application/x-ndjson")
+
     return app
 
 
@@ -379,6 +433,23 @@ class ImportBody(BaseModel):
 
 class SweepBody(BaseModel):
     keep: list[str]
+
+
+class BootstrapBody(BaseModel):
+    suite: str = Field(min_length=2, max_length=64)
+    packages: list[str] = Field(default_factory=list, max_length=200)
+    disk_mb: int = Field(default=2048, ge=256, le=65536)
+
+
+class PackagesBody(BaseModel):
+    packages: list[str] = Field(min_length=1, max_length=200)
+
+
+def _build_sandbox(driver: Driver, instance_id: str) -> SandboxDriver:
+    """Build steps are for the control plane's build sandboxes only."""
+    if not instance_id.startswith("build-"):
+        raise node_images.BuildStepFailed("only build sandboxes (build-...) take build steps")
+    return _layered(driver)
 
 
 class CaptureFailed(NodeError):

@@ -4,13 +4,28 @@ A version is either a node's built-in rootfs (the platform `default` family's ve
 node's Debian minbase) or a store layer on one server, stacked under each instance's own disk.
 `POST /v1/images/prepare` builds a new version as a background job; `promote` makes a ready
 version the family's current one. An instance pins its version at first boot: instances already
-running keep their image, new ones get the current version."""
+running keep their image, new ones get the current version.
+
+Recipes (`_build_in_sandbox`): a snapshot's layer is shared as is; otherwise a build sandbox
+`build-<image id>` boots, on the base image's stack, or (a `suite` recipe) on the empty `scratch`
+rootfs over a disk the node has just debootstrapped. `packages` on a base image are downloaded by
+the node (the host's apt, resolving against the image's dpkg status) into the sandbox and
+installed there by apt, offline; build sandboxes never get network, so neither the recipe's
+commands nor anything in an org's image can reach the mirror or the node's network. The node
+keeps a .deb cache for both paths (node/images.py). The sandbox's disk is captured as the
+version's layer. An abort (`POST /v1/images/abort`) cancels the running step within a second
+(its stream to the node closes and the node kills debootstrap, apt or the command); the build
+sandbox and its disk are deleted in every outcome, and a layer is recorded only on success."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
-from typing import Annotated, Any
+import shlex
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Response
 from sqlalchemy import func, or_, select, text, update
@@ -18,31 +33,32 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.compute.models import (
     BaseImage,
+    ComputeServer,
     Instance,
     InstanceStack,
     Layer,
     Snapshot,
 )
-from forkyard.compute.node_client import RemoteError
+from forkyard.compute.node_client import NodeClient
 from forkyard.compute.service import node_for, place
 from forkyard.compute.state import schemas
 from forkyard.compute.state.errors import (
     ImageInUse,
     ImageNotReady,
     NoPreviousVersion,
-    RecipeNotSupported,
 )
-from forkyard.compute.state.layers import LayerTransferFailed, add_layer, ensure_on, release
+from forkyard.compute.state.layers import add_layer, ensure_on, release
 from forkyard.db.session import DbSession
 from forkyard.identity.deps import Reader, Writer
 from forkyard.identity.principal import Principal
 from forkyard.jobs import enqueue, job
 from forkyard.jobs.queue import JobContext
 from forkyard.kit.clock import utcnow
-from forkyard.kit.errors import Forbidden, NotFound
+from forkyard.kit.errors import Forbidden, ForkyardError, NotFound
 from forkyard.kit.ids import has_prefix, new_id
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
 from forkyard.kit.routing import protected_router
+from forkyard.node.images import DEB_INBOX, SCRATCH_IMAGE
 
 log = logging.getLogger("forkyard.compute.images")
 
@@ -52,6 +68,9 @@ DEFAULT_FAMILY = "default"
 BUILD_MEMORY_MB = 1024
 BUILD_COMMAND_TIMEOUT_S = 1800
 MAX_LOG_CHARS = 200_000
+PUBLISH_EVERY_S = 1.0
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
+T = TypeVar("T")
 
 
 def image_out(image: BaseImage, *, logs: bool = False) -> schemas.BaseImageOut:
@@ -331,14 +350,12 @@ async def prepare_image(
     """Build a new version of a family in the background (poll it for progress and logs)."""
     if body.platform and not principal.is_staff:
         raise Forbidden("Platform images are managed by staff.")
-    if body.suite or body.packages:
-        raise RecipeNotSupported(
-            "Bootstrapping a Debian suite or installing packages is not built yet; "
-            "build from a snapshot, or run commands on an existing image.",
-            details={"suite": body.suite, "packages": body.packages},
-        )
     owner = None if body.platform else principal.org_id
-    recipe: dict[str, Any] = {"commands": body.commands, "disk_mb": body.disk_mb}
+    recipe: dict[str, Any] = {
+        "packages": body.packages,
+        "commands": body.commands,
+        "disk_mb": body.disk_mb,
+    }
     if body.from_snapshot:
         snap = (
             await session.get(Snapshot, body.from_snapshot)
@@ -348,6 +365,8 @@ async def prepare_image(
         if snap is None or snap.org_id != principal.org_id:
             raise NotFound.of("Snapshot", body.from_snapshot)
         recipe = {"from_snapshot": snap.id}
+    elif body.suite:
+        recipe["suite"] = body.suite
     else:
         assert body.base_image
         base = await resolve_image(session, principal.org_id, body.base_image)
@@ -476,76 +495,208 @@ async def build_image(ctx: JobContext, payload: dict[str, Any]) -> None:
         _append(image, f"using snapshot {snap.id} ({snap.name}) as layer {layer.id}")
         image.status, image.progress, image.finished_at = "ready", 100, utcnow()
         return
-    await _build_with_commands(session, settings, image, BuildReport(session, image))
+    await _build_in_sandbox(session, settings, image, BuildReport(session, image))
 
 
-async def _build_with_commands(
+class _Aborted(Exception):
+    """The build was aborted meanwhile: stop, clean up, record nothing."""
+
+
+class _StepFailed(Exception):
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error[:500]
+
+
+async def _watched(report: BuildReport, work: Awaitable[T]) -> T:
+    """Run one build step, publishing logs and progress every second; an abort cancels the
+    step (closing its stream to the node, which stops the work there)."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=PUBLISH_EVERY_S)
+            if done:
+                return task.result()
+            if not await report.push():
+                raise _Aborted()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+async def _relay(
+    node: NodeClient, path: str, body: dict[str, Any], report: BuildReport, span: tuple[int, int]
+) -> dict[str, Any]:
+    """Follow a node build step's event stream (node/images.py) into the report."""
+    low, high = span
+    async for event in node.stream(path, body):
+        kind = event.get("type")
+        if kind == "log":
+            report.line(str(event.get("line", "")))
+        elif kind == "progress":
+            report.progress = low + (high - low) * int(event.get("percent", 0)) // 100
+        elif kind == "done":
+            return event
+        elif kind == "error":
+            message = str(event.get("message") or "the build step failed")
+            report.line(message)
+            raise _StepFailed(message.splitlines()[0] if message else message)
+    raise _StepFailed("the compute server ended the build step early")
+
+
+async def _run(
+    node: NodeClient, build_id: str, command: str, report: BuildReport, env: dict[str, str]
+) -> int:
+    """Run a shell command in the build sandbox, its output streamed into the logs."""
+    body = {"command": command, "timeout_s": BUILD_COMMAND_TIMEOUT_S, "env": env}
+    exit_code: int | None = None
+    async for event in node.stream(f"/node/instances/{build_id}/exec/stream", body):
+        kind = event.get("type")
+        if kind in ("stdout", "stderr"):
+            out = base64.b64decode(event.get("data_b64") or "").decode(errors="replace")
+            for line in out.splitlines():
+                report.line(line)
+        elif kind == "exit":
+            exit_code = event.get("exit_code")
+            if event.get("timed_out"):
+                report.line(f"timed out after {BUILD_COMMAND_TIMEOUT_S} s")
+        elif kind == "error":
+            raise _StepFailed(str(event.get("message") or "the command could not run"))
+    return -1 if exit_code is None else int(exit_code)
+
+
+def _install_command(debs: list[str]) -> str:
+    """Install fetched .debs offline in the sandbox (apt orders them; dpkg if apt is gone)."""
+    files = " ".join(shlex.quote("./" + d.rsplit("/", 1)[-1]) for d in debs)
+    return (
+        f"cd {DEB_INBOX} && "
+        "if command -v apt-get >/dev/null 2>&1; "
+        f"then apt-get install -y -q --no-install-recommends {files}; "
+        f"else dpkg -i {files}; fi; "
+        f"rc=$?; cd / && rm -rf {DEB_INBOX}; apt-get clean >/dev/null 2>&1; exit $rc"
+    )
+
+
+async def _build_in_sandbox(
     session: AsyncSession, settings: Any, image: BaseImage, report: BuildReport
 ) -> None:
-    """Boot a sandbox on the base image, run the commands, capture its disk as the layer."""
-    base = await session.get(BaseImage, image.recipe["base_image"])
-    if base is None or base.status != "ready":
-        await report.finish(session, "failed", error="the base image is gone")
-        return
-    base_layer = await session.get(Layer, base.layer_id) if base.layer_id else None
-    lower = [base_layer.id, *base_layer.lower_ids] if base_layer else []
-    # A server holding the base image's layers if one has room; else they are copied there.
-    server = await place(session, settings, lower)
-    node = await node_for(session, settings, server.id)
+    """Build a version in a build sandbox and capture its disk as the version's layer.
+
+    Suite recipes: the node debootstraps the suite (packages included) into the sandbox's new
+    disk, and it boots on the empty `scratch` rootfs. Base-image recipes: the sandbox boots on
+    the base image's stack; the node downloads the packages (the sandbox has no network) and
+    apt installs them inside. Then the commands run, in order. An abort or a failure at any
+    step leaves no sandbox, disk or layer behind."""
+    recipe = image.recipe
+    suite: str | None = recipe.get("suite")
+    packages: list[str] = list(recipe.get("packages") or [])
+    commands: list[str] = list(recipe.get("commands") or [])
+    base: BaseImage | None = None
+    lower: list[str] = []
+    if suite:
+        rootfs, image_id = SCRATCH_IMAGE, None
+    else:
+        base = await session.get(BaseImage, recipe["base_image"])
+        if base is None or base.status != "ready":
+            await report.finish(session, "failed", error="the base image is gone")
+            return
+        base_layer = await session.get(Layer, base.layer_id) if base.layer_id else None
+        lower = [base_layer.id, *base_layer.lower_ids] if base_layer else []
+        rootfs, image_id = base.rootfs, base.id
     build_id = _build_instance_id(image)
-    commands: list[str] = list(image.recipe.get("commands") or [])
-    steps = len(commands) + 2
-    # A crashed earlier attempt may have left its sandbox: start clean.
-    await node.json("DELETE", f"/node/instances/{build_id}", timeout=120)
-    report.line(f"booting a build sandbox on {base.family} v{base.version}")
-    if not await report.push(0):
-        return
+    node: NodeClient | None = None
+    # progress: bootstrap or fetch+install first, commands up to 90, the capture last
+    first = 60 if suite else (50 if packages else 5)
     try:
-        copied = await ensure_on(session, settings, server.id, lower)
-        if copied:
-            report.line(f"copied layers {', '.join(copied)} to server {server.id}")
+        # A server holding the base image's layers if one has room; else they are copied there.
+        # Placed in its own short transaction: `place` locks the server rows, which must not
+        # stay locked (heartbeats, other placements) for the minutes a build takes.
+        async with AsyncSession(session.bind) as side, side.begin():
+            server_id = (await place(side, settings, lower)).id
+        server = await session.get(ComputeServer, server_id)
+        assert server is not None
+        node = await node_for(session, settings, server.id)
+        # A crashed earlier attempt may have left its sandbox: start clean.
+        await node.json("DELETE", f"/node/instances/{build_id}", timeout=120)
+        disk_mb = int(recipe.get("disk_mb") or 2048)
+        if suite:
+            report.line(f"bootstrapping Debian {suite} on server {server.id}")
+            if not await report.push(0):
+                raise _Aborted()
+            await _watched(
+                report,
+                _relay(
+                    node,
+                    f"/node/instances/{build_id}/bootstrap",
+                    {"suite": suite, "packages": packages, "disk_mb": disk_mb},
+                    report,
+                    (0, first),
+                ),
+            )
+        else:
+            assert base is not None
+            report.line(f"booting a build sandbox on {base.family} v{base.version}")
+            if not await report.push(0):
+                raise _Aborted()
+            copied = await ensure_on(session, settings, server.id, lower)
+            if copied:
+                report.line(f"copied layers {', '.join(copied)} to server {server.id}")
         await node.json(
             "PUT",
             f"/node/instances/{build_id}",
             {
-                "image": base.rootfs,
+                "image": rootfs,
                 "layer_ids": lower,
                 "vcpus": 1,
                 "memory_mb": BUILD_MEMORY_MB,
-                "disk_mb": int(image.recipe.get("disk_mb") or 2048),
+                "disk_mb": disk_mb,
                 "env": {},
                 "hostname": "image-build",
             },
             timeout=120,
         )
+        if packages and not suite:
+            report.line(f"fetching {' '.join(packages)}")
+            fetched = await _watched(
+                report,
+                _relay(
+                    node,
+                    f"/node/instances/{build_id}/packages",
+                    {"packages": packages},
+                    report,
+                    (5, first // 2),
+                ),
+            )
+            debs: list[str] = fetched.get("debs") or []
+            if debs:
+                report.line(f"$ apt-get install {' '.join(packages)}")
+                await report.push(first // 2)
+                rc = await _watched(
+                    report, _run(node, build_id, _install_command(debs), report, APT_ENV)
+                )
+                if rc != 0:
+                    raise _StepFailed(f"installing the packages exited {rc}")
+            else:
+                report.line("the packages are already installed")
         for i, command in enumerate(commands, start=1):
             report.line(f"$ {command}")
-            if not await report.push(100 * i // steps):
-                return
-            result = await node.json(
-                "POST",
-                f"/node/instances/{build_id}/exec",
-                {"command": command, "timeout_s": BUILD_COMMAND_TIMEOUT_S},
-                timeout=BUILD_COMMAND_TIMEOUT_S + 60,
-            )
-            for stream in ("stdout_b64", "stderr_b64"):
-                out = base64.b64decode(result.get(stream) or "").decode(errors="replace")
-                if out:
-                    report.line(out)
-            if result["exit_code"] != 0:
-                error = f"command {i} exited {result['exit_code']}: {command}"[:500]
-                await report.finish(session, "failed", error=error, progress=report.progress)
-                return
+            if not await report.push(first + (90 - first) * (i - 1) // len(commands)):
+                raise _Aborted()
+            rc = await _watched(report, _run(node, build_id, command, report, {}))
+            if rc != 0:
+                raise _StepFailed(f"command {i} exited {rc}: {command}")
         report.line("capturing the image")
-        if not await report.push(100 * (steps - 1) // steps):
-            return
+        if not await report.push(90):
+            raise _Aborted()
         await node.json("POST", f"/node/instances/{build_id}/stop")
         layer_id = new_id("lyr")
         data = await node.json(
             "POST", f"/node/instances/{build_id}/checkpoint", {"layer_id": layer_id}, timeout=300
         )
         stack = InstanceStack(
-            instance_id=build_id, rootfs=base.rootfs, layer_ids=lower, image_id=base.id
+            instance_id=build_id, rootfs=rootfs, layer_ids=lower, image_id=image_id
         )
         layer = await add_layer(session, data, server.id, image.org_id, "image", stack)
         report.line(f"captured as layer {layer.id}")
@@ -555,15 +706,21 @@ async def _build_with_commands(
             progress=100,
             layer_id=layer.id,
             server_id=server.id,
-            rootfs=base.rootfs,
+            rootfs=rootfs,
         )
         # Aborted during the capture: nothing references the new layer.
         await session.flush()
         await session.refresh(image)
         if image.status != "ready":
             await release(session, layer.id)
-    except (RemoteError, LayerTransferFailed) as exc:
+    except _Aborted:
+        report.line("aborted")
+    except _StepFailed as exc:
+        report.line(f"failed: {exc.error}")
+        await report.finish(session, "failed", error=exc.error, progress=report.progress)
+    except ForkyardError as exc:  # the node, placement or a layer copy
         report.line(f"failed: {exc.message}")
-        await report.finish(session, "failed", error=exc.message[:500])
+        await report.finish(session, "failed", error=exc.message[:500], progress=report.progress)
     finally:
-        await node.json("DELETE", f"/node/instances/{build_id}", timeout=120)
+        if node is not None:
+            await node.json("DELETE", f"/node/instances/{build_id}", timeout=120)
