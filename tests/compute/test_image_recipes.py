@@ -49,7 +49,9 @@ async def test_packages_on_the_default_image(platform):
     )
     assert r.status_code == 202, r.text
     assert r.json()["recipe"]["packages"] == ["jq"]
+    t0 = time.monotonic()
     image = await _settled(api, r.json()["id"])
+    print(f"package build: {time.monotonic() - t0:.1f} s")
     assert image["status"] == "ready", image
     assert "Setting up jq" in image["logs"] and "$ jq --version" in image["logs"]
     assert image["progress"] == 100 and image["server_id"]
