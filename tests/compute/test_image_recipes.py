@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
+
 from tests.compute.conftest import create_running
 from tests.compute.state_helpers import node_layers, sh, wait_for
 from tests.helpers import error_code
@@ -90,6 +92,19 @@ async def test_bad_package_names_are_refused_before_anything_is_queued(platform)
     )
     assert r.status_code == 422
     assert (await api.get("/v1/base-images", params={"family": "bad"})).json()["data"] == []
+
+    # The node takes build steps only for build sandboxes, and checks names itself too.
+    node = platform.node
+    async with httpx.AsyncClient(
+        base_url=node.url, headers={"Authorization": f"Bearer {node.secret}"}
+    ) as client:
+        r = await client.post("/node/instances/inst-1/packages", json={"packages": ["jq"]})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "build_step_failed"
+        r = await client.post("/node/instances/build-x/packages", json={"packages": ["-o"]})
+        assert r.status_code == 422 and "invalid package names" in r.json()["error"]["message"]
+        r = await client.post("/node/instances/build-x/bootstrap", json={"suite": "../../etc"})
+        assert r.status_code == 422 and "invalid suite" in r.json()["error"]["message"]
+    assert not platform.node.driver.list_owned()
 
 
 async def test_a_package_the_archive_lacks_fails_the_build_and_leaves_nothing(platform):
