@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Query, Request
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -92,36 +92,47 @@ class Target:
         }
 
 
+def _activity_statements() -> tuple[Any, Any, Any]:
+    """The bookkeeping statements, built once with bound parameters: building SQLAlchemy
+    statements per call costs more CPU than running them (bench/compute.py). One statement each:
+    the instance's last activity (for the idle timeout) and, for an exec, its record. The start
+    and the end of an exec race when the command is quick; the end wins, whichever lands first."""
+    instances: Table = Instance.__table__  # type: ignore[assignment]
+    table: Table = ExecRecord.__table__  # type: ignore[assignment]
+    touched = (
+        update(instances)
+        .where(instances.c.id == bindparam("p_instance_id"))
+        .values(last_activity_at=bindparam("p_now"))
+        .returning(instances.c.id)
+        .cte("touched")
+    )
+    columns = (
+        "id", "instance_id", "org_id", "command", "status", "streamed",
+        "exit_code", "duration_ms", "finished_at",
+    )  # fmt: skip
+    # Parameter names must not be column names: SQLAlchemy would read those as more SET values.
+    insert = pg_insert(table).values(
+        created_at=bindparam("p_now"), **{c: bindparam(f"p_{c}") for c in columns}
+    )
+    start = insert.on_conflict_do_nothing(index_elements=[table.c.id]).add_cte(touched)
+    end = insert.on_conflict_do_update(
+        index_elements=[table.c.id],
+        set_={k: insert.excluded[k] for k in ("status", "exit_code", "duration_ms", "finished_at")},
+    ).add_cte(touched)
+    return select(touched.c.id), start, end
+
+
+TOUCH, EXEC_STARTED, EXEC_ENDED = _activity_statements()
+
+
 async def _write_activity(
     db: Database, instance: Instance, record: dict[str, Any] | None, *, final: bool = True
 ) -> None:
-    """One statement: the instance's last activity (for the idle timeout) and, for an exec, its
-    record. The start and the end of an exec race each other when the command is quick; the end
-    wins, whichever lands first."""
-    touched = (
-        update(Instance)
-        .where(Instance.id == instance.id)
-        .values(last_activity_at=utcnow())
-        .returning(Instance.id)
-        .cte("touched")
-    )
-    if record is None:
-        stmt: Any = select(touched.c.id)
-    else:
-        upsert = pg_insert(ExecRecord).values(created_at=utcnow(), **record)
-        stmt = (
-            upsert.on_conflict_do_update(
-                index_elements=[ExecRecord.id],
-                set_={
-                    k: upsert.excluded[k]
-                    for k in ("status", "exit_code", "duration_ms", "finished_at")
-                },
-            )
-            if final
-            else upsert.on_conflict_do_nothing(index_elements=[ExecRecord.id])
-        ).add_cte(touched)
+    params = {"p_now": utcnow(), **{f"p_{k}": v for k, v in (record or {}).items()}}
+    params["p_instance_id"] = instance.id
+    stmt = TOUCH if record is None else EXEC_ENDED if final else EXEC_STARTED
     async with db.autocommit() as conn:
-        await conn.execute(stmt)
+        await conn.execute(stmt, params)
 
 
 async def _target(
