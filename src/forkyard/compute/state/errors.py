@@ -1,6 +1,6 @@
 """Errors of checkpoints, snapshots, forks and base images, with stable codes."""
 
-from forkyard.kit.errors import Conflict, ForkyardError, ValidationFailed
+from forkyard.kit.errors import Conflict, ForkyardError
 
 
 class CaptureFailed(ForkyardError):
@@ -27,13 +27,3 @@ class ImageNotReady(Conflict):
 class NoPreviousVersion(Conflict):
     code = "no_previous_version"
     message = "The family has no earlier promoted version to roll back to."
-
-
-class LayerElsewhere(Conflict):
-    code = "layer_on_other_server"
-    message = "The layer lives on another compute server than the instance."
-
-
-class RecipeNotSupported(ValidationFailed):
-    code = "recipe_not_supported"
-    message = "This image recipe cannot be built yet."
