@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 from httpx import AsyncClient
 
 from forkyard.identity.sms import read_sms_outbox
+from forkyard.kit.clock import clock
 from tests.helpers import ORIGIN, PASSWORD, outbox
 
 
 def oathtool(secret: str, offset_s: int = 0) -> str:
     """A TOTP code from Debian's oathtool (RFC 6238), independent of pyotp."""
-    at = f"@{int(time.time()) + offset_s}"
+    at = f"@{int(clock.now().timestamp()) + offset_s}"  # the server's clock, frozen or moved
     out = subprocess.run(
         ["oathtool", "--totp", "-b", "-N", at, secret], check=True, capture_output=True, text=True
     )

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from forkyard.identity.models import LoginChallenge, MfaFactor
 from forkyard.kit.clock import clock
 from tests.fakes.identity_helpers import enroll_totp, oathtool, password_step
 from tests.helpers import error_code, make_account
+
+
+@pytest.fixture(autouse=True)
+def frozen_time() -> None:
+    """A code is for a 30-second step: a slow run must not cross into the next step between
+    using a code and replaying it (time moves only with clock.advance here)."""
+    clock.freeze()
 
 
 async def test_totp_enrollment_returns_uri_and_qr_and_encrypts_the_secret(client, db):
