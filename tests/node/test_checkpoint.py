@@ -107,6 +107,7 @@ open('/root/writer.started', 'w').close()
 while True:
     db.execute('insert into t (v) values (randomblob(2000))')
     db.commit()
+    time.sleep(0.001)  # still hundreds of commits a second, but a reader can get the lock
 """
 
 
@@ -149,7 +150,7 @@ async def _count(driver, instance_id: str) -> int:
         [
             "python3",
             "-c",
-            "import sqlite3; print(sqlite3.connect('/root/db.sqlite', timeout=10)"
+            "import sqlite3; print(sqlite3.connect('/root/db.sqlite', timeout=60)"
             ".execute('select count(*) from t').fetchone()[0])",
         ],
     )
