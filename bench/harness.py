@@ -208,6 +208,10 @@ async def platform(**settings: Any) -> AsyncIterator[Platform]:
         yield Platform(url, api, db, cfg, work, node_dir, cg)
     finally:
         await api.aclose()
+        # The API (and its worker) first: jobs still queued (layer deletes) must not run
+        # against a node that is already gone.
+        server.should_exit = True
+        await serve
         node.terminate()
         try:
             node.wait(timeout=30)
@@ -222,8 +226,6 @@ async def platform(**settings: Any) -> AsyncIterator[Platform]:
             p = Path("/sys/fs/cgroup") / c / cg
             if p.is_dir():
                 p.rmdir()
-        server.should_exit = True
-        await serve
         await db.dispose()
         if embedded is not None:
             embedded.cleanup()
