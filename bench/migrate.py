@@ -31,6 +31,8 @@ from typing import Any
 
 import httpx
 
+from forkyard.compute.node_client import NodeRpc
+
 CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
 FILES_HASH = "find /root/d -type f | sort | xargs sha256sum"
 
@@ -105,13 +107,21 @@ class NodeProc:
         self.http = httpx.AsyncClient(
             base_url=self.url, headers={"Authorization": f"Bearer {self.secret}"}, timeout=600
         )
+        self.rpc = NodeRpc(self.url, self.secret)
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
         r = await self.http.request(method, path, json=body)
         assert r.status_code < 400, r.text
         return r.json()
 
+    async def exec(self, instance_id: str, command: str) -> Any:
+        """A command run to completion, over the node's call channel as the API does."""
+        return await self.rpc.call(
+            "exec", instance_id, {"command": command, "timeout_s": 600}, timeout=660
+        )
+
     async def stop(self) -> None:
+        await self.rpc.close()
         await self.http.aclose()
         self.proc.terminate()
         self.proc.wait(timeout=120)
@@ -134,9 +144,7 @@ async def bench(a: NodeProc, b: NodeProc, sizes: list[int], repeat: int) -> None
             f"mkdir -p /root/d && for i in $(seq {n}); do "
             f"head -c {mb * 2**20 // n} /dev/urandom > /root/d/f$i; done && {FILES_HASH}"
         )
-        r = await a.call(
-            "POST", f"/node/instances/{src}/exec", {"command": write, "timeout_s": 600}
-        )
+        r = await a.exec(src, write)
         assert r["exit_code"] == 0, r
         files = r["stdout_b64"]
         times, agains, exports, cps = [], [], [], []
@@ -186,7 +194,7 @@ async def bench(a: NodeProc, b: NodeProc, sizes: list[int], repeat: int) -> None
                 await b.call(
                     "PUT", f"/node/instances/{child}", {**spec(1024), "from_layer": layer_id}
                 )
-                r = await b.call("POST", f"/node/instances/{child}/exec", {"command": FILES_HASH})
+                r = await b.exec(child, FILES_HASH)
                 assert r["stdout_b64"] == files, "the copy differs"
                 await b.call("DELETE", f"/node/instances/{child}")
             await b.call("DELETE", f"/node/layers/{layer_id}")

@@ -372,11 +372,8 @@ async def boot(
     await after_boot(session, instance)
     if instance.setup_commands and not instance.setup_done:
         for command in instance.setup_commands:
-            result = await node.json(
-                "POST",
-                f"/node/instances/{instance.id}/exec",
-                {"command": command, "timeout_s": 600},
-                timeout=660,
+            result = await node.call(
+                "exec", instance.id, {"command": command, "timeout_s": 600}, timeout=660
             )
             if result["exit_code"] != 0:
                 instance.status, instance.status_reason = (

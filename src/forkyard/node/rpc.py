@@ -2,8 +2,8 @@
 
 An HTTP request per exec costs the control plane and the node a few milliseconds of framework
 work each (bench/compute.py); a message on a connection that is already open costs a fraction of
-that. Lifecycle and layer operations stay on plain HTTP (server.py), where a few milliseconds do
-not matter; exec and the small file operations come through here.
+that. Lifecycle, layers, streamed exec and file reads stay on plain HTTP (server.py), where a
+few milliseconds do not matter; exec and the small file operations come only through here.
 
 Messages are JSON text frames:
 
@@ -11,8 +11,6 @@ Messages are JSON text frames:
                             {"id": 7, "cancel": true}     (the caller gave up: stop the work)
     node -> control plane   {"id": 7, "ok": true, "result": {...}}
                             {"id": 7, "ok": false, "status": 404, "error": {code, message, details}}
-
-The same functions serve the HTTP routes, so both paths behave alike.
 """
 
 from __future__ import annotations
@@ -107,21 +105,11 @@ async def list_files(driver: Driver, instance_id: str, p: dict[str, Any]) -> dic
     return {"entries": [file_json(e) for e in entries]}
 
 
-async def stat_file(driver: Driver, instance_id: str, p: dict[str, Any]) -> dict[str, Any]:
-    return file_json(await driver.stat(instance_id, p["path"]))
-
-
-async def ping(driver: Driver, instance_id: str, p: dict[str, Any]) -> dict[str, Any]:
-    return await driver.ping(instance_id)
-
-
 OPS: dict[str, Op] = {
     "exec": run_exec,
     "files.write": write_file,
     "files.edit": edit_file,
     "files.list": list_files,
-    "files.stat": stat_file,
-    "ping": ping,
 }
 
 

@@ -52,23 +52,8 @@ class ExecBody(BaseModel):
     max_output: int = 1024 * 1024
 
 
-class WriteBody(BaseModel):
-    path: str
-    content_b64: str
-    mode: int = 0o644
-    make_parents: bool = True
-
-
-class EditBody(BaseModel):
-    path: str
-    old_str: str
-    new_str: str
-    replace_all: bool = False
-
-
 class PathBody(BaseModel):
     path: str
-    depth: int = Field(default=1, ge=1, le=10)
     offset: int = 0
     limit: int | None = None
 
@@ -165,10 +150,6 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
     async def ping(instance_id: str) -> dict[str, Any]:
         return await driver.ping(instance_id)
 
-    @app.post("/node/instances/{instance_id}/exec")
-    async def run(instance_id: str, body: ExecBody) -> dict[str, Any]:
-        return await rpc.run_exec(driver, instance_id, body.model_dump())
-
     @app.websocket("/node/rpc")
     async def rpc_channel(websocket: WebSocket) -> None:
         await rpc.serve(websocket, driver)
@@ -216,22 +197,6 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
     async def read(instance_id: str, body: PathBody) -> Response:
         data = await driver.read_file(instance_id, body.path, offset=body.offset, limit=body.limit)
         return Response(data, media_type="application/octet-stream")
-
-    @app.post("/node/instances/{instance_id}/files/write")
-    async def write(instance_id: str, body: WriteBody) -> dict[str, Any]:
-        return await rpc.write_file(driver, instance_id, body.model_dump())
-
-    @app.post("/node/instances/{instance_id}/files/edit")
-    async def edit(instance_id: str, body: EditBody) -> dict[str, Any]:
-        return await rpc.edit_file(driver, instance_id, body.model_dump())
-
-    @app.post("/node/instances/{instance_id}/files/list")
-    async def listing(instance_id: str, body: PathBody) -> dict[str, Any]:
-        return await rpc.list_files(driver, instance_id, body.model_dump())
-
-    @app.post("/node/instances/{instance_id}/files/stat")
-    async def stat(instance_id: str, body: PathBody) -> dict[str, Any]:
-        return await rpc.stat_file(driver, instance_id, body.model_dump())
 
     # --- layers: checkpoint, rollback, fork, delete, usage (see node/layers.py) ---
 
