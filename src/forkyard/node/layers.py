@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import hashlib
 import hmac
 import json
@@ -32,7 +31,7 @@ import struct
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Generator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -390,21 +389,6 @@ def _ticket_mac(secret: str, layer_id: str, expires: int) -> str:
     return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
 
 
-def _data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """(offset, length) of the file's data regions; holes are skipped."""
-    pos = 0
-    while pos < size:
-        try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError as e:
-            if e.errno == errno.ENXIO:  # only a hole is left
-                return
-            raise
-        end = os.lseek(fd, start, os.SEEK_HOLE)
-        yield start, end - start
-        pos = end
-
-
 def export_stream(store: LayerStore, layer_id: str) -> Generator[bytes, None, None]:
     """The layer as a forkyard-layer/1 stream, in chunks of up to CHUNK bytes (blocking: run
     each step in a thread). Layers are immutable, so no lock is needed while it is read."""
@@ -433,7 +417,7 @@ def export_stream(store: LayerStore, layer_id: str) -> Generator[bytes, None, No
         yield first
         total = 0
         out = bytearray()  # small extents (filesystem metadata) travel together
-        for start, length in list(_data_extents(fd, size)):
+        for start, length in list(storage.data_extents(fd, size)):
             offset = start
             while offset < start + length:
                 n = min(CHUNK, start + length - offset)

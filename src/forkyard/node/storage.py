@@ -8,7 +8,7 @@ import ctypes
 import errno
 import fcntl
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from forkyard.node.errors import SandboxFailed
@@ -273,25 +273,31 @@ def clone_file(src: Path, dst: Path, *, reflink_only: bool) -> None:
         os.close(sfd)
 
 
-def _sparse_copy(sfd: int, dfd: int) -> None:
-    size = os.fstat(sfd).st_size
-    os.ftruncate(dfd, size)
+def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """(offset, length) of the file's data regions; holes are skipped."""
     pos = 0
     while pos < size:
         try:
-            data_at = os.lseek(sfd, pos, os.SEEK_DATA)
+            start = os.lseek(fd, pos, os.SEEK_DATA)
         except OSError as e:
             if e.errno == errno.ENXIO:  # only a hole is left
-                break
+                return
             raise
-        hole_at = os.lseek(sfd, data_at, os.SEEK_HOLE)
-        off = data_at
-        while off < hole_at:
-            n = os.copy_file_range(sfd, dfd, hole_at - off, off, off)
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        yield start, end - start
+        pos = end
+
+
+def _sparse_copy(sfd: int, dfd: int) -> None:
+    size = os.fstat(sfd).st_size
+    os.ftruncate(dfd, size)
+    for start, length in data_extents(sfd, size):
+        off, end = start, start + length
+        while off < end:
+            n = os.copy_file_range(sfd, dfd, end - off, off, off)
             if n == 0:
                 break
             off += n
-        pos = hole_at
 
 
 def reflink_works(directory: Path) -> bool:
