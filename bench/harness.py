@@ -60,6 +60,22 @@ class Platform:
         return (st.f_blocks - st.f_bfree) * st.f_frsize
 
 
+def ms(t0: float) -> float:
+    """Milliseconds since t0 (a time.monotonic() reading)."""
+    return (time.monotonic() - t0) * 1000
+
+
+def cp_a(src: Path, dst: Path, *, sync: bool) -> float:
+    """The baseline for a capture: `cp -a` of the same files (then sync, if asked), in ms."""
+    t0 = time.monotonic()
+    subprocess.run(["cp", "-a", "--reflink=never", str(src), str(dst)], check=True)
+    if sync:
+        os.sync()
+    took = ms(t0)
+    shutil.rmtree(dst)
+    return took
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -30,15 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from harness import ms
 
 from forkyard.compute.node_client import NodeRpc
 
 CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
 FILES_HASH = "find /root/d -type f | sort | xargs sha256sum"
-
-
-def ms(t0: float) -> float:
-    return (time.monotonic() - t0) * 1000
 
 
 # --- a node process: `bench/migrate.py --serve DATA_DIR SECRET PORT_FILE` ---

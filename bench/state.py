@@ -21,11 +21,12 @@ import ctypes
 import os
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from harness import cp_a, ms
 
 from forkyard.node import storage
 from forkyard.node.drivers.base import SandboxSpec
@@ -36,24 +37,10 @@ _libc = ctypes.CDLL(None, use_errno=True)
 SYNC_FILE_RANGE_ALL = 1 | 2 | 4  # wait before, write, wait after: write back, no device flush
 
 
-def ms(t0: float) -> float:
-    return (time.monotonic() - t0) * 1000
-
-
 def used(driver: SandboxDriver) -> int:
     os.sync()
     st = os.statvfs(driver.store_dir)
     return (st.f_blocks - st.f_bfree) * st.f_frsize
-
-
-def cp_a(src: Path, dst: Path, *, sync: bool) -> float:
-    t0 = time.monotonic()
-    subprocess.run(["cp", "-a", "--reflink=never", str(src), str(dst)], check=True)
-    if sync:
-        os.sync()
-    took = ms(t0)
-    shutil.rmtree(dst)
-    return took
 
 
 async def write_mb(driver: SandboxDriver, iid: str, mb: int, tag: str) -> None:

@@ -20,23 +20,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
-from harness import Platform, delete_all, first_instance, load, platform
-
-
-def ms(t0: float) -> float:
-    return (time.perf_counter() - t0) * 1000
+from harness import Platform, cp_a, delete_all, first_instance, load, ms, platform
 
 
 async def call(
     api: httpx.AsyncClient, path: str, body: dict, expect: int = 201
 ) -> tuple[dict, float]:
-    t0 = time.perf_counter()
+    t0 = time.monotonic()
     r = await api.post(path, json=body)
     took = ms(t0)
     if r.status_code != expect:
@@ -61,16 +55,6 @@ async def run_sh(api: httpx.AsyncClient, iid: str, cmd: str) -> str:
     r = await api.post(f"/v1/instances/{iid}/exec", json={"command": cmd})
     r.raise_for_status()
     return str(r.json()["stdout"])
-
-
-def cp_a(src: Path, dst: Path, *, sync: bool) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(["cp", "-a", "--reflink=never", str(src), str(dst)], check=True)
-    if sync:
-        os.sync()
-    took = ms(t0)
-    shutil.rmtree(dst)
-    return took
 
 
 def upper_of(p: Platform, iid: str) -> Path:
