@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,10 +20,12 @@ import pytest
 import uvicorn
 
 from forkyard.config import Settings
+from forkyard.node.drivers.sandbox import SandboxDriver
 from forkyard.node.runner import Node, NodeConfig
 from tests.helpers import last_link, login, make_api_key, signup
 
 NODE_TOKEN = "test-node-token-0123456789"
+CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
 IMAGE_CACHE = Path(os.environ.get("FORKYARD_IMAGE_CACHE", "/var/cache/forkyard/images"))
 
 pytestmark = pytest.mark.sandbox
@@ -98,13 +103,77 @@ async def stop_node(node: Node, task: asyncio.Task[None]) -> None:
     assert node.driver is not None
     node.stop()  # no new work arrives once the node API has shut down
     await task
-    for instance_id in node.driver.list_owned():
-        await node.driver.destroy(instance_id)
-    node.driver.release_store()
-    for c in ("memory", "pids", "cpu", "cpuacct", "freezer"):
-        p = Path("/sys/fs/cgroup") / c / node.config.cgroup_parent
+    await remove_node_leftovers(node.driver)
+
+
+async def remove_node_leftovers(driver: SandboxDriver) -> None:
+    """Everything a stopped (or killed) node left on this machine: its instances' processes,
+    mounts and files, its layer store and its cgroup parent."""
+    for instance_id in driver.list_owned():
+        await driver.destroy(instance_id)
+    driver.release_store()
+    for c in CONTROLLERS:
+        p = Path("/sys/fs/cgroup") / c / driver.cgroup_parent
         if p.is_dir():
             p.rmdir()
+
+
+class NodeProcess:
+    def __init__(self, control_plane: str, data_dir: Path, name: str, cgroup_parent: str) -> None:
+        self.args = [
+            sys.executable,
+            "-m",
+            "forkyard.cli",
+            "node",
+            "--control-plane",
+            control_plane,
+            "--data-dir",
+            str(data_dir),
+            "--name",
+            name,
+            "--cgroup-parent",
+            cgroup_parent,
+        ]
+        self.data_dir = data_dir
+        self.cgroup_parent = cgroup_parent
+        self.log = data_dir.parent / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "FORKYARD_NODE_TOKEN": NODE_TOKEN,
+            "FORKYARD_IMAGE_CACHE_DIR": str(IMAGE_CACHE),
+        }
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.args, env=env, stdout=log, stderr=log)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+async def node_process(control_plane: str, tmp_path: Path) -> AsyncIterator[NodeProcess]:
+    """A `forkyard node` subprocess registered with the control plane (start() it; it can be
+    killed with SIGKILL); what it leaves behind is removed afterwards."""
+    data_dir = tmp_path / "node-proc"
+    data_dir.mkdir()
+    cg = f"forkyard-t{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    node = NodeProcess(control_plane, data_dir, f"proc-{uuid.uuid4().hex[:6]}", cg)
+    yield node
+    node.stop()
+    await remove_node_leftovers(SandboxDriver(data_dir, cgroup_parent=cg))
 
 
 async def make_account_login(browser: httpx.AsyncClient, email: str) -> Any:

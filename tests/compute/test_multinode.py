@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +14,17 @@ from sqlalchemy import select
 
 from forkyard.compute.models import Layer
 from forkyard.config import Settings
-from forkyard.node.drivers.sandbox import SandboxDriver
 from forkyard.node.layers import TICKET_HEADER
 from forkyard.node.runner import Node
-from tests.compute.conftest import Platform, create_running, start_node, stop_node, wait_status
+from tests.compute.conftest import (
+    NodeProcess,
+    Platform,
+    create_running,
+    start_node,
+    stop_node,
+    wait_status,
+)
 from tests.compute.state_helpers import fill, sh, tree, wait_for
-from tests.compute.test_reconcile import CONTROLLERS, NodeProcess
 from tests.compute.test_servers import make_staff
 
 
@@ -268,24 +271,6 @@ async def _layer_rows(db: Any) -> list[str]:
 
 
 # --- a transfer cut off midway: the source is a real node process, killed with SIGKILL ---
-
-
-@pytest.fixture
-async def node_process(control_plane: str, tmp_path: Path) -> AsyncIterator[NodeProcess]:
-    data_dir = tmp_path / "node-proc"
-    data_dir.mkdir()
-    cg = f"forkyard-t{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    node = NodeProcess(control_plane, data_dir, f"proc-{uuid.uuid4().hex[:6]}", cg)
-    yield node
-    node.stop()
-    driver = SandboxDriver(data_dir, cgroup_parent=cg)
-    for instance_id in driver.list_owned():
-        await driver.destroy(instance_id)
-    driver.release_store()
-    for c in CONTROLLERS:
-        p = Path("/sys/fs/cgroup") / c / cg
-        if p.is_dir():
-            p.rmdir()
 
 
 async def server_named(staff: httpx.AsyncClient, name: str, timeout: float = 300) -> str:

@@ -4,68 +4,13 @@ and name: what should run runs again with its files, orphans go, nothing leaks."
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from forkyard.config import Settings
-from forkyard.node.drivers.sandbox import SandboxDriver
-from tests.compute.conftest import IMAGE_CACHE, NODE_TOKEN, signed_in, wait_status
-
-CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
-
-
-class NodeProcess:
-    def __init__(self, control_plane: str, data_dir: Path, name: str, cgroup_parent: str) -> None:
-        self.args = [
-            sys.executable,
-            "-m",
-            "forkyard.cli",
-            "node",
-            "--control-plane",
-            control_plane,
-            "--data-dir",
-            str(data_dir),
-            "--name",
-            name,
-            "--cgroup-parent",
-            cgroup_parent,
-        ]
-        self.data_dir = data_dir
-        self.cgroup_parent = cgroup_parent
-        self.log = data_dir.parent / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "FORKYARD_NODE_TOKEN": NODE_TOKEN,
-            "FORKYARD_IMAGE_CACHE_DIR": str(IMAGE_CACHE),
-        }
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.args, env=env, stdout=log, stderr=log)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+from tests.compute.conftest import CONTROLLERS, NodeProcess, signed_in, wait_status
 
 
 def cgroups(parent: str) -> set[str]:
@@ -81,25 +26,6 @@ def mounts_under(root: Path) -> list[str]:
     prefix = str(root.resolve())
     with open("/proc/mounts") as f:
         return [line.split()[1] for line in f if line.split()[1].startswith(prefix + "/")]
-
-
-@pytest.fixture
-async def node_process(control_plane: str, tmp_path: Path) -> AsyncIterator[NodeProcess]:
-    data_dir = tmp_path / "node"
-    data_dir.mkdir()
-    cg = f"forkyard-t{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    node = NodeProcess(control_plane, data_dir, f"proc-{uuid.uuid4().hex[:6]}", cg)
-    yield node
-    node.stop()
-    # What the dead node left: destroy it all with a driver on the same directories.
-    driver = SandboxDriver(data_dir, cgroup_parent=cg)
-    for instance_id in driver.list_owned():
-        await driver.destroy(instance_id)
-    driver.release_store()
-    for c in CONTROLLERS:
-        p = Path("/sys/fs/cgroup") / c / cg
-        if p.is_dir():
-            p.rmdir()
 
 
 async def exec_out(api: httpx.AsyncClient, iid: str, command: str) -> dict[str, Any]:
