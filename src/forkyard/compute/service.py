@@ -161,21 +161,19 @@ async def place(
         .scalars()
         .all()
     )
+    fresh = [server for server in servers if server_is_fresh(server, settings)]
+    counts = await session.execute(
+        select(Instance.server_id, func.count())
+        .where(
+            Instance.server_id.in_([server.id for server in fresh]),
+            Instance.status.in_(("provisioning", "running")),
+        )
+        .group_by(Instance.server_id)
+    )
+    placed = {server_id: n for server_id, n in counts}
     candidates = []
-    for server in servers:
-        if not server_is_fresh(server, settings):
-            continue
-        placed = (
-            await session.execute(
-                select(func.count())
-                .select_from(Instance)
-                .where(
-                    Instance.server_id == server.id,
-                    Instance.status.in_(("provisioning", "running")),
-                )
-            )
-        ).scalar_one()
-        free = server.slots + server.running_instances - placed
+    for server in fresh:
+        free = server.slots + server.running_instances - placed.get(server.id, 0)
         if free > 0:
             candidates.append((free, server))
     if not candidates:
