@@ -1,5 +1,6 @@
-"""A whole platform for benches: PostgreSQL, the API with its worker over real HTTP, and one
-`forkyard node` subprocess. Used by bench/compute.py and bench/state_api.py.
+"""A whole platform for benches: PostgreSQL, the API with its worker (`forkyard serve`, in its
+own process) over real HTTP, and one `forkyard node` subprocess. Used by bench/compute.py,
+and bench/state_api.py.
 
     async with platform() as p:
         iid, ms = await create_running(p.api)
@@ -15,6 +16,7 @@ standard library's `platform`.)
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -30,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from forkyard.config import Settings
 from forkyard.db.engine import Database
@@ -152,6 +153,41 @@ async def delete_all(api: httpx.AsyncClient, ids: list[str]) -> None:
             await asyncio.sleep(0.05)
 
 
+def _env_of(cfg: Settings) -> dict[str, str]:
+    """The settings as the FORKYARD_* variables a `forkyard serve` process reads."""
+    env = {}
+    for name, value in cfg.model_dump(mode="json").items():
+        if value is None:
+            continue
+        env[f"FORKYARD_{name.upper()}"] = (
+            json.dumps(value) if isinstance(value, list | dict) else str(value)
+        )
+    return env
+
+
+async def _wait_listening(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    async with httpx.AsyncClient(base_url=url) as client:
+        for _ in range(600):
+            if proc.poll() is not None:
+                raise RuntimeError(f"the API exited: {log.read_text()[-2000:]}")
+            try:
+                if (await client.get("/health/live")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError("the API did not start within 30 s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 async def _database(work: Path) -> tuple[str, Any]:
     """(database url, embedded server to clean up or None)."""
     db_url = os.environ.get("FORKYARD_TEST_DATABASE_URL")
@@ -189,26 +225,34 @@ async def platform(**settings: Any) -> AsyncIterator[Platform]:
             "public_url": url,
             "cookie_secure": False,
             "run_worker_in_api": True,
+            "local_node": False,
             "node_token": TOKEN,
             "log_json": False,
             "log_level": "WARNING",
             "max_instances_per_org": 10_000,
             "max_vcpus_per_org": 100_000,
             "max_memory_mb_per_org": 10_000_000,
+            # benches drive one API key far harder than a person would
+            "rate_limit_principal_per_min": 10_000_000,
             **settings,
         }
     )
-    from forkyard.app import create_app
-
-    db = Database(db_url, pool_size=20)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(cfg, db=db), host="127.0.0.1", port=port, log_config=None, access_log=False
-        )
-    )
-    serve = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
+    # The API runs as `forkyard serve` does in production: its own process (uvicorn, its
+    # default event loop and HTTP parser), so the bench's client never shares its CPU time.
+    api_log = open(work / "api.log", "wb")  # noqa: SIM115
+    api_proc = subprocess.Popen(
+        [sys.executable, "-m", "forkyard.cli", "serve", "--port", str(port),
+         "--data-dir", str(cfg.data_dir)],
+        env={**os.environ, **_env_of(cfg)},
+        stdout=api_log,
+        stderr=api_log,
+    )  # fmt: skip
+    try:
+        await _wait_listening(url, api_proc, work / "api.log")
+    except BaseException:
+        _stop(api_proc)
+        raise
+    db = Database(db_url, pool_size=4)
     cg = f"forkyard-bench-{uuid.uuid4().hex[:6]}"
     node_dir = work / "node"
     node_log = open(work / "node.log", "wb")  # noqa: SIM115
@@ -226,13 +270,9 @@ async def platform(**settings: Any) -> AsyncIterator[Platform]:
         await api.aclose()
         # The API (and its worker) first: jobs still queued (layer deletes) must not run
         # against a node that is already gone.
-        server.should_exit = True
-        await serve
-        node.terminate()
-        try:
-            node.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        _stop(api_proc)
+        api_log.close()
+        _stop(node)
         node_log.close()
         driver = SandboxDriver(node_dir, cgroup_parent=cg)
         for i in driver.list_owned():

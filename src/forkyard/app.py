@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from forkyard.config import Settings, get_settings
+from forkyard.db.changes import changes
 from forkyard.db.engine import Database
 from forkyard.kit.http import RequestContextMiddleware, install_error_handlers
 from forkyard.kit.routing import operation_id, summaries_from_docstrings
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             if not settings.database_url:
                 raise RuntimeError("FORKYARD_DATABASE_URL is not set (forkyard serve sets it)")
             app.state.db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        # The hot-path caches (API keys, instance routes) work only while this listens.
+        change_feed = asyncio.create_task(changes.run(app.state.db.url))
         worker_task = None
         worker = None
         if settings.run_worker_in_api:
@@ -76,6 +79,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             yield
         finally:
             app.state.started = False
+            change_feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await change_feed
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task

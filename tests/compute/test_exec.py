@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 from tests.compute.conftest import create_running
 from tests.helpers import error_code
@@ -376,3 +377,28 @@ async def test_edit_semantics(platform):
     assert r.status_code == 404 and error_code(r) == "not_found"
     r = await api.post(f"{files}/edit", json={"path": "/e.txt", "old_str": "", "new_str": "b"})
     assert r.status_code == 422
+
+
+async def test_an_instance_stopped_elsewhere_refuses_exec_within_a_second(platform, db):
+    """Exec finds a running instance's server from a per-process cache (db/changes.py); a
+    status change made by any process reaches it through the database's announcement."""
+    api = platform.api
+    iid = (await create_running(api))["id"]
+    await _exec(api, iid, command="true")  # its route is cached now
+    async with db.transaction() as session:
+        await session.execute(
+            text("UPDATE instances SET status = 'stopped' WHERE id = :id"), {"id": iid}
+        )
+    deadline = time.monotonic() + 1.0
+    while True:
+        r = await api.post(f"/v1/instances/{iid}/exec", json={"command": "true"})
+        if r.status_code != 200:
+            break
+        assert time.monotonic() < deadline, "exec still reaches an instance stopped elsewhere"
+        await asyncio.sleep(0.01)
+    assert r.status_code == 409 and error_code(r) == "instance_not_running"
+    async with db.transaction() as session:
+        await session.execute(
+            text("UPDATE instances SET status = 'running' WHERE id = :id"), {"id": iid}
+        )
+    assert (await _exec(api, iid, command="echo back"))["stdout"] == "back\n"

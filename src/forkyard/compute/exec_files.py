@@ -7,17 +7,17 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import shlex
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Query, Request
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, exists, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.compute import schemas
 from forkyard.compute.errors import (
@@ -27,9 +27,10 @@ from forkyard.compute.errors import (
     NodeUnreachable,
 )
 from forkyard.compute.models import ComputeServer, ExecRecord, Instance
-from forkyard.compute.node_client import NodeClient, b64decode, node_clients
+from forkyard.compute.node_client import NodeClient, RemoteError, b64decode, node_clients
 from forkyard.compute.service import get_instance
-from forkyard.db.engine import Database
+from forkyard.db.changes import ListenedCache, changes
+from forkyard.db.engine import Database, plain_sql
 from forkyard.db.session import DbSession, database
 from forkyard.identity.deps import Reader, Writer, settings_of
 from forkyard.identity.principal import Principal
@@ -43,143 +44,225 @@ exec_router = protected_router("exec", prefix="/v1/instances")
 files_router = protected_router("files", prefix="/v1/instances")
 
 KEEPALIVE_S = 15.0
+log = logging.getLogger("forkyard.compute.exec")
 
 
 @dataclass
 class Target:
-    """A running instance, its node, and the bookkeeping started beside the node call."""
+    """A running instance and its node, claimed for one exec or file operation."""
 
-    instance: Instance
+    instance_id: str
     node: NodeClient
     db: Database
     exec_id: str | None = None
-    command: str = ""
     streamed: bool = False
-    started: asyncio.Task[None] | None = None
+    # The claim's writes, when the route came from the cache and they run beside the call.
+    claimed: asyncio.Task[None] | None = None
+
+    async def call(self, op: str, params: dict[str, Any], *, timeout: float = 60.0) -> Any:
+        try:
+            return await self.node.call(op, self.instance_id, params, timeout=timeout)
+        except (RemoteError, NodeUnreachable):
+            routes.forget(self.instance_id)  # perhaps it moved or stopped: ask the database
+            raise
+
+    async def settle(self) -> None:
+        """Wait for the claim's writes if they ran beside the call (a failure there costs
+        only bookkeeping, never the user's answer)."""
+        if self.claimed is not None:
+            with contextlib.suppress(Exception):
+                await self.claimed
 
     async def finish(
         self, status: str, exit_code: int | None = None, duration: float | None = None
     ) -> None:
-        """Close the exec record (and count the activity) once the node has answered. Its own
-        short transaction: the request's may be rolling back."""
+        """Close the exec's record, and stamp the instance's activity, once the node has
+        answered. A failure here costs only the record, never the user's answer."""
         await self.settle()
-        await _write_activity(
-            self.db,
-            self.instance,
-            self._record(status, exit_code, duration, utcnow()) if self.exec_id else None,
-        )
-
-    async def settle(self) -> None:
-        """Wait for the bookkeeping started beside the node call (a failure there only costs
-        an activity stamp, never the user's call)."""
-        if self.started is not None:
-            with contextlib.suppress(Exception):
-                await self.started
-
-    def _record(
-        self, status: str, exit_code: int | None, duration: float | None, finished: Any
-    ) -> dict[str, Any]:
-        return {
-            "id": self.exec_id,
-            "instance_id": self.instance.id,
-            "org_id": self.instance.org_id,
-            "command": self.command,
-            "status": status,
-            "streamed": self.streamed,
-            "exit_code": exit_code,
-            "duration_ms": duration,
-            "finished_at": finished,
+        params = {
+            "p_id": self.exec_id,
+            "p_instance_id": self.instance_id,
+            "p_status": status,
+            "p_exit_code": exit_code,
+            "p_duration_ms": duration,
+            "p_now": utcnow(),
         }
+        try:
+            async with self.db.plain() as conn:
+                await conn.execute(EXEC_ENDED, params)
+        except Exception:
+            log.exception("closing exec record %s failed", self.exec_id)
 
 
-def _activity_statements() -> tuple[Any, Any, Any]:
-    """The bookkeeping statements, built once with bound parameters: building SQLAlchemy
-    statements per call costs more CPU than running them (bench/compute.py). One statement each:
-    the instance's last activity (for the idle timeout) and, for an exec, its record. The start
-    and the end of an exec race when the command is quick; the end wins, whichever lands first."""
+@dataclass(frozen=True)
+class _Server:
+    id: str
+    url: str
+    secret_encrypted: str
+
+
+@dataclass(frozen=True)
+class _Route:
+    """Where a running instance runs, as a claim found it."""
+
+    org_id: str
+    server: _Server
+
+
+# Running instances' routes, by instance id (db/changes.py). A change to an instance's status,
+# server or org, or to any server's address, is announced on `forkyard_instances`
+# (db/migrations/repeatable/instance_changes.sql).
+routes = changes.register(
+    ListenedCache[_Route](
+        "forkyard_instances", ttl_s=30.0, tables=("compute_servers",), keyed_by="instances"
+    )
+)
+
+
+def _hot_statements() -> tuple[str, str, str]:
+    """The exec hot path's statements, compiled once for `Database.plain()` (ADR 0007).
+
+    CLAIM: the instance and its server, and, when it is running, its activity stamp (for the
+    idle timeout) in the same statement. CLAIM_EXEC: the same, and the exec's `running` record,
+    which the idle sweep honours while a long command runs. EXEC_ENDED: the record's end and a
+    second activity stamp (idleness counts from the end of a command)."""
     instances: Table = Instance.__table__  # type: ignore[assignment]
-    table: Table = ExecRecord.__table__  # type: ignore[assignment]
+    records: Table = ExecRecord.__table__  # type: ignore[assignment]
+    target = (
+        select(
+            Instance.id.label("instance_id"),
+            Instance.status,
+            ComputeServer.id.label("server_id"),
+            ComputeServer.url,
+            ComputeServer.secret_encrypted,
+        )
+        .select_from(Instance)
+        .outerjoin(ComputeServer, ComputeServer.id == Instance.server_id)
+        .where(Instance.id == bindparam("p_instance_id"), Instance.org_id == bindparam("p_org_id"))
+        .cte("target")
+    )
+    running = select(target.c.instance_id).where(target.c.status == literal_column("'running'"))
     touched = (
+        update(instances)
+        .where(instances.c.id.in_(running))
+        .values(last_activity_at=bindparam("p_now"))
+        .returning(instances.c.id)
+        .cte("touched")
+    )
+    started_columns = ("id", "instance_id", "org_id", "command", "streamed")
+    started = (
+        pg_insert(records)
+        .from_select(
+            [*started_columns, "status", "created_at"],
+            select(
+                *(bindparam(f"p_{c}", type_=records.c[c].type) for c in started_columns),
+                literal_column("'running'"),
+                bindparam("p_now", type_=records.c.created_at.type),
+            ).where(exists(select(touched.c.id))),
+        )
+        .cte("started")
+    )
+    claim = select(target.c.status, target.c.server_id, target.c.url, target.c.secret_encrypted)
+    # The end touches the instance unconditionally: the claim already checked the org.
+    touched_at_end = (
         update(instances)
         .where(instances.c.id == bindparam("p_instance_id"))
         .values(last_activity_at=bindparam("p_now"))
         .returning(instances.c.id)
         .cte("touched")
     )
-    columns = (
-        "id", "instance_id", "org_id", "command", "status", "streamed",
-        "exit_code", "duration_ms", "finished_at",
-    )  # fmt: skip
-    # Parameter names must not be column names: SQLAlchemy would read those as more SET values.
-    insert = pg_insert(table).values(
-        created_at=bindparam("p_now"), **{c: bindparam(f"p_{c}") for c in columns}
+    ended = (
+        update(records)
+        .where(records.c.id == bindparam("p_id"))
+        .values(
+            status=bindparam("p_status"),
+            exit_code=bindparam("p_exit_code"),
+            duration_ms=bindparam("p_duration_ms"),
+            finished_at=bindparam("p_now"),
+        )
+        .add_cte(touched_at_end)
     )
-    start = insert.on_conflict_do_nothing(index_elements=[table.c.id]).add_cte(touched)
-    end = insert.on_conflict_do_update(
-        index_elements=[table.c.id],
-        set_={k: insert.excluded[k] for k in ("status", "exit_code", "duration_ms", "finished_at")},
-    ).add_cte(touched)
-    return select(touched.c.id), start, end
+    return (
+        plain_sql(claim.add_cte(touched)),
+        plain_sql(claim.add_cte(touched).add_cte(started)),
+        plain_sql(ended),
+    )
 
 
-TOUCH, EXEC_STARTED, EXEC_ENDED = _activity_statements()
-
-
-async def _write_activity(
-    db: Database, instance: Instance, record: dict[str, Any] | None, *, final: bool = True
-) -> None:
-    params = {"p_now": utcnow(), **{f"p_{k}": v for k, v in (record or {}).items()}}
-    params["p_instance_id"] = instance.id
-    stmt = TOUCH if record is None else EXEC_ENDED if final else EXEC_STARTED
-    async with db.autocommit() as conn:
-        await conn.execute(stmt, params)
+CLAIM, CLAIM_EXEC, EXEC_ENDED = _hot_statements()
 
 
 async def _target(
     request: Request,
-    session: AsyncSession,
     principal: Principal,
     instance_id: str,
     *,
     exec_command: str | list[str] | None = None,
     streamed: bool = False,
 ) -> Target:
-    """The running instance and its node in one query. Ends the request's transaction, so no
-    connection is held while the instance works, and starts the bookkeeping (activity, and the
-    exec's `running` record that the idle sweep honours) on its own connection, beside the
-    node call rather than before it: this is the exec hot path (bench/compute.py)."""
-    if not has_prefix(instance_id, "inst"):
+    """Claim the running instance for one call: its node, its activity stamp and (for an
+    exec) the exec's `running` record, in one statement on a plain connection held only for
+    that statement, so nothing is held while the instance works. When the instance's route is
+    cached, the statement runs beside the node call instead of before it. This is the exec hot
+    path (ADR 0007, bench/compute.py)."""
+    if not has_prefix(instance_id, "inst") or principal.org_id is None:
         raise NotFound.of("Instance", instance_id)
-    row = (
-        await session.execute(
-            select(Instance, ComputeServer)
-            .outerjoin(ComputeServer, ComputeServer.id == Instance.server_id)
-            .where(Instance.id == instance_id, Instance.org_id == principal.org_id)
+    db = database(request)
+    params: dict[str, Any] = {
+        "p_instance_id": instance_id,
+        "p_org_id": principal.org_id,
+        "p_now": utcnow(),
+    }
+    if exec_command is not None:
+        params["p_id"] = new_id("exec")
+        params["p_command"] = _command_text(exec_command)[:10000]
+        params["p_streamed"] = streamed
+    statement = CLAIM if exec_command is None else CLAIM_EXEC
+    secret_key = settings_of(request).secret_key
+    route = routes.get(instance_id)
+    if route is not None and route.org_id == principal.org_id:
+        target = Target(
+            instance_id=instance_id,
+            node=node_clients.for_server(route.server, secret_key),
+            db=db,
+            exec_id=params.get("p_id"),
+            streamed=streamed,
         )
-    ).one_or_none()
+        target.claimed = asyncio.create_task(_claim_beside(db, statement, params))
+        return target
+    generation = routes.generation
+    row = await _claim(db, statement, params)
     if row is None:
         raise NotFound.of("Instance", instance_id)
-    instance, server = row
-    if instance.status != "running":
-        raise InstanceNotRunning(
-            f"Instance {instance.id} is {instance.status}.", details={"status": instance.status}
-        )
-    if server is None:
+    status, server_id, url, secret = row
+    if status != "running":
+        raise InstanceNotRunning(f"Instance {instance_id} is {status}.", details={"status": status})
+    if server_id is None:
         raise NodeUnreachable()
-    await session.commit()
-    target = Target(
-        instance=instance,
-        node=node_clients.for_server(server, settings_of(request).secret_key),
-        db=database(request),
+    server = _Server(server_id, url, secret)
+    routes.put(instance_id, _Route(principal.org_id, server), generation)
+    return Target(
+        instance_id=instance_id,
+        node=node_clients.for_server(server, secret_key),
+        db=db,
+        exec_id=params.get("p_id"),
+        streamed=streamed,
     )
-    record = None
-    if exec_command is not None:
-        target.exec_id = new_id("exec")
-        target.command = _command_text(exec_command)[:10000]
-        target.streamed = streamed
-        record = target._record("running", None, None, None)
-    target.started = asyncio.create_task(_write_activity(target.db, instance, record, final=False))
-    return target
+
+
+async def _claim(db: Database, statement: str, params: dict[str, Any]) -> Any:
+    async with db.plain() as conn:
+        cursor = await conn.execute(statement, params)
+        return await cursor.fetchone()
+
+
+async def _claim_beside(db: Database, statement: str, params: dict[str, Any]) -> None:
+    """The claim's writes for a cached route. Should the database no longer see the instance
+    running (the announcement is still on its way), the route is dropped; the node, which
+    knows, has answered the call already."""
+    row = await _claim(db, statement, params)
+    if row is None or row[0] != "running":
+        routes.forget(params["p_instance_id"])
 
 
 def _command_text(command: str | list[str]) -> str:
@@ -218,28 +301,32 @@ def _text_or_b64(out: bytes, err: bytes) -> tuple[str, str, Literal["utf-8", "ba
 
 @exec_router.post("/{id}/exec", response_model=schemas.ExecResultOut)
 async def run_command(
-    id: str, body: schemas.ExecRequest, request: Request, session: DbSession, principal: Writer
-) -> schemas.ExecResultOut:
+    id: str,
+    body: schemas.ExecRequest,
+    request: Request,
+    principal: Writer,
+) -> Response:
     """Run a command to completion and return its exit code and output."""
     node_body = _node_exec_body(body, request)
-    target = await _target(request, session, principal, id, exec_command=body.command)
+    target = await _target(request, principal, id, exec_command=body.command)
     assert target.exec_id is not None
     try:
-        result = await target.node.call(
-            "exec", target.instance.id, node_body, timeout=node_body["timeout_s"] + 30
-        )
+        result = await target.call("exec", node_body, timeout=node_body["timeout_s"] + 30)
     except BaseException:
         await asyncio.shield(target.finish("failed"))
         raise
-    await target.finish(
-        "timed_out" if result["timed_out"] else "exited",
-        result["exit_code"],
-        result["duration_ms"],
+    _close_beside_answer(
+        target.finish(
+            "timed_out" if result["timed_out"] else "exited",
+            result["exit_code"],
+            result["duration_ms"],
+        ),
+        target.instance_id,
     )
     stdout, stderr, encoding = _text_or_b64(
         b64decode(result["stdout_b64"]), b64decode(result["stderr_b64"])
     )
-    return schemas.ExecResultOut(
+    out = schemas.ExecResultOut(
         exec_id=target.exec_id,
         exit_code=result["exit_code"],
         stdout=stdout,
@@ -250,6 +337,30 @@ async def run_command(
         duration_ms=result["duration_ms"],
         signal=result.get("signal"),
     )
+    # Serialized here, once: the model was built from trusted values just above.
+    return Response(out.model_dump_json(), media_type="application/json")
+
+
+# Exec records being closed while their answers go out, by instance.
+_closing: dict[str, set[asyncio.Task[None]]] = {}
+
+
+def _close_beside_answer(finish: Coroutine[Any, Any, None], instance_id: str) -> None:
+    """Close an exec's record while its answer is sent rather than before: the caller has the
+    result already, and the round trip is a tenth of the route's time (ADR 0007). The history
+    (`list_execs`) waits for the records this process is still closing, so a caller always sees
+    its own execs finished. A record a crash leaves `running` keeps no instance up past the
+    longest exec timeout (service.stop_idle_instances)."""
+    task = asyncio.create_task(finish)
+    closing = _closing.setdefault(instance_id, set())
+    closing.add(task)
+
+    def closed(done: asyncio.Task[None]) -> None:
+        closing.discard(done)
+        if not closing:
+            _closing.pop(instance_id, None)
+
+    task.add_done_callback(closed)
 
 
 def _sse(event: str, seq: int, data: dict[str, Any]) -> bytes:
@@ -267,19 +378,17 @@ def _sse(event: str, seq: int, data: dict[str, Any]) -> bytes:
     },
 )
 async def stream_command(
-    id: str, body: schemas.ExecRequest, request: Request, session: DbSession, principal: Writer
+    id: str, body: schemas.ExecRequest, request: Request, principal: Writer
 ) -> StreamingResponse:
     """SSE stream of exec frames: `start` {exec_id, pid}, `stdout`/`stderr` {data}, then `exit` {exit_code, duration_ms} or `error`. A client that disconnects has its process killed."""
     node_body = _node_exec_body(body, request)
-    target = await _target(
-        request, session, principal, id, exec_command=body.command, streamed=True
-    )
-    instance, node, exec_id = target.instance, target.node, target.exec_id
+    target = await _target(request, principal, id, exec_command=body.command, streamed=True)
+    instance_id, node, exec_id = target.instance_id, target.node, target.exec_id
 
     async def events() -> AsyncIterator[bytes]:
         seq = 0
         status, exit_code, duration = "killed", None, None
-        frames = node.stream(f"/node/instances/{instance.id}/exec/stream", node_body).__aiter__()
+        frames = node.stream(f"/node/instances/{instance_id}/exec/stream", node_body).__aiter__()
         pending: asyncio.Task[dict[str, Any]] | None = None
         try:
             while True:
@@ -362,6 +471,7 @@ async def list_execs(
 ) -> Page[schemas.ExecRecordOut]:
     """Recent execs in this instance: command, status, exit code and timings, newest first."""
     instance = await get_instance(session, principal, id)
+    await asyncio.gather(*_closing.get(instance.id, ()))
     rows = (
         await session.execute(
             select(ExecRecord)
@@ -413,14 +523,13 @@ def _entry(e: dict[str, Any]) -> schemas.FileEntry:
 async def read_file(
     id: str,
     request: Request,
-    session: DbSession,
     principal: Reader,
     path: Annotated[str, Query(min_length=1, max_length=4096)],
 ) -> Response:
     """The file's bytes."""
-    target = await _target(request, session, principal, id)
+    target = await _target(request, principal, id)
     data = await target.node.read_bytes(
-        f"/node/instances/{target.instance.id}/files/read", {"path": path}
+        f"/node/instances/{target.instance_id}/files/read", {"path": path}
     )
     await target.settle()
     return Response(data, media_type="application/octet-stream")
@@ -428,7 +537,7 @@ async def read_file(
 
 @files_router.post("/{id}/files", response_model=schemas.FileEntry)
 async def write_file(
-    id: str, body: schemas.FileWrite, request: Request, session: DbSession, principal: Writer
+    id: str, body: schemas.FileWrite, request: Request, principal: Writer
 ) -> schemas.FileEntry:
     """Write a file (UTF-8 text or base64 bytes), creating parent directories unless told not to."""
     try:
@@ -439,10 +548,9 @@ async def write_file(
         )
     except ValueError as exc:
         raise BadRequest("content is not valid base64.") from exc
-    target = await _target(request, session, principal, id)
-    info = await target.node.call(
+    target = await _target(request, principal, id)
+    info = await target.call(
         "files.write",
-        target.instance.id,
         {
             "path": body.path,
             "content_b64": base64.b64encode(raw).decode(),
@@ -456,11 +564,11 @@ async def write_file(
 
 @files_router.post("/{id}/files/edit", response_model=schemas.EditResultOut)
 async def edit_file(
-    id: str, body: schemas.FileEdit, request: Request, session: DbSession, principal: Writer
+    id: str, body: schemas.FileEdit, request: Request, principal: Writer
 ) -> schemas.EditResultOut:
     """Replace exactly one occurrence of old_str (or all with replace_all); with zero or several matches nothing changes and the count is reported."""
-    target = await _target(request, session, principal, id)
-    r = await target.node.call("files.edit", target.instance.id, body.model_dump())
+    target = await _target(request, principal, id)
+    r = await target.call("files.edit", body.model_dump())
     await target.settle()
     if r["replaced"] == 0:
         if r["count"] == 0:
@@ -476,13 +584,12 @@ async def edit_file(
 async def list_files(
     id: str,
     request: Request,
-    session: DbSession,
     principal: Reader,
     path: Annotated[str, Query(max_length=4096)] = "/",
     depth: Annotated[int, Query(ge=1, le=10)] = 1,
 ) -> Page[schemas.FileEntry]:
     """Entries under a directory (to `depth` levels): name, path, type, size, mode, modified time."""
-    target = await _target(request, session, principal, id)
-    r = await target.node.call("files.list", target.instance.id, {"path": path, "depth": depth})
+    target = await _target(request, principal, id)
+    r = await target.call("files.list", {"path": path, "depth": depth})
     await target.settle()
     return Page(data=[_entry(e) for e in r["entries"]], next_cursor=None)

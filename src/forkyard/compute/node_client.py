@@ -9,14 +9,13 @@ import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from forkyard.compute.errors import NodeUnreachable
-from forkyard.compute.models import ComputeServer
 from forkyard.kit.crypto import decrypt
 from forkyard.kit.errors import ForkyardError
 from forkyard.node.rpc import MAX_MESSAGE
@@ -195,13 +194,25 @@ def _raise_remote(status: int, content: bytes) -> None:
         raise RemoteError(502, "node_error", "The compute server failed.") from None
 
 
+class NodeAddress(Protocol):
+    """What a client needs of a compute server: a ComputeServer row, or the exec hot path's
+    columns of one."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def secret_encrypted(self) -> str: ...
+
+
 class NodeClients:
     """Clients by server id, rebuilt when a node re-registers with a new URL or secret."""
 
     def __init__(self) -> None:
         self._clients: dict[str, tuple[str, NodeClient]] = {}
 
-    def for_server(self, server: ComputeServer, secret_key: str) -> NodeClient:
+    def for_server(self, server: NodeAddress, secret_key: str) -> NodeClient:
         fingerprint = f"{server.url}|{server.secret_encrypted}"
         cached = self._clients.get(server.id)
         if cached is not None and cached[0] == fingerprint:

@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
-from forkyard.db.engine import async_url
+from forkyard.db.engine import async_url, libpq_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -23,7 +23,14 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str) -> None:
+    """Alembic to head, then the repeatable scripts (functions and triggers, which Alembic's
+    autogenerate does not see), each run whole, every time, in name order."""
     command.upgrade(alembic_config(database_url), "head")
+    import psycopg
+
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        for script in sorted((MIGRATIONS_DIR / "repeatable").glob("*.sql")):
+            conn.execute(script.read_text().encode())
 
 
 def head_revision() -> str | None:

@@ -9,11 +9,14 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, false, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.config import Settings
-from forkyard.db.session import DbSession
+from forkyard.db.engine import plain_sql
+from forkyard.db.session import DbSession, database
 from forkyard.identity.cookies import ACCESS_COOKIE, CSRF_COOKIE, SUDO_COOKIE
+from forkyard.identity.key_cache import KeyGrant, key_cache
 from forkyard.identity.models import ApiKey, AuthSession, SudoGrant, User
 from forkyard.identity.principal import ROLE_SCOPES, Principal
 from forkyard.kit.clock import utcnow
@@ -73,53 +76,86 @@ def ip_in_allowlist(ip: str, cidrs: list[str]) -> bool:
     return any(address in ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
-async def _principal_from_api_key(
-    request: Request, session: DbSession, raw_key: str, ip: str
-) -> tuple[Principal, list[str]]:
-    """The key, its creator and its org's allowlist in one round trip: this runs on every
-    programmatic request, so it is the hot path (see bench/api.py)."""
+def _api_key_statements() -> tuple[str, str]:
+    """The key, its creator and its org's allowlist in one statement (the columns of a
+    KeyGrant, in order), and the last-use stamp: on the hot path, so on a plain connection
+    (ADR 0007), and the lookup only when the key cache cannot answer (ADR 0008)."""
     allowlist = (
         select(func.array_agg(IpAllowlistEntry.cidr))
         .where(IpAllowlistEntry.org_id == ApiKey.org_id)
         .scalar_subquery()
     )
-    row = (
-        await session.execute(
-            select(ApiKey, User, allowlist)
-            .outerjoin(User, User.id == ApiKey.created_by)
-            .where(ApiKey.key_hash == token_hash(raw_key))
-        )
-    ).one_or_none()
-    now = utcnow()
+    columns = (
+        ApiKey.id, ApiKey.org_id, ApiKey.created_by, ApiKey.scopes, ApiKey.revoked_at,
+        ApiKey.expires_at, ApiKey.last_used_at, User.deleted_at,
+        func.coalesce(User.is_staff, false()), allowlist,
+    )  # fmt: skip
+    lookup = (
+        select(*columns)
+        .outerjoin(User, User.id == ApiKey.created_by)
+        .where(ApiKey.key_hash == bindparam("p_key_hash"))
+    )
+    touch = (
+        update(ApiKey)
+        .where(ApiKey.id == bindparam("p_id"))
+        .values(last_used_at=bindparam("p_now"), last_used_ip=bindparam("p_ip"))
+    )
+    return plain_sql(lookup), plain_sql(touch)
+
+
+API_KEY_LOOKUP, API_KEY_TOUCH = _api_key_statements()
+
+
+async def _grant_of(request: Request, key_hash: str) -> KeyGrant | None:
+    """The key as the cache or the database has it (None: no such key)."""
+    grant = key_cache.get(key_hash)
+    if grant is not None:
+        return grant
+    generation = key_cache.generation
+    async with database(request).plain() as conn:
+        cursor = await conn.execute(API_KEY_LOOKUP, {"p_key_hash": key_hash})
+        row = await cursor.fetchone()
     if row is None:
+        return None
+    grant = KeyGrant(*row)
+    grant.allowlist = list(grant.allowlist or [])  # array_agg of no rows is NULL
+    key_cache.put(key_hash, grant, generation)
+    return grant
+
+
+async def _principal_from_api_key(
+    request: Request, raw_key: str, ip: str
+) -> tuple[Principal, list[str]]:
+    grant = await _grant_of(request, token_hash(raw_key))
+    now = utcnow()
+    if (
+        grant is None
+        or grant.revoked_at is not None
+        or (grant.expires_at is not None and grant.expires_at <= now)
+        or grant.creator_deleted_at is not None
+    ):
         raise Unauthenticated("The API key is not valid, or was revoked or expired.")
-    key, creator, cidrs = row
-    if key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
-        raise Unauthenticated("The API key is not valid, or was revoked or expired.")
-    if creator is not None and creator.deleted_at is not None:
-        raise Unauthenticated("The API key is not valid, or was revoked or expired.")
-    if key.last_used_at is None or now - key.last_used_at > TOUCH_EVERY:
-        await session.execute(
-            update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now, last_used_ip=ip)
-        )
-    is_staff = bool(creator is not None and creator.is_staff)
+    if grant.last_used_at is None or now - grant.last_used_at > TOUCH_EVERY:
+        grant.last_used_at = now
+        async with database(request).plain() as conn:
+            await conn.execute(API_KEY_TOUCH, {"p_id": grant.key_id, "p_now": now, "p_ip": ip})
     principal = Principal(
         kind="api_key",
-        user_id=key.created_by,
-        org_id=key.org_id,
+        user_id=grant.created_by,
+        org_id=grant.org_id,
         role=None,
-        scopes=frozenset(key.scopes),
-        api_key_id=key.id,
-        is_staff=is_staff and "admin" in key.scopes,
+        scopes=frozenset(grant.scopes),
+        api_key_id=grant.key_id,
+        is_staff=grant.creator_is_staff and "admin" in grant.scopes,
         ip=ip,
         user_agent=request.headers.get("user-agent"),
     )
-    return principal, list(cidrs or [])
+    return principal, grant.allowlist
 
 
 async def _principal_from_cookie(
-    request: Request, session: DbSession, access: str, ip: str, settings: Settings
-) -> Principal:
+    request: Request, session: AsyncSession, access: str, ip: str, settings: Settings
+) -> tuple[Principal, list[str]]:
     now = utcnow()
     row = (
         await session.execute(
@@ -157,7 +193,16 @@ async def _principal_from_cookie(
             from forkyard.kit.errors import NotFound
 
             raise NotFound.of("Org", org_id)
-    return Principal(
+    cidrs: list[str] = []
+    if role:
+        cidrs = list(
+            (
+                await session.execute(
+                    select(IpAllowlistEntry.cidr).where(IpAllowlistEntry.org_id == org_id)
+                )
+            ).scalars()
+        )
+    principal = Principal(
         kind="user",
         user_id=user.id,
         org_id=org_id if role else None,
@@ -169,10 +214,13 @@ async def _principal_from_cookie(
         ip=ip,
         user_agent=request.headers.get("user-agent"),
     )
+    return principal, cidrs
 
 
-async def get_principal(request: Request, session: DbSession) -> Principal:
-    """Authenticate the request or refuse it with 401. Every non-public route depends on this."""
+async def get_principal(request: Request) -> Principal:
+    """Authenticate the request or refuse it with 401. Every non-public route depends on this.
+    It takes no request session: an API-key request (the hot path) needs none, and a route that
+    does open one has it to itself."""
     settings = settings_of(request)
     ip = client_ip(request, settings.trust_proxy_headers)
     authorization = request.headers.get("authorization", "")
@@ -180,10 +228,10 @@ async def get_principal(request: Request, session: DbSession) -> Principal:
         scheme, _, credential = authorization.partition(" ")
         if scheme.lower() != "bearer" or not credential.strip():
             raise Unauthenticated("Use `Authorization: Bearer <api key>`.")
-        principal, cidrs = await _principal_from_api_key(request, session, credential.strip(), ip)
+        principal, cidrs = await _principal_from_api_key(request, credential.strip(), ip)
     elif access := request.cookies.get(ACCESS_COOKIE):
-        principal = await _principal_from_cookie(request, session, access, ip, settings)
-        cidrs = None
+        async with database(request).transaction() as session:
+            principal, cidrs = await _principal_from_cookie(request, session, access, ip, settings)
     else:
         raise Unauthenticated()
     if (
@@ -194,19 +242,8 @@ async def get_principal(request: Request, session: DbSession) -> Principal:
         # Deny by default: a read-only key changes nothing, whichever route it reaches.
         raise Forbidden("This API key is read-only.", details={"scope": "write"})
     limiter.hit(f"p:{principal.rate_key}", settings.rate_limit_principal_per_min)
-    if principal.org_id:
-        if cidrs is None:
-            cidrs = list(
-                (
-                    await session.execute(
-                        select(IpAllowlistEntry.cidr).where(
-                            IpAllowlistEntry.org_id == principal.org_id
-                        )
-                    )
-                ).scalars()
-            )
-        if cidrs and not ip_in_allowlist(ip, cidrs):
-            raise IpNotAllowed()
+    if principal.org_id and cidrs and not ip_in_allowlist(ip, cidrs):
+        raise IpNotAllowed()
     request.state.principal = principal
     return principal
 
