@@ -21,7 +21,7 @@ from forkyard.compute.service import (
     node_for,
     transition,
 )
-from forkyard.db.session import DbSession, database
+from forkyard.db.session import DbSession, ReadSession, database
 from forkyard.identity.deps import Reader, Writer, settings_of
 from forkyard.jobs import enqueue
 from forkyard.kit.clock import utcnow
@@ -101,7 +101,9 @@ async def list_instances(
 
 
 @instances.get("/{id}", response_model=schemas.InstanceOut)
-async def get_instance_route(id: str, session: DbSession, principal: Reader) -> schemas.InstanceOut:
+async def get_instance_route(
+    id: str, session: ReadSession, principal: Reader
+) -> schemas.InstanceOut:
     """One instance."""
     return instance_out(await get_instance(session, principal, id))
 

@@ -229,9 +229,11 @@ async def create_instance(
     assert principal.org_id
     await check_quota(session, settings, principal.org_id, vcpus, memory_mb)
     image = body.image or (profile.image if profile else "default")
-    from forkyard.compute.state.layers import image_layer_ids
+    from forkyard.compute.state.layers import new_stack
 
-    server = await place(session, settings, await image_layer_ids(session, principal.org_id, image))
+    # Pinned now: the image's current version when the instance is created.
+    stack = await new_stack(session, principal.org_id, image)
+    server = await place(session, settings, stack.layer_ids)
     now = utcnow()
     instance = Instance(
         org_id=principal.org_id,
@@ -255,6 +257,8 @@ async def create_instance(
     instance.name = body.name or instance.id
     session.add(instance)
     await session.flush()
+    stack.instance_id = instance.id
+    session.add(stack)
     session.add(Vm(instance_id=instance.id, server_id=server.id, state="pending", boots=0))
     await enqueue(
         session,
@@ -327,15 +331,31 @@ async def boot(
     """Boot a provisioning instance on its server and mark it running (or error, with the
     reason). Safe to run twice: a second run finds it no longer provisioning. NodeUnreachable
     propagates while `retry_if_unreachable`, for the caller to try again later."""
-    instance = await session.get(Instance, instance_id, with_for_update=True)
-    if instance is None or instance.status != "provisioning":
-        return instance
-    vm = await get_vm(session, instance)
-    node = await node_for(session, settings, instance.server_id)
-    vm.state = "booting"
-    try:
-        from forkyard.compute.state.layers import build_spec
+    from forkyard.compute.state.layers import after_boot, build_spec, ensure_stack
 
+    # One query for the instance (locked), its VM and its server: boot() is on the path of
+    # `POST /v1/instances?wait=true`, where every round trip shows (bench/compute.py).
+    row = (
+        await session.execute(
+            select(Instance, Vm, ComputeServer)
+            .join(Vm, Vm.instance_id == Instance.id)
+            .outerjoin(ComputeServer, ComputeServer.id == Instance.server_id)
+            .where(Instance.id == instance_id)
+            .with_for_update(of=Instance)
+        )
+    ).one_or_none()
+    if row is None:
+        return await session.get(Instance, instance_id)
+    instance, vm, server = row
+    if instance.status != "provisioning":
+        return instance
+    if server is None:
+        raise NodeUnreachable()
+    node = node_clients.for_server(server, settings.secret_key)
+    try:
+        # Held here, so build_spec finds it in the session's identity map (which keeps only
+        # objects someone references) instead of loading it again.
+        stack = await ensure_stack(session, instance)
         spec = await build_spec(session, instance, settings)
         info = await node.json("PUT", f"/node/instances/{instance.id}", spec, timeout=120)
     except NodeUnreachable:
@@ -365,9 +385,7 @@ async def boot(
     )
     vm.boots += 1
     instance.last_activity_at = now
-    from forkyard.compute.state.layers import after_boot
-
-    await after_boot(session, instance)
+    await after_boot(session, stack)
     if instance.setup_commands and not instance.setup_done:
         for command in instance.setup_commands:
             result = await node.call(

@@ -40,6 +40,12 @@ class Database:
             self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Read-only work: no BEGIN and COMMIT round trips around it (db/session.py ReadSession).
+        self.read_sessions = async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+            expire_on_commit=False,
+            autoflush=False,
+        )
         self._pool_size = pool_size
         self._plain_pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._plain_pool_opening = asyncio.Lock()

@@ -30,3 +30,18 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function": the commit happens before the response leaves, so a client that gets 201
 # can immediately read what it created, and a failed commit becomes an error response.
 DbSession = Annotated[AsyncSession, Depends(request_session, scope="function")]
+
+
+async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    db: Database = request.app.state.db
+    async with db.read_sessions() as session:
+        yield session
+        if session.new or session.dirty or session.deleted:
+            # A route that writes must take DbSession: here nothing would be committed.
+            raise RuntimeError("a ReadSession route changed rows")
+
+
+# For routes that only read, on the hot paths (GET an instance, list them): each statement
+# commits by itself, so there are no BEGIN and COMMIT round trips (ADR 0008); statements see the
+# latest committed rows rather than one snapshot.
+ReadSession = Annotated[AsyncSession, Depends(read_session)]

@@ -70,6 +70,8 @@ async def enqueue(
         attempts=0,
     )
     session.add(row)
-    # NOTIFY is transactional too: workers wake only once the job is visible.
-    await session.execute(text("SELECT pg_notify('forkyard_jobs', :name)"), {"name": name})
+    if run_at is None or run_at <= utcnow():
+        # NOTIFY is transactional too: workers wake only once the job is visible. A job due
+        # later wakes nobody now; the workers' poll finds it when it is due.
+        await session.execute(text("SELECT pg_notify('forkyard_jobs', :name)"), {"name": name})
     return row

@@ -9,13 +9,15 @@ import logging
 import os
 import socket
 import traceback
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from forkyard.config import Settings
-from forkyard.db.engine import Database
+from forkyard.db.engine import Database, plain_sql
 from forkyard.jobs.models import Job, WorkerHeartbeat
 from forkyard.jobs.queue import HANDLERS, PERIODIC, JobContext
 from forkyard.kit.clock import utcnow
@@ -24,6 +26,58 @@ log = logging.getLogger("forkyard.worker")
 
 HEARTBEAT_EVERY_S = 5.0
 POLL_EVERY_S = 0.5
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: str
+    name: str
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+
+
+def _claim_statement() -> str:
+    """Claim the next due job in one statement (an autocommit UPDATE around a SKIP LOCKED
+    pick) rather than a transaction of four round trips: it sits between every enqueue and
+    its run (a boot's, for one), and every idle poll makes it."""
+    live_workers = select(WorkerHeartbeat.worker_id).where(
+        WorkerHeartbeat.last_seen > bindparam("p_live_after")
+    )
+    due = (
+        select(Job.id)
+        .where(
+            or_(
+                and_(Job.status == literal_column("'queued'"), Job.run_at <= bindparam("p_now")),
+                # Claimed by a worker that died mid-job: run it again (handlers are safe to
+                # re-run).
+                and_(
+                    Job.status == literal_column("'running'"),
+                    Job.locked_at < bindparam("p_abandoned_before"),
+                    Job.locked_by.not_in(live_workers),
+                ),
+            )
+        )
+        .order_by(Job.run_at)
+        .limit(literal_column("1"))
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    claim = (
+        update(Job)
+        .where(Job.id == due)
+        .values(
+            status=literal_column("'running'"),
+            attempts=Job.attempts + literal_column("1"),
+            locked_by=bindparam("p_worker"),
+            locked_at=bindparam("p_now"),
+        )
+        .returning(Job.id, Job.name, Job.payload, Job.attempts, Job.max_attempts)
+    )
+    return plain_sql(claim)
+
+
+CLAIM = _claim_statement()
 
 
 def backoff(attempt: int) -> timedelta:
@@ -63,42 +117,20 @@ class Worker:
                 )
             )
 
-    async def claim(self) -> Job | None:
-        async with self.db.transaction() as session:
-            now = utcnow()
-            live_workers = select(WorkerHeartbeat.worker_id).where(
-                WorkerHeartbeat.last_seen
-                > now - timedelta(seconds=self.settings.worker_heartbeat_stale_s)
-            )
-            row = (
-                await session.execute(
-                    select(Job)
-                    .where(
-                        or_(
-                            and_(Job.status == "queued", Job.run_at <= now),
-                            # Claimed by a worker that died mid-job: run it again (handlers
-                            # are safe to re-run).
-                            and_(
-                                Job.status == "running",
-                                Job.locked_at < now - timedelta(seconds=60),
-                                Job.locked_by.not_in(live_workers),
-                            ),
-                        )
-                    )
-                    .order_by(Job.run_at)
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
-                )
-            ).scalar_one_or_none()
-            if row is None:
-                return None
-            row.status = "running"
-            row.attempts += 1
-            row.locked_by = self.worker_id
-            row.locked_at = utcnow()
-            return row
+    async def claim(self) -> Claimed | None:
+        """The next due job, marked running for this worker, in one statement."""
+        now = utcnow()
+        params = {
+            "p_now": now,
+            "p_worker": self.worker_id,
+            "p_live_after": now - timedelta(seconds=self.settings.worker_heartbeat_stale_s),
+            "p_abandoned_before": now - timedelta(seconds=60),
+        }
+        async with self.db.plain() as conn:
+            row = await (await conn.execute(CLAIM, params)).fetchone()
+        return Claimed(*row) if row is not None else None
 
-    async def run_one(self, claimed: Job) -> None:
+    async def run_one(self, claimed: Claimed) -> None:
         handler = HANDLERS.get(claimed.name)
         error: str | None = None
         if handler is None:
@@ -179,7 +211,7 @@ class Worker:
             async with self.db.transaction() as session:
                 await handler(JobContext(session, self.settings, name, 0), {})
 
-    async def _spawn(self, claimed: Job) -> None:
+    async def _spawn(self, claimed: Claimed) -> None:
         async def run() -> None:
             try:
                 await self.run_one(claimed)

@@ -57,21 +57,29 @@ class LayerTransferFailed(ForkyardError):
     message = "A layer the instance needs could not be copied to its compute server."
 
 
+async def new_stack(session: AsyncSession, org_id: str | None, image: str) -> InstanceStack:
+    """A stack for an instance of `image` (an image id or family), not yet added: the current
+    version of the family, its rootfs and its layers."""
+    from forkyard.compute.state.images import resolve_image
+
+    resolved = await resolve_image(session, org_id, image)
+    stack = InstanceStack(rootfs=image, layer_ids=[])
+    if resolved is not None:
+        stack.image_id, stack.rootfs = resolved.id, resolved.rootfs
+        if resolved.layer_id:
+            layer = await session.get(Layer, resolved.layer_id)
+            if layer is not None:
+                stack.layer_ids = [layer.id, *layer.lower_ids]
+    return stack
+
+
 async def ensure_stack(session: AsyncSession, instance: Instance) -> InstanceStack:
-    """The instance's stack, pinned at its first boot: the current version of its image family."""
+    """The instance's stack: pinned when it was created (create_instance), or else now."""
     stack = await session.get(InstanceStack, instance.id)
     if stack is not None:
         return stack
-    from forkyard.compute.state.images import resolve_image
-
-    image = await resolve_image(session, instance.org_id, instance.image)
-    stack = InstanceStack(instance_id=instance.id, rootfs=instance.image, layer_ids=[])
-    if image is not None:
-        stack.image_id, stack.rootfs = image.id, image.rootfs
-        if image.layer_id:
-            layer = await session.get(Layer, image.layer_id)
-            if layer is not None:
-                stack.layer_ids = [layer.id, *layer.lower_ids]
+    stack = await new_stack(session, instance.org_id, instance.image)
+    stack.instance_id = instance.id
     session.add(stack)
     await session.flush()
     return stack
@@ -99,10 +107,9 @@ async def build_spec(
     return spec
 
 
-async def after_boot(session: AsyncSession, instance: Instance) -> None:
+async def after_boot(session: AsyncSession, stack: InstanceStack) -> None:
     """The first boot cloned its disk: the instance no longer needs that layer."""
-    stack = await session.get(InstanceStack, instance.id)
-    if stack is not None and stack.boot_layer_id:
+    if stack.boot_layer_id:
         layer_id, stack.boot_layer_id = stack.boot_layer_id, None
         await session.flush()
         await release(session, layer_id)
@@ -165,17 +172,6 @@ async def add_layer(
 
 
 # --- replicas: which servers hold a layer, and copying one to another server ---
-
-
-async def image_layer_ids(session: AsyncSession, org_id: str | None, image: str) -> list[str]:
-    """The store layers an instance of `image` (an image id or family) would stack on."""
-    from forkyard.compute.state.images import resolve_image
-
-    resolved = await resolve_image(session, org_id, image)
-    if resolved is None or not resolved.layer_id:
-        return []
-    layer = await session.get(Layer, resolved.layer_id)
-    return [layer.id, *layer.lower_ids] if layer is not None else []
 
 
 async def chain(session: AsyncSession, layer_ids: list[str]) -> list[Layer]:
