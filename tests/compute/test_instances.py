@@ -4,6 +4,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+import httpx
 from sqlalchemy import update
 
 from forkyard.jobs.models import Job
@@ -222,6 +223,15 @@ async def test_org_isolation_and_verified_email(platform, compute_settings, run_
     await login(unverified, "unverified@example.com")
     r = await unverified.post("/v1/instances", json={})
     assert r.status_code == 403 and error_code(r) == "email_not_verified"
+    # ... nor with an API key the unverified user made
+    key = (await unverified.post("/v1/api-keys", json={"name": "k"})).json()["key"]
+    async with httpx.AsyncClient(
+        base_url=platform.url, headers={"Authorization": f"Bearer {key}"}
+    ) as by_key:
+        r = await by_key.post("/v1/instances", json={})
+        assert r.status_code == 403 and error_code(r) == "email_not_verified"
+        r = await by_key.post(f"/v1/instances/{iid}/fork", json={"count": 1})
+        assert r.status_code == 403 and error_code(r) == "email_not_verified"
     await unverified.aclose()
 
 

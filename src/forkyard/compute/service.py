@@ -26,7 +26,6 @@ from forkyard.compute.models import (
 from forkyard.compute.node_client import NodeClient, node_clients
 from forkyard.config import Settings
 from forkyard.identity.account_deletion import register_personal_org_deletion_hook
-from forkyard.identity.models import User
 from forkyard.identity.principal import Principal
 from forkyard.jobs import enqueue, job
 from forkyard.jobs.queue import JobContext, periodic
@@ -100,17 +99,8 @@ def server_is_fresh(server: ComputeServer, settings: Settings) -> bool:
     )
 
 
-async def require_verified(session: AsyncSession, principal: Principal) -> None:
-    verified = (
-        (
-            await session.execute(
-                select(User.email_verified_at).where(User.id == principal.user_id)
-            )
-        ).scalar_one_or_none()
-        if principal.user_id
-        else None
-    )
-    if verified is None:
+def require_verified(principal: Principal) -> None:
+    if not principal.email_verified:
         raise EmailNotVerified()
 
 
@@ -219,7 +209,7 @@ async def create_instance(
     """The instance, provisioning, placed on a server, with its boot queued. A caller that
     boots it itself (`booting_inline`) still queues the boot, later, as a safety net: it runs
     only if that caller died before the instance left `provisioning`."""
-    await require_verified(session, principal)
+    require_verified(principal)
     profile = None
     if body.profile_id:
         profile = await get_profile(session, principal, body.profile_id)

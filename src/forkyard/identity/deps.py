@@ -88,7 +88,7 @@ def _api_key_statements() -> tuple[str, str]:
     columns = (
         ApiKey.id, ApiKey.org_id, ApiKey.created_by, ApiKey.scopes, ApiKey.revoked_at,
         ApiKey.expires_at, ApiKey.last_used_at, User.deleted_at,
-        func.coalesce(User.is_staff, false()), allowlist,
+        func.coalesce(User.is_staff, false()), User.email_verified_at.is_not(None), allowlist,
     )  # fmt: skip
     lookup = (
         select(*columns)
@@ -147,6 +147,7 @@ async def _principal_from_api_key(
         scopes=frozenset(grant.scopes),
         api_key_id=grant.key_id,
         is_staff=grant.creator_is_staff and "admin" in grant.scopes,
+        email_verified=grant.creator_verified,
         ip=ip,
         user_agent=request.headers.get("user-agent"),
     )
@@ -210,6 +211,7 @@ async def _principal_from_cookie(
         scopes=ROLE_SCOPES.get(role or "", frozenset()),
         session_id=auth_session.id,
         is_staff=user.is_staff,
+        email_verified=user.email_verified_at is not None,
         via_cookie=True,
         ip=ip,
         user_agent=request.headers.get("user-agent"),

@@ -29,6 +29,7 @@ class KeyGrant:
     last_used_at: datetime | None
     creator_deleted_at: datetime | None
     creator_is_staff: bool
+    creator_verified: bool
     allowlist: list[str]
 
 

@@ -24,6 +24,9 @@ class Principal:
     session_id: str | None = None
     api_key_id: str | None = None
     is_staff: bool = False
+    # The acting user's email is verified (for an API key, its creator's): creating compute
+    # needs it.
+    email_verified: bool = False
     via_cookie: bool = False
     ip: str = "unknown"
     user_agent: str | None = None

@@ -76,7 +76,7 @@ async def fork_instance(
     """Fork the instance into `count` new ones with its filesystem as it is now."""
     t0 = time.monotonic()
     settings = settings_of(request)
-    await require_verified(session, principal)
+    require_verified(principal)
     parent = await get_instance(session, principal, id, lock=True)
     require_capturable(parent)
     over = body.overrides or schemas.ForkOverrides()

@@ -209,7 +209,7 @@ async def restore_snapshot(
             memory_preserved=False,
         )
     new = body.new_instance
-    await require_verified(session, principal)
+    require_verified(principal)
     profile = await get_profile(session, principal, new.profile_id) if new.profile_id else None
     vcpus = new.vcpus or (profile.vcpus if profile else 1.0)
     memory_mb = new.memory_mb or (profile.memory_mb if profile else 512)
