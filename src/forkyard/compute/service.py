@@ -140,30 +140,26 @@ async def place(
     """Pick an active, fresh server with room. With `layer_ids` (the stacks the instance needs),
     one holding all of them, else the most bytes of them (the rest is copied before the boot);
     then the one with the most free slots."""
-    servers = (
-        (
-            await session.execute(
-                select(ComputeServer)
-                .where(ComputeServer.status == "active")
-                .with_for_update(skip_locked=False)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    fresh = [server for server in servers if server_is_fresh(server, settings)]
-    counts = await session.execute(
-        select(Instance.server_id, func.count())
+    # Each active server (locked until the caller commits, so concurrent creates count each
+    # other) with the instances placed on it, in one query.
+    placed = (
+        select(func.count())
         .where(
-            Instance.server_id.in_([server.id for server in fresh]),
+            Instance.server_id == ComputeServer.id,
             Instance.status.in_(("provisioning", "running")),
         )
-        .group_by(Instance.server_id)
+        .scalar_subquery()
     )
-    placed = {server_id: n for server_id, n in counts}
+    rows = await session.execute(
+        select(ComputeServer, placed)
+        .where(ComputeServer.status == "active")
+        .with_for_update(of=ComputeServer)
+    )
     candidates = []
-    for server in fresh:
-        free = server.slots + server.running_instances - placed.get(server.id, 0)
+    for server, on_it in rows:
+        if not server_is_fresh(server, settings):
+            continue
+        free = server.slots + server.running_instances - on_it
         if free > 0:
             candidates.append((free, server))
     if not candidates:

@@ -24,6 +24,7 @@ import base64
 import contextlib
 import logging
 import shlex
+import weakref
 from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 
@@ -94,26 +95,24 @@ def image_out(image: BaseImage, *, logs: bool = False) -> schemas.BaseImageOut:
     )
 
 
+# Databases (by engine) seen holding the platform default, committed: never looked up again in
+# this process (creating an instance resolves its image, and this ran first every time).
+_seeded: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 async def ensure_platform_default(session: AsyncSession) -> None:
     """Seed the platform `default` family: version 1 is the node's built-in rootfs."""
-    exists = (
-        await session.execute(
-            select(BaseImage.id).where(
-                BaseImage.org_id.is_(None), BaseImage.family == DEFAULT_FAMILY
-            )
-        )
-    ).first()
-    if exists:
+    engine = session.get_bind()
+    if engine in _seeded:
+        return
+    has_default = select(BaseImage.id).where(
+        BaseImage.org_id.is_(None), BaseImage.family == DEFAULT_FAMILY
+    )
+    if (await session.execute(has_default)).first():
+        _seeded.add(engine)
         return
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('forkyard.base_images'))"))
-    again = (
-        await session.execute(
-            select(BaseImage.id).where(
-                BaseImage.org_id.is_(None), BaseImage.family == DEFAULT_FAMILY
-            )
-        )
-    ).first()
-    if again:
+    if (await session.execute(has_default)).first():
         return
     now = utcnow()
     session.add(
