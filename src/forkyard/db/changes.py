@@ -13,8 +13,8 @@ entries only while it is connected, so:
 - a lookup that raced an announcement is not stored (`generation`).
 
 A change made through a SQLAlchemy session in this process also drops the entries at once,
-when it is flushed and again when it commits (`_dropped_by_sessions`), so the process's own next
-request never sees the old value while the announcement is on its way back.
+when it is flushed and again when it commits (the session events below), so the process's own
+next request never sees the old value while the announcement is on its way back.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -57,19 +56,17 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
-        """A connection whose every statement commits by itself: no BEGIN and COMMIT round
-        trips around a single-statement write on a hot path (compute/exec_files.py)."""
-        async with self.engine.connect() as conn:
-            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
-
-    @asynccontextmanager
     async def plain(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """A plain psycopg connection in autocommit mode, for the few statements on the
-        hottest paths (the API-key lookup, an exec's target and its bookkeeping). There,
+        hottest paths (the API-key lookup, an exec's claim and record, a job's claim). There,
         SQLAlchemy's session, pool checkout (with its reset) and result processing cost about
-        1 ms of CPU per statement, against 0.15 ms for the statement itself (ADR 0007).
-        Statements come from `plain_sql()`; psycopg prepares the ones used repeatedly."""
+        1 ms of CPU per statement, against 0.2 ms for the statement itself (ADR 0008).
+        Statements come from `plain_sql()`; psycopg prepares the ones used repeatedly.
+
+        Its sessions run with `synchronous_commit = off`: a commit does not wait for the WAL
+        flush, so a database crash may lose the last fraction of a second of these writes
+        (never corrupt them). Only writes that may be lost that way belong here: activity
+        stamps, exec records, a key's last use, a job's claim (jobs are safe to run twice)."""
         pool = self._plain_pool or await self._open_plain_pool()
         async with pool.connection() as conn:
             yield conn
