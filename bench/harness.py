@@ -37,6 +37,7 @@ from forkyard.config import Settings
 from forkyard.db.engine import Database
 from forkyard.db.migrate import upgrade
 from forkyard.node.drivers.sandbox import SandboxDriver
+from forkyard.runtime import node_command
 
 CACHE = Path(os.environ.get("FORKYARD_IMAGE_CACHE", "/var/cache/forkyard/images"))
 TOKEN = "bench-node-token-0123456789"
@@ -257,12 +258,11 @@ async def platform(**settings: Any) -> AsyncIterator[Platform]:
     node_dir = work / "node"
     node_log = open(work / "node.log", "wb")  # noqa: SIM115
     node = subprocess.Popen(
-        [sys.executable, "-m", "forkyard.cli", "node", "--control-plane", url,
-         "--data-dir", str(node_dir), "--name", "bench", "--cgroup-parent", cg],
+        node_command(url, node_dir, "bench", cg),
         env={**os.environ, "FORKYARD_NODE_TOKEN": TOKEN, "FORKYARD_IMAGE_CACHE_DIR": str(CACHE)},
         stdout=node_log,
         stderr=node_log,
-    )  # fmt: skip
+    )
     api = await account(db, url)
     try:
         yield Platform(url, api, db, cfg, work, node_dir, cg)

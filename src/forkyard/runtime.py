@@ -59,21 +59,20 @@ def ensure_node_token(settings: Settings) -> None:
     settings.node_token = path.read_text().strip()
 
 
+def node_command(
+    control_plane: str, data_dir: Path, name: str, cgroup_parent: str | None = None
+) -> list[str]:
+    """`forkyard node` as a command line (the local node here; tests and benches start theirs)."""
+    argv = [sys.executable, "-m", "forkyard.cli", "node", "--control-plane", control_plane,
+            "--data-dir", str(data_dir), "--name", name]  # fmt: skip
+    if cgroup_parent:
+        argv += ["--cgroup-parent", cgroup_parent]
+    return argv
+
+
 def start_local_node(settings: Settings, control_plane: str) -> subprocess.Popen[bytes]:
     """The local compute server, as its own process, on exactly the remote code path."""
     env = {**os.environ, "FORKYARD_NODE_TOKEN": settings.node_token}
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "forkyard.cli",
-            "node",
-            "--control-plane",
-            control_plane,
-            "--data-dir",
-            str((settings.data_dir / "node").resolve()),
-            "--name",
-            "local",
-        ],
-        env=env,
+        node_command(control_plane, (settings.data_dir / "node").resolve(), "local"), env=env
     )

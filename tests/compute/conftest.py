@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import uvicorn
 from forkyard.config import Settings
 from forkyard.node.drivers.sandbox import SandboxDriver
 from forkyard.node.runner import Node, NodeConfig
+from forkyard.runtime import node_command
 from tests.helpers import last_link, login, make_api_key, signup
 
 NODE_TOKEN = "test-node-token-0123456789"
@@ -120,20 +120,7 @@ async def remove_node_leftovers(driver: SandboxDriver) -> None:
 
 class NodeProcess:
     def __init__(self, control_plane: str, data_dir: Path, name: str, cgroup_parent: str) -> None:
-        self.args = [
-            sys.executable,
-            "-m",
-            "forkyard.cli",
-            "node",
-            "--control-plane",
-            control_plane,
-            "--data-dir",
-            str(data_dir),
-            "--name",
-            name,
-            "--cgroup-parent",
-            cgroup_parent,
-        ]
+        self.args = node_command(control_plane, data_dir, name, cgroup_parent)
         self.data_dir = data_dir
         self.cgroup_parent = cgroup_parent
         self.log = data_dir.parent / f"{name}.log"
