@@ -88,8 +88,7 @@ class Target:
             "p_now": utcnow(),
         }
         try:
-            async with self.db.plain() as conn:
-                await conn.execute(EXEC_ENDED, params)
+            await self.db.plain(EXEC_ENDED, params)
         except Exception:
             log.exception("closing exec record %s failed", self.exec_id)
 
@@ -120,7 +119,7 @@ routes = changes.register(
 
 
 def _hot_statements() -> tuple[str, str, str]:
-    """The exec hot path's statements, compiled once for `Database.plain()` (ADR 0007).
+    """The exec hot path's statements, compiled once for `Database.plain()` (ADR 0008).
 
     CLAIM: the instance and its server, and, when it is running, its activity stamp (for the
     idle timeout) in the same statement. CLAIM_EXEC: the same, and the exec's `running` record,
@@ -231,7 +230,7 @@ async def _target(
         target.claimed = asyncio.create_task(_claim_beside(db, statement, params))
         return target
     generation = routes.generation
-    row = await _claim(db, statement, params)
+    row = await db.plain(statement, params)
     if row is None:
         raise NotFound.of("Instance", instance_id)
     status, server_id, url, secret = row
@@ -250,17 +249,11 @@ async def _target(
     )
 
 
-async def _claim(db: Database, statement: str, params: dict[str, Any]) -> Any:
-    async with db.plain() as conn:
-        cursor = await conn.execute(statement, params)
-        return await cursor.fetchone()
-
-
 async def _claim_beside(db: Database, statement: str, params: dict[str, Any]) -> None:
     """The claim's writes for a cached route. Should the database no longer see the instance
     running (the announcement is still on its way), the route is dropped; the node, which
     knows, has answered the call already."""
-    row = await _claim(db, statement, params)
+    row = await db.plain(statement, params)
     if row is None or row[0] != "running":
         routes.forget(params["p_instance_id"])
 

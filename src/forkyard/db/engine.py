@@ -55,10 +55,9 @@ class Database:
         async with self.sessions() as session, session.begin():
             yield session
 
-    @asynccontextmanager
-    async def plain(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A plain psycopg connection in autocommit mode, for the few statements on the
-        hottest paths (the API-key lookup, an exec's claim and record, a job's claim). There,
+    async def plain(self, statement: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """Run one statement on a plain psycopg connection in autocommit mode and return its
+        first row (None when it returns none). For the few statements on the hottest paths (the API-key lookup, an exec's claim and record, a job's claim). There,
         SQLAlchemy's session, pool checkout (with its reset) and result processing cost about
         1 ms of CPU per statement, against 0.2 ms for the statement itself (ADR 0008).
         Statements come from `plain_sql()`; psycopg prepares the ones used repeatedly.
@@ -69,7 +68,8 @@ class Database:
         stamps, exec records, a key's last use, a job's claim (jobs are safe to run twice)."""
         pool = self._plain_pool or await self._open_plain_pool()
         async with pool.connection() as conn:
-            yield conn
+            cursor = await conn.execute(statement, params)
+            return await cursor.fetchone() if cursor.description is not None else None
 
     async def _open_plain_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
         async with self._plain_pool_opening:

@@ -79,7 +79,7 @@ def ip_in_allowlist(ip: str, cidrs: list[str]) -> bool:
 def _api_key_statements() -> tuple[str, str]:
     """The key, its creator and its org's allowlist in one statement (the columns of a
     KeyGrant, in order), and the last-use stamp: on the hot path, so on a plain connection
-    (ADR 0007), and the lookup only when the key cache cannot answer (ADR 0008)."""
+    (ADR 0008), and the lookup only when the key cache cannot answer (ADR 0008)."""
     allowlist = (
         select(func.array_agg(IpAllowlistEntry.cidr))
         .where(IpAllowlistEntry.org_id == ApiKey.org_id)
@@ -112,9 +112,7 @@ async def _grant_of(request: Request, key_hash: str) -> KeyGrant | None:
     if grant is not None:
         return grant
     generation = key_cache.generation
-    async with database(request).plain() as conn:
-        cursor = await conn.execute(API_KEY_LOOKUP, {"p_key_hash": key_hash})
-        row = await cursor.fetchone()
+    row = await database(request).plain(API_KEY_LOOKUP, {"p_key_hash": key_hash})
     if row is None:
         return None
     grant = KeyGrant(*row)
@@ -137,8 +135,9 @@ async def _principal_from_api_key(
         raise Unauthenticated("The API key is not valid, or was revoked or expired.")
     if grant.last_used_at is None or now - grant.last_used_at > TOUCH_EVERY:
         grant.last_used_at = now
-        async with database(request).plain() as conn:
-            await conn.execute(API_KEY_TOUCH, {"p_id": grant.key_id, "p_now": now, "p_ip": ip})
+        await database(request).plain(
+            API_KEY_TOUCH, {"p_id": grant.key_id, "p_now": now, "p_ip": ip}
+        )
     principal = Principal(
         kind="api_key",
         user_id=grant.created_by,

@@ -126,8 +126,7 @@ class Worker:
             "p_live_after": now - timedelta(seconds=self.settings.worker_heartbeat_stale_s),
             "p_abandoned_before": now - timedelta(seconds=60),
         }
-        async with self.db.plain() as conn:
-            row = await (await conn.execute(CLAIM, params)).fetchone()
+        row = await self.db.plain(CLAIM, params)
         return Claimed(*row) if row is not None else None
 
     async def run_one(self, claimed: Claimed) -> None:
