@@ -145,7 +145,7 @@ async def test_destroy_leaves_nothing_behind(driver, make_spec):
 
 
 async def test_killed_agent_is_detected(driver, instance):
-    pid = _host_pid_of_agent(driver, instance)
+    pid = await _host_pid_of_agent(driver, instance)
     # SIGSTOP: hung, the socket stays open; the ping must time out rather than hang.
     os.kill(pid, signal.SIGSTOP)
     t = time.monotonic()
@@ -161,16 +161,16 @@ async def test_killed_agent_is_detected(driver, instance):
         await asyncio.wait_for(driver.exec(instance, "true"), 5)
 
 
-def _host_pid_of_agent(driver, instance_id: str) -> int:
-    for pid in (
-        (Path("/sys/fs/cgroup/pids") / driver.cgroup_parent / instance_id / "cgroup.procs")
-        .read_text()
-        .split()
-    ):
-        if (
-            b"forkyard_guest" in Path(f"/proc/{pid}/cmdline").read_bytes()
-            and b"bwrap" not in Path(f"/proc/{pid}/cmdline").read_bytes()
-        ):
+async def _host_pid_of_agent(driver, instance_id: str) -> int:
+    """The host pid of the process that answers pings: the agent reports its pid in the
+    instance's pid namespace, and /proc/<pid>/status (NSpid) maps host pids to that. (Matching
+    command lines could pick a child forked from the agent before it exec'd.)"""
+    inside = (await driver.ping(instance_id))["pid"]
+    procs = Path("/sys/fs/cgroup/pids") / driver.cgroup_parent / instance_id / "cgroup.procs"
+    for pid in procs.read_text().split():
+        status = Path(f"/proc/{pid}/status").read_text()
+        nspids = next(line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:"))
+        if len(nspids) > 1 and int(nspids[-1]) == inside:
             return int(pid)
     raise AssertionError("agent not found")
 
