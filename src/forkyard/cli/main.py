@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-import subprocess
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
+import uvicorn
 from rich.console import Console
 
 from forkyard.config import Settings, get_settings
@@ -33,46 +36,96 @@ def _settings(data_dir: Path | None = None) -> Settings:
     return settings
 
 
+class _StopRequested(BaseException):
+    """A signal asked serve to stop before the API was up: unwind through the clean-up."""
+
+
+def _raise_stop(sig: int, frame: object) -> None:
+    raise _StopRequested(sig)
+
+
+def _already_stopping(sig: int, frame: object) -> None:
+    console.print(f"Still stopping (signal {sig} ignored): instances, node, database...")
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     data_dir: DataDir = Path(".forkyard"),
+    keep_instances: Annotated[
+        bool,
+        typer.Option(
+            "--keep-instances",
+            help="On exit, leave the local node and its instances running; "
+            "the next serve on this data dir adopts them.",
+        ),
+    ] = False,
 ) -> None:
     """Run the API and the background worker (and the embedded database when no URL is set)."""
-    import uvicorn
-
     from forkyard.app import create_app
-    from forkyard.runtime import ensure_node_token, prepare_database, start_local_node
+    from forkyard.runtime import LocalNode, ensure_node_token, prepare_database
 
+    # SIGTERM (systemd, containers, kill) stops serve exactly as Ctrl-C does: every signal
+    # unwinds through the clean-up below, in order: API and worker, node, database.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _raise_stop)
     settings = _settings(data_dir)
-    with console.status("Starting the database and applying migrations..."):
-        embedded = prepare_database(settings)
-    ensure_node_token(settings)
-    local_node = None
+    embedded = None
+    local_node: LocalNode | None = None
     try:
+        with console.status("Starting the database and applying migrations..."):
+            embedded = prepare_database(settings)
+        ensure_node_token(settings)
         if settings.local_node:
-            local_node = start_local_node(settings, f"http://{host}:{port}")
+            local_node = LocalNode(settings, f"http://{host}:{port}")
+            local_node.start(detached_log=keep_instances)
             console.print(
-                f"Local compute node starting (pid {local_node.pid}, data: {settings.data_dir / 'node'})"
+                f"Local compute node {'adopted' if local_node.adopted else 'starting'} "
+                f"(pid {local_node.pid}, data: {local_node.data_dir})"
             )
         console.print(
             f"[bold green]Forkyard[/] API listening on http://{host}:{port}  (data: {settings.data_dir})"
         )
         if embedded is not None:
             console.print(f"Embedded PostgreSQL: {settings.data_dir / 'pg'}")
-        uvicorn.run(
-            create_app(settings), host=host, port=port, log_config=None, proxy_headers=False
+        server = _Server(
+            uvicorn.Config(
+                create_app(settings), host=host, port=port, log_config=None, proxy_headers=False
+            )
         )
+        server.run()
+    except _StopRequested:
+        pass
     finally:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, _already_stopping)
         if local_node is not None:
-            local_node.terminate()
-            try:
-                local_node.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                local_node.kill()
+            if keep_instances:
+                console.print(
+                    f"Leaving the local node (pid {local_node.pid}) and its instances running"
+                )
+            local_node.stop(keep_instances=keep_instances)
         if embedded is not None:
             embedded.stop()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus re-raising the signal that stopped it: uvicorn raises it again
+    once its own shutdown is done, and a re-raised SIGTERM kills the process before any
+    clean-up of ours runs."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 @app.command()
@@ -119,9 +172,11 @@ def node(
         str | None, typer.Option(help="Host the control plane should call.")
     ] = None,
     cgroup_parent: Annotated[
-        str,
-        typer.Option(help="Cgroup under which instances live; distinct per node on one host."),
-    ] = "forkyard",
+        str | None,
+        typer.Option(
+            help="Cgroup under which instances live (default forkyard-<installation id>)."
+        ),
+    ] = None,
 ) -> None:
     """Run a compute server: the sandbox driver and its API, registered with a control plane."""
     import signal
@@ -129,9 +184,13 @@ def node(
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from forkyard.node.installation import NodeIdentityInUse, lock_holder
     from forkyard.node.runner import Node, NodeConfig
 
     settings = _settings()
+    if holder := lock_holder(data_dir.resolve()):  # before the image build; run() checks again
+        console.print(f"[red]{NodeIdentityInUse(data_dir.resolve(), holder)}[/]")
+        raise typer.Exit(3)
     host, _, port = listen.rpartition(":")
     config = NodeConfig(
         control_plane=control_plane.rstrip("/"),
@@ -176,7 +235,11 @@ def node(
                 )
             await run
 
-        asyncio.run(main())
+        try:
+            asyncio.run(main())
+        except NodeIdentityInUse as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(3) from None
 
 
 @app.command()

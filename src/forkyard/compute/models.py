@@ -118,7 +118,7 @@ class ExecRecord(IdMixin, Base):
     instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"))
     org_id: Mapped[str] = mapped_column(String(40))
     command: Mapped[str] = mapped_column(Text)
-    # running | exited | timed_out | failed | killed
+    # running | exited | timed_out | failed | killed | lost (its API process died: see the sweep)
     status: Mapped[str] = mapped_column(String(20))
     exit_code: Mapped[int | None] = mapped_column(Integer)
     streamed: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -41,6 +41,9 @@ INLINE_BOOT_SAFETY_NET_S = 60
 LIVE_STATUSES = ("provisioning", "running", "stopping", "stopped", "error")
 DEFAULT_VCPUS, DEFAULT_MEMORY_MB, DEFAULT_DISK_MB = 1.0, 512, 1024
 EXEC_MAX_TIMEOUT_S = 3600  # schemas.ExecRequest.timeout_s's bound
+# Nodes heartbeat into nothing while the control plane is down; its silence is not theirs.
+# Staleness counts from this process's start at the earliest (ADR 0009).
+PROCESS_STARTED_AT = utcnow()
 
 
 def capabilities(driver: str = "sandbox") -> schemas.Capabilities:
@@ -419,8 +422,11 @@ async def destroy_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
 
 
 async def mark_stale_servers(session: AsyncSession, settings: Settings) -> int:
-    """Servers silent past the threshold become unreachable, and so do their running VMs."""
+    """Servers silent past the threshold become unreachable, and so do their running VMs.
+    Right after this control plane started, nobody has had the time to be silent that long."""
     cutoff = utcnow() - timedelta(seconds=settings.server_stale_after_s)
+    if cutoff < PROCESS_STARTED_AT:
+        return 0
     stale = (
         (
             await session.execute(
@@ -489,10 +495,26 @@ async def stop_idle_instances(session: AsyncSession) -> int:
     return stopped
 
 
+async def close_lost_execs(session: AsyncSession) -> int:
+    """Exec records still `running` past the longest exec timeout: the API process that ran
+    them died before it could write their end. They become `lost` (outcome unknown)."""
+    now = utcnow()
+    result = await session.execute(
+        update(ExecRecord)
+        .where(
+            ExecRecord.status == "running",
+            ExecRecord.created_at < now - timedelta(seconds=EXEC_MAX_TIMEOUT_S + 60),
+        )
+        .values(status="lost", finished_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 @periodic("compute.sweep", every_s=5)
 async def compute_sweep(ctx: JobContext, payload: dict[str, Any]) -> None:
     await mark_stale_servers(ctx.session, ctx.settings)
     await stop_idle_instances(ctx.session)
+    await close_lost_execs(ctx.session)
 
 
 @register_personal_org_deletion_hook

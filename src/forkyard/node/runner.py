@@ -1,5 +1,7 @@
-"""The node process: build the default image, start the driver and the node API, register with
-the control plane, reconcile leftovers against what it says should exist, then heartbeat."""
+"""The node process: take the data dir's node lock, build the default image, start the driver
+and the node API, register with the control plane, reconcile leftovers against what it says
+should exist, then heartbeat. On stop (SIGTERM, SIGINT) it stops every sandbox and leaves
+nothing on the host but its data dir: no process, mount, loop device or cgroup (ADR 0009)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import uvicorn
 
 from forkyard.node.drivers.sandbox import SandboxDriver
 from forkyard.node.images import ensure_default_image
+from forkyard.node.installation import NodeLock, default_cgroup_parent
 from forkyard.node.reconcile import reconcile
 from forkyard.node.rpc import MAX_MESSAGE
 from forkyard.node.server import create_node_app
@@ -27,6 +30,10 @@ log = logging.getLogger("forkyard.node")
 
 HEARTBEAT_EVERY_S = 5.0
 DRIVER_VERSION = "1"
+# Instances booted again at once after a restart: more only queue on the 2 cores of a small
+# server, and each boot's agent-ready timeout keeps running while it waits.
+RESTART_CONCURRENCY = 4
+CGROUP_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
 
 
 @dataclass
@@ -40,8 +47,9 @@ class NodeConfig:
     advertise_host: str | None = None
     image_cache: Path | None = None
     slots: int = 500
-    # Two nodes on one machine need distinct cgroup parents, or one's reconcile removes the other's.
-    cgroup_parent: str = "forkyard"
+    # None: forkyard-<installation id> (node/installation.py), so nodes of distinct installations
+    # on one host never touch each other's cgroups. Two nodes must never share one.
+    cgroup_parent: str | None = None
 
 
 def _memory_mb() -> int:
@@ -130,16 +138,31 @@ class Node:
             log.info("reconcile swept layers: %s", sorted(report.removed_layers))
         if report.removed:
             log.info("reconcile removed orphans: %s", sorted(report.removed))
-        for instance_id, want in desired.items():
-            if want == "running" and self.driver.state(instance_id) != "running":
-                spec = self.driver.load_spec(instance_id)
-                if spec is None:
-                    continue
-                try:
-                    await self.driver.start(spec)
-                    log.info("reconcile restarted %s", instance_id)
-                except Exception as exc:  # reported through the next heartbeat's states
-                    log.warning("reconcile could not restart %s: %s", instance_id, exc)
+        gate = asyncio.Semaphore(RESTART_CONCURRENCY)
+
+        async def restart(instance_id: str) -> None:
+            assert self.driver is not None
+            spec = self.driver.load_spec(instance_id)
+            if spec is None:
+                return
+            async with gate:
+                for attempt in (1, 2):  # a boot that timed out under load gets a second chance
+                    try:
+                        await self.driver.start(spec)
+                        log.info("reconcile restarted %s", instance_id)
+                        return
+                    except Exception as exc:  # reported through the next heartbeat's states
+                        log.warning(
+                            "reconcile could not restart %s (%d): %s", instance_id, attempt, exc
+                        )
+
+        await asyncio.gather(
+            *(
+                restart(instance_id)
+                for instance_id, want in desired.items()
+                if want == "running" and self.driver.state(instance_id) != "running"
+            )
+        )
 
     async def heartbeat(self, client: httpx.AsyncClient) -> None:
         states = self._states()
@@ -161,6 +184,18 @@ class Node:
     async def run(self, ready: asyncio.Event | None = None) -> None:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        # One live node per data dir: a twin would kill and reboot this one's sandboxes.
+        lock = NodeLock(cfg.data_dir)
+        lock.acquire({"control_plane": cfg.control_plane, "name": cfg.name})
+        try:
+            await self._run_locked(ready)
+        finally:
+            lock.release()
+
+    async def _run_locked(self, ready: asyncio.Event | None) -> None:
+        cfg = self.config
+        if cfg.cgroup_parent is None:
+            cfg.cgroup_parent = default_cgroup_parent(cfg.data_dir)
         default_image = await asyncio.to_thread(
             ensure_default_image, cfg.data_dir, self.progress, cache_dir=image_cache_dir(cfg)
         )
@@ -191,7 +226,10 @@ class Node:
                         break
                     except (httpx.HTTPError, OSError) as exc:
                         log.info("control plane not reachable yet (%s); retrying", exc)
-                        await asyncio.sleep(0.5)
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._stop.wait(), 0.5)
+                        if self._stop.is_set():
+                            return
                 await self.reconcile_with(answer.get("instances", {}), answer.get("layers"))
                 log.info("node %s registered as %s at %s", cfg.name, self.server_id, self.url)
                 if ready is not None:
@@ -208,7 +246,29 @@ class Node:
         finally:
             self._server.should_exit = True
             await serve_task
-            await self.driver.close()
+            await self.shut_down()
+
+    async def shut_down(self) -> None:
+        """Stop every sandbox (disks stay: the next start of this node boots what should run),
+        unmount the layer store, and remove this node's cgroup parent."""
+        driver = self.driver
+        assert driver is not None
+        gate = asyncio.Semaphore(RESTART_CONCURRENCY)
+
+        async def stop(instance_id: str) -> None:
+            async with gate:
+                try:
+                    await driver.stop(instance_id)
+                except Exception as exc:
+                    log.warning("could not stop %s: %s", instance_id, exc)
+
+        await asyncio.gather(*(stop(i) for i in driver.list_owned()))
+        await driver.close()
+        driver.release_store()
+        for c in CGROUP_CONTROLLERS:
+            with contextlib.suppress(FileNotFoundError):
+                (Path("/sys/fs/cgroup") / c / driver.cgroup_parent).rmdir()
+        log.info("node %s stopped its instances and left nothing mounted", self.config.name)
 
     def stop(self) -> None:
         self._stop.set()
