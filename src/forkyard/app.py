@@ -12,8 +12,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from forkyard.config import Settings, get_settings
 from forkyard.db.changes import changes
 from forkyard.db.engine import Database
+from forkyard.kit.body_limit import BodyLimitMiddleware
 from forkyard.kit.http import RequestContextMiddleware, install_error_handlers
-from forkyard.kit.routing import operation_id, summaries_from_docstrings
+from forkyard.kit.routing import document_access, operation_id, summaries_from_docstrings
+
+# Routes whose bodies carry file contents take the upload limit; every other the JSON limit.
+UPLOAD_ROUTES = r"/v1/instances/[^/]+/files"
 
 
 def _routers() -> list[APIRouter]:
@@ -102,6 +106,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     for router in _routers():
         app.include_router(router)
     summaries_from_docstrings(app.routes)
+    document_access(app.routes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -114,5 +119,11 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     from forkyard.kit.idempotency import IdempotencyMiddleware
 
     app.add_middleware(IdempotencyMiddleware)
+    # Outside idempotency, which buffers bodies; inside the request id, which the 413 carries.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default_max=settings.max_json_body_bytes,
+        larger=[(UPLOAD_ROUTES, settings.max_upload_body_bytes)],
+    )
     app.add_middleware(RequestContextMiddleware)
     return app

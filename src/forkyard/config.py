@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     max_instances_per_org: int = 50
     max_vcpus_per_org: int = 64
     max_memory_mb_per_org: int = 65536
+    # instances' disks plus the org's checkpoints, snapshots and image layers, in MiB
+    max_disk_mb_per_org: int = 200 * 1024
+    max_disk_mb_per_instance: int = 64 * 1024  # the largest disk one instance may ask for
 
     # --- compute ---
     node_token: str = PLACEHOLDER_SECRET  # nodes present it to register and heartbeat
@@ -103,6 +106,11 @@ class Settings(BaseSettings):
     server_stale_after_s: int = 30  # a node silent this long is marked unreachable
     exec_max_output_bytes: int = 1024 * 1024
     exec_default_timeout_s: float = 300.0
+    file_read_max_bytes: int = 64 * 1024 * 1024  # a larger file is read in ranges (offset, limit)
+
+    # --- request bodies (checked before any body is read: 413 payload_too_large) ---
+    max_json_body_bytes: int = 10 * 1024 * 1024
+    max_upload_body_bytes: int = 64 * 1024 * 1024  # file writes (POST /v1/instances/{id}/files)
 
     # --- worker ---
     worker_heartbeat_stale_s: int = 30

@@ -1,3 +1,6 @@
+import os
+import time
+
 import pytest
 
 from forkyard.node.errors import AgentOperationError
@@ -68,3 +71,37 @@ async def test_list_depth_stat_mkdir_remove(agent, tmp_path):
     with pytest.raises(AgentOperationError) as exc:
         await agent.read_file(root)
     assert exc.value.code == "is_a_directory"
+
+
+async def test_reads_refuse_what_is_not_a_regular_file_at_once(agent, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # no writer: a plain open() would block forever
+    for path in ("/dev/zero", str(fifo), "/dev/urandom"):
+        started = time.monotonic()
+        with pytest.raises(AgentOperationError) as refused:
+            await agent.read_file(path)
+        assert refused.value.code == "not_a_regular_file", path
+        assert time.monotonic() - started < 2, path
+    with pytest.raises(AgentOperationError) as edited:
+        await agent.edit_file(str(fifo), "a", "b")
+    assert edited.value.code == "not_a_regular_file"
+    # the connection serves on
+    assert (await agent.stat(str(fifo))).type == "other"
+
+
+async def test_reads_are_bounded(agent, tmp_path):
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 300_000)
+    with pytest.raises(AgentOperationError) as whole:
+        await agent.read_file(str(big), max_size=100_000)
+    assert whole.value.code == "file_too_large"
+    # a range is never more than the bound, whatever limit asks
+    assert len(await agent.read_file(str(big), limit=250_000, max_size=100_000)) == 100_000
+    assert len(await agent.read_file(str(big), offset=200_000, max_size=100_000)) == 100_000
+    # a file whose size the kernel does not report is read to the bound
+    status = await agent.read_file("/proc/self/status", max_size=64)
+    assert len(status) == 64
+    # streamed: chunks of at most one frame, the whole file across them
+    async with await agent.read_stream(str(big), max_size=None) as chunks:
+        sizes = [len(c) async for c in chunks]
+    assert sum(sizes) == 300_000 and max(sizes) <= 64 * 1024

@@ -43,3 +43,21 @@ class EditNotUnique(Conflict):
 class ProfileInUse(Conflict):
     code = "profile_name_taken"
     message = "A profile with this name already exists."
+
+
+class CallTooLarge(ForkyardError):
+    """A call to a node that would not fit in one message of its call channel; refused alone,
+    so the channel other tenants' calls share stays up."""
+
+    status_code = 413
+    code = "payload_too_large"
+    message = "The request is too large for the compute server."
+
+
+class FileTooLarge(ForkyardError):
+    """A read of more than the server's read limit at once (`details.max_bytes`); read it in
+    ranges with `offset` and `limit`."""
+
+    status_code = 400
+    code = "file_too_large"
+    message = "The file is too large to read at once; read it in ranges (offset, limit)."

@@ -23,6 +23,7 @@ from forkyard.compute import schemas
 from forkyard.compute.errors import (
     EditNoMatch,
     EditNotUnique,
+    FileTooLarge,
     InstanceNotRunning,
     NodeUnreachable,
 )
@@ -39,6 +40,7 @@ from forkyard.kit.errors import BadRequest, ForkyardError, NotFound
 from forkyard.kit.ids import has_prefix, new_id
 from forkyard.kit.pagination import Page
 from forkyard.kit.routing import protected_router
+from forkyard.node.rpc import FILE_WRITE_MAX
 
 exec_router = protected_router("exec", prefix="/v1/instances")
 files_router = protected_router("files", prefix="/v1/instances")
@@ -518,14 +520,28 @@ async def read_file(
     request: Request,
     principal: Reader,
     path: Annotated[str, Query(min_length=1, max_length=4096)],
-) -> Response:
-    """The file's bytes."""
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int | None, Query(ge=0)] = None,
+) -> StreamingResponse:
+    """A regular file's bytes, streamed; `offset` and `limit` read a range. A whole file over the server's read limit (or a range past it) is 400 `file_too_large`; a device, FIFO or socket is 400 `not_a_regular_file`."""
+    max_bytes = settings_of(request).file_read_max_bytes
+    if limit is not None and limit > max_bytes:
+        raise FileTooLarge(
+            f"Read at most {max_bytes} bytes at a time.", details={"max_bytes": max_bytes}
+        )
     target = await _target(request, principal, id)
-    data = await target.node.read_bytes(
-        f"/node/instances/{target.instance_id}/files/read", {"path": path}
-    )
-    await target.settle()
-    return Response(data, media_type="application/octet-stream")
+    try:
+        chunks = await target.node.read_stream(
+            f"/node/instances/{target.instance_id}/files/read",
+            {"path": path, "offset": offset, "limit": limit, "max_size": max_bytes},
+        )
+    except RemoteError as exc:
+        if exc.code == "file_too_large":
+            exc.details = {**exc.details, "max_bytes": max_bytes}
+        raise
+    finally:
+        await target.settle()
+    return StreamingResponse(chunks, media_type="application/octet-stream")
 
 
 @files_router.post("/{id}/files", response_model=schemas.FileEntry)
@@ -542,15 +558,24 @@ async def write_file(
     except ValueError as exc:
         raise BadRequest("content is not valid base64.") from exc
     target = await _target(request, principal, id)
-    info = await target.call(
-        "files.write",
-        {
-            "path": body.path,
-            "content_b64": base64.b64encode(raw).decode(),
-            "mode": body.mode if body.mode is not None else 0o644,
-            "make_parents": body.make_parents,
-        },
-    )
+    mode = body.mode if body.mode is not None else 0o644
+    if len(raw) > FILE_WRITE_MAX:
+        # Too large for one message on the node's shared call channel: streamed over HTTP.
+        info = await target.node.upload(
+            f"/node/instances/{target.instance_id}/files/content",
+            {"path": body.path, "mode": mode, "make_parents": body.make_parents},
+            raw,
+        )
+    else:
+        info = await target.call(
+            "files.write",
+            {
+                "path": body.path,
+                "content_b64": base64.b64encode(raw).decode(),
+                "mode": mode,
+                "make_parents": body.make_parents,
+            },
+        )
     await target.settle()
     return _entry(info)
 

@@ -15,7 +15,7 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from forkyard.compute.errors import NodeUnreachable
+from forkyard.compute.errors import CallTooLarge, NodeUnreachable
 from forkyard.kit.crypto import decrypt
 from forkyard.kit.errors import ForkyardError
 from forkyard.node.rpc import MAX_MESSAGE
@@ -70,11 +70,14 @@ class NodeRpc:
     async def _read(self, ws: ClientConnection) -> None:
         try:
             async for raw in ws:
-                message = json.loads(raw)
-                future = self._pending.pop(message.get("id"), None)
+                try:
+                    message = json.loads(raw)
+                    future = self._pending.pop(message.get("id"), None)
+                except (ValueError, TypeError, AttributeError):
+                    continue  # one bad answer is lost alone; the channel carries on
                 if future is not None and not future.done():
                     future.set_result(message)
-        except (websockets.WebSocketException, OSError, ValueError):
+        except (websockets.WebSocketException, OSError):
             pass
         finally:
             # Whatever was in flight on this connection will never be answered.
@@ -86,13 +89,18 @@ class NodeRpc:
     async def call(
         self, op: str, instance_id: str, params: dict[str, Any], *, timeout: float
     ) -> Any:
-        ws = await self._connection()
         call_id = next(self._ids)
+        message = json.dumps(
+            {"id": call_id, "op": op, "instance": instance_id, "params": params},
+            separators=(",", ":"),
+        )
+        if len(message) > MAX_MESSAGE:  # the node would close the channel on it
+            raise CallTooLarge(details={"max_bytes": MAX_MESSAGE})
+        ws = await self._connection()
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = future
-        message = {"id": call_id, "op": op, "instance": instance_id, "params": params}
         try:
-            await ws.send(json.dumps(message, separators=(",", ":")))
+            await ws.send(message)
             answer = await asyncio.wait_for(future, timeout)
         except BaseException as exc:
             self._pending.pop(call_id, None)
@@ -159,8 +167,44 @@ class NodeClient:
         r = await self._call(method, path, json=body, timeout=timeout)
         return r.json()
 
-    async def read_bytes(self, path: str, body: Any) -> bytes:
-        return (await self._call("POST", path, json=body)).content
+    async def read_stream(self, path: str, body: Any) -> AsyncIterator[bytes]:
+        """The node's streamed answer, chunk by chunk as it arrives; its error answer is raised
+        here, before the first chunk. The caller iterates (or closes) what it gets."""
+        request = self.http.build_request(
+            "POST", path, json=body, timeout=httpx.Timeout(60.0, connect=5.0)
+        )
+        try:
+            r = await self.http.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+            raise NodeUnreachable() from exc
+        if r.status_code >= 400:
+            try:
+                content = await r.aread()
+            finally:
+                await r.aclose()
+            _raise_remote(r.status_code, content)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in r.aiter_raw():
+                    yield chunk
+            finally:
+                await r.aclose()
+
+        return chunks()
+
+    async def upload(self, path: str, params: dict[str, Any], content: bytes) -> Any:
+        """PUT a file's bytes to the node, which streams them to the agent (files too large
+        for one call-channel message)."""
+        r = await self._call(
+            "PUT",
+            path,
+            params=params,
+            content=content,
+            headers={"Content-Type": "application/octet-stream"},
+            timeout=300.0,
+        )
+        return r.json()
 
     async def stream(self, path: str, body: Any) -> AsyncIterator[dict[str, Any]]:
         try:

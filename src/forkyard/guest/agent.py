@@ -1,7 +1,8 @@
 """The agent server: accepts connections and serves the framed protocol, a thread per connection.
 
 Run inside the instance as `python3 -I -S -c 'import sys; sys.path.insert(0, DIR);
-from forkyard_guest.agent import main; main()' --socket PATH` (the node does this), or
+from forkyard_guest.agent import main; main()' --listen-fd FD` (the node does this, with
+a listening socket it bound), or
 `python3 -m forkyard.guest --socket PATH` from a source tree.
 """
 
@@ -168,15 +169,10 @@ class FileStream:
         self.conn.respond(self.channel, body)
 
     def _read(self) -> dict[str, Any]:
-        path = files.resolve(self.req.get("path"))
-        offset = int(self.req.get("offset") or 0)
-        limit = self.req.get("limit")
-        remaining = int(limit) if limit is not None else -1
+        f, size, remaining = files.open_for_read(self.req)  # regular files only, bounded
         sent = 0
         try:
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                f.seek(offset)
+            with f:
                 while remaining != 0:
                     want = p.CHUNK_SIZE if remaining < 0 else min(p.CHUNK_SIZE, remaining)
                     want = self.credit.take(want)
@@ -260,17 +256,34 @@ def serve_unix(path: str) -> None:
     server.bind(path)
     os.chmod(path, 0o600)
     server.listen(128)
+    serve(server)
+
+
+def serve_fd(fd: int) -> None:
+    """Serve on a listening socket the node bound and handed over (the way it runs us): the
+    socket file lives where nothing inside the instance can see or replace it. Every other
+    inherited descriptor is closed first, so no command run here can use one."""
+    server = socket.socket(fileno=fd)
+    os.closerange(3, fd)
+    os.closerange(fd + 1, 65536)
+    serve(server)
+
+
+def serve(server: socket.socket) -> None:
     while True:
         sock, _ = server.accept()
         conn = Connection(sock)
         threading.Thread(target=conn.serve, daemon=True, name="conn").start()
 
 
+USAGE = "usage: forkyard-guest --socket PATH | --listen-fd FD\n"
+
+
 def main(argv: list | None = None) -> None:
     # No argparse: importing it costs ~10 ms of every instance's boot.
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or args[0] != "--socket":
-        sys.stderr.write("usage: forkyard-guest --socket PATH\n")
+    if len(args) != 2 or args[0] not in ("--socket", "--listen-fd"):
+        sys.stderr.write(USAGE)
         sys.exit(2)
     os.umask(0o022)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
@@ -278,6 +291,9 @@ def main(argv: list | None = None) -> None:
     # Commands must not inherit the agent's ignored-signal dispositions.
     os.environ.pop("PYTHONPATH", None)
     try:
-        serve_unix(args[1])
+        if args[0] == "--listen-fd":
+            serve_fd(int(args[1]))
+        else:
+            serve_unix(args[1])
     except KeyboardInterrupt:
         sys.exit(0)

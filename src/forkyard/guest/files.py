@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 HOME = "/root"
 MAX_LIST_ENTRIES = 10000
+MAX_EDIT_BYTES = 64 * 1024 * 1024  # an edit holds the file in the agent's memory twice
 
 
 class OpError(Exception):
@@ -155,6 +156,58 @@ def do_remove(req: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def open_regular(path: str):
+    """Open a regular file for reading, or refuse: a device (/dev/zero never ends), a FIFO
+    (whose open blocks until a writer comes, hence O_NONBLOCK) or a socket is not a file's
+    contents. Return the binary file object and its stat."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise op_error(exc) from None
+    try:
+        st = os.fstat(fd)
+        if stat_mod.S_ISDIR(st.st_mode):
+            raise OpError(p.E_IS_A_DIRECTORY, f"is a directory: {path}")
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise OpError(p.E_NOT_REGULAR, f"not a regular file: {path}")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), st
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def open_for_read(req: dict[str, Any]):
+    """The file of a read request at its offset, and how many bytes to send (-1: to the end).
+
+    `limit` bounds the read; `max_size` bounds it too, and refuses up front a whole-file read
+    (no `limit`) of a file larger than that, so that a caller learns it before any byte. Files
+    whose size the kernel does not know (/proc) are read to EOF or to the bound."""
+    path = resolve(req.get("path"))
+    offset = int(req.get("offset") or 0)
+    limit = req.get("limit")
+    max_size = req.get("max_size")
+    if offset < 0 or (limit is not None and int(limit) < 0):
+        raise OpError(p.E_INVALID, "offset and limit must not be negative")
+    f, st = open_regular(path)
+    try:
+        remaining = int(limit) if limit is not None else -1
+        if max_size is not None:
+            max_size = int(max_size)
+            if remaining < 0 and st.st_size - offset > max_size:
+                raise OpError(
+                    p.E_TOO_LARGE,
+                    f"{path} is {st.st_size} bytes; read at most {max_size} at a time "
+                    "(offset and limit)",
+                )
+            remaining = max_size if remaining < 0 else min(remaining, max_size)
+        f.seek(offset)
+        return f, st.st_size, remaining
+    except BaseException:
+        f.close()
+        raise
+
+
 def open_for_write(req: dict[str, Any]):
     """Open the destination of a write; return (fd, tmp path or None, final path, mode)."""
     path = resolve(req.get("path"))
@@ -204,13 +257,20 @@ def do_edit(req: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(old, str) or not isinstance(new, str) or not old:
         raise OpError(p.E_INVALID, "old_str must be a non-empty string and new_str a string")
     old_b, new_b = old.encode("utf-8"), new.encode("utf-8")
+    f, st = open_regular(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        with f:
+            if st.st_size > MAX_EDIT_BYTES:
+                raise OpError(
+                    p.E_TOO_LARGE,
+                    f"{path} is {st.st_size} bytes; edits take at most {MAX_EDIT_BYTES}",
+                )
+            data = f.read(MAX_EDIT_BYTES + 1)
+        if len(data) > MAX_EDIT_BYTES:  # it grew since, or the kernel did not know its size
+            raise OpError(p.E_TOO_LARGE, f"{path} is over {MAX_EDIT_BYTES} bytes")
         count = data.count(old_b)
         if count == 0 or (count > 1 and not req.get("replace_all")):
             return {"count": count, "replaced": 0}
-        st = os.stat(path)
         out = data.replace(old_b, new_b)
         import tempfile
 

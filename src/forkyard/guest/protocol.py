@@ -59,6 +59,8 @@ E_PERMISSION = "permission_denied"
 E_NO_SPACE = "no_space"
 E_INVALID = "invalid_request"
 E_SPAWN = "spawn_failed"
+E_NOT_REGULAR = "not_a_regular_file"  # a read or edit of a device, FIFO or socket
+E_TOO_LARGE = "file_too_large"  # a whole-file read or edit over the caller's bound
 E_INTERNAL = "internal"
 
 

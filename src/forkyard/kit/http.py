@@ -188,6 +188,7 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code,
             code,
             message,
+            getattr(exc, "details", None),  # kit/body_limit.BodyTooLarge carries max_bytes
             headers=dict(exc.headers) if exc.headers else None,
         )
 

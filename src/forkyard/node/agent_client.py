@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import os
@@ -15,6 +16,7 @@ from forkyard.guest import protocol as p
 from forkyard.node.errors import AgentOperationError, AgentUnavailable
 
 DEFAULT_MAX_OUTPUT = 10 * 1024 * 1024
+DEFAULT_MAX_READ = 64 * 1024 * 1024  # a whole file read into memory at most
 # A call with a timeout gets this much extra before the client asks whether the agent is alive.
 AGENT_GRACE_S = 5.0
 PING_TIMEOUT_S = 2.0
@@ -80,10 +82,62 @@ class EditResult:
         return self.replaced > 0
 
 
+# A channel carries a start event and a response; more than this many unread JSON frames on one
+# call is an agent flooding the node.
+MAX_QUEUED_CONTROL_FRAMES = 64
+# How long a file read waits for the agent's next frame.
+READ_IDLE_TIMEOUT_S = 60.0
+
+
+class _Frames:
+    """A call's frames not yet taken, bounded whatever the agent sends: data bytes by the
+    window (the agent may have at most INITIAL_WINDOW ungranted bytes in flight, so more is a
+    protocol violation), the number of data frames by merging adjacent frames of one type (a
+    flood of one-byte frames costs no more than its bytes), and JSON frames by count."""
+
+    def __init__(self) -> None:
+        self._items: collections.deque[tuple[int, bytes] | BaseException] = collections.deque()
+        self._ready = asyncio.Event()
+        self.ungranted = 0  # data bytes received and not yet granted back
+        self._controls = 0
+
+    def put_data(self, ftype: int, payload: bytes) -> None:
+        self.ungranted += len(payload)
+        if self.ungranted > p.INITIAL_WINDOW:
+            raise p.ProtocolError("the agent sent past its window")
+        tail = self._items[-1] if self._items else None
+        if (
+            isinstance(tail, tuple)
+            and tail[0] == ftype
+            and len(tail[1]) + len(payload) <= p.CHUNK_SIZE
+        ):
+            self._items[-1] = (ftype, tail[1] + payload)
+        else:
+            self._items.append((ftype, payload))
+        self._ready.set()
+
+    def put(self, item: tuple[int, bytes] | BaseException) -> None:
+        if isinstance(item, tuple):
+            self._controls += 1
+            if self._controls > MAX_QUEUED_CONTROL_FRAMES:
+                raise p.ProtocolError("the agent flooded a call with control frames")
+        self._items.append(item)
+        self._ready.set()
+
+    async def get(self) -> tuple[int, bytes] | BaseException:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        item = self._items.popleft()
+        if isinstance(item, tuple) and item[0] not in p.DATA_TYPES:
+            self._controls -= 1
+        return item
+
+
 @dataclass
 class _Call:
     channel: int
-    frames: asyncio.Queue[tuple[int, bytes] | BaseException] = field(default_factory=asyncio.Queue)
+    frames: _Frames = field(default_factory=_Frames)
     credit: int = p.INITIAL_WINDOW
     credit_changed: asyncio.Event = field(default_factory=asyncio.Event)
     failed: BaseException | None = None
@@ -175,8 +229,10 @@ class AgentClient:
                 if ftype == p.WINDOW:
                     call.credit += p.decode_window(payload)
                     call.credit_changed.set()
+                elif ftype in p.DATA_TYPES:
+                    call.frames.put_data(ftype, payload)
                 else:
-                    call.frames.put_nowait((ftype, payload))
+                    call.frames.put((ftype, payload))
         except (asyncio.IncompleteReadError, OSError, p.ProtocolError) as exc:
             self._fail_all(AgentUnavailable(f"agent connection lost: {exc!r}"))
 
@@ -185,7 +241,7 @@ class AgentClient:
             self._closed = exc
         for call in list(self._calls.values()):
             call.failed = exc
-            call.frames.put_nowait(exc)
+            call.frames.put(exc)
             call.credit_changed.set()
         self._calls.clear()
 
@@ -219,6 +275,7 @@ class AgentClient:
         return item
 
     def _grant(self, call: _Call, n: int) -> None:
+        call.frames.ungranted -= n
         if n and call.channel in self._calls:
             with contextlib.suppress(AgentUnavailable):
                 self._write(p.encode_window(call.channel, n))
@@ -280,15 +337,18 @@ class AgentClient:
         req = _exec_request(cmd, cwd, env, timeout, stdin is not None, max_output)
         call = await self._open(req)
         out, err = bytearray(), bytearray()
+        # The agent caps the output too; the node does not rely on what runs in an instance.
+        room = max_output
+        truncated = False
         feeder = asyncio.create_task(self._send_data(call, stdin)) if stdin is not None else None
         try:
             while True:
                 ftype, payload = await self._next_or_check(call, timeout)
-                if ftype == p.STDOUT:
-                    out += payload
-                    self._grant(call, len(payload))
-                elif ftype == p.STDERR:
-                    err += payload
+                if ftype in (p.STDOUT, p.STDERR):
+                    kept = payload[: max(room, 0)]
+                    truncated = truncated or len(kept) < len(payload)
+                    room -= len(kept)
+                    (out if ftype == p.STDOUT else err).extend(kept)
                     self._grant(call, len(payload))
                 elif ftype == p.RESPONSE:
                     r = _check(p.decode_json(payload))
@@ -297,7 +357,7 @@ class AgentClient:
                         stdout=bytes(out),
                         stderr=bytes(err),
                         timed_out=r["timed_out"],
-                        truncated=r["truncated"],
+                        truncated=bool(r["truncated"]) or truncated,
                         duration_ms=r["duration_ms"],
                         signal=r.get("signal"),
                     )
@@ -342,23 +402,44 @@ class AgentClient:
         return ExecStream(self, req, stdin, timeout)
 
     # --- files ---
-    async def read_file(self, path: str, *, offset: int = 0, limit: int | None = None) -> bytes:
-        call = await self._open({"op": "read", "path": path, "offset": offset, "limit": limit})
+    async def read_file(
+        self,
+        path: str,
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+        max_size: int = DEFAULT_MAX_READ,
+    ) -> bytes:
+        """A regular file's bytes, whole (at most `max_size`: a larger file is refused with
+        `file_too_large` unless a `limit` is given)."""
         buf = bytearray()
+        async with await self.read_stream(
+            path, offset=offset, limit=limit, max_size=max_size
+        ) as chunks:
+            async for chunk in chunks:
+                buf += chunk
+        return bytes(buf)
+
+    async def read_stream(
+        self,
+        path: str,
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+        max_size: int | None = DEFAULT_MAX_READ,
+    ) -> FileReader:
+        """A regular file's bytes as they arrive. The agent's refusal (not found, not a regular
+        file, too large) is raised here, before any byte; see FileReader."""
+        req = {"op": "read", "path": path, "offset": offset, "limit": limit}
+        if max_size is not None:
+            req["max_size"] = max_size
+        reader = FileReader(self, await self._open(req))
         try:
-            while True:
-                try:
-                    ftype, payload = await self._next(call, 60.0)
-                except TimeoutError:
-                    raise AgentUnavailable("agent did not answer 'read'") from None
-                if ftype == p.STDOUT:
-                    buf += payload
-                    self._grant(call, len(payload))
-                elif ftype == p.RESPONSE:
-                    _check(p.decode_json(payload))
-                    return bytes(buf)
-        finally:
-            self._finish(call)
+            await reader.first()
+        except BaseException:
+            reader.cancel()
+            raise
+        return reader
 
     async def write_file(
         self,
@@ -420,6 +501,75 @@ class AgentClient:
 
     async def remove(self, path: str, *, recursive: bool = False) -> None:
         await self._simple({"op": "remove", "path": path, "recursive": recursive})
+
+
+class FileReader:
+    """A file being read from the agent: async iterator of its chunks. A chunk's credit goes
+    back to the agent when the next is asked for, so the node holds at most one window of a
+    file whatever its size; closing early (or a consumer that goes away) cancels the read."""
+
+    def __init__(self, client: AgentClient, call: _Call) -> None:
+        self._client = client
+        self._call = call
+        self._first: bytes | None = None
+        self._done = False
+
+    async def _frame(self) -> tuple[int, bytes]:
+        try:
+            return await self._client._next(self._call, READ_IDLE_TIMEOUT_S)
+        except TimeoutError:
+            raise AgentUnavailable("agent did not answer 'read'") from None
+
+    async def first(self) -> None:
+        """Wait for the agent's first frame: data, or the answer (an empty file or a refusal)."""
+        ftype, payload = await self._frame()
+        if ftype == p.STDOUT:
+            self._first = payload
+        elif ftype == p.RESPONSE:
+            self._end(payload)
+
+    def _end(self, payload: bytes) -> None:
+        self._done = True
+        self._client._finish(self._call)
+        _check(p.decode_json(payload))
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._first is not None:
+            chunk, self._first = self._first, None
+            self._client._grant(self._call, len(chunk))
+            return chunk
+        while not self._done:
+            try:
+                ftype, payload = await self._frame()
+            except BaseException:
+                self.cancel()
+                raise
+            if ftype == p.STDOUT:
+                self._client._grant(self._call, len(payload))
+                return payload
+            if ftype == p.RESPONSE:
+                self._end(payload)
+        raise StopAsyncIteration
+
+    def cancel(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        with contextlib.suppress(Exception):
+            self._client._write(p.encode_json(p.CONTROL, self._call.channel, {"cancel": True}))
+        self._client._finish(self._call)
+
+    async def aclose(self) -> None:
+        self.cancel()
+
+    async def __aenter__(self) -> FileReader:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cancel()
 
 
 class ExecStream:

@@ -33,6 +33,8 @@ class AgentOperationError(NodeError):
         p.E_SPAWN: 400,
         p.E_PERMISSION: 403,
         p.E_NO_SPACE: 507,
+        p.E_NOT_REGULAR: 400,
+        p.E_TOO_LARGE: 400,
     }
 
     def __init__(self, code: str, message: str) -> None:

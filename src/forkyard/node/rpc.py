@@ -30,9 +30,16 @@ from forkyard.node.drivers.base import Driver
 
 log = logging.getLogger("forkyard.node.rpc")
 
-# Largest message either end accepts: an exec's output (capped at 1 MiB per stream) or a file
-# written through the API fits, base64 and all.
+# Largest message either end accepts. Neither end sends a larger one: a message over it would
+# make the receiving end close the channel, and with it every other tenant's calls. A call too
+# large is refused on its own (`payload_too_large`), an answer too large is replaced by an error
+# answer (`response_too_large`); a file larger than FILE_WRITE_MAX goes over HTTP, streamed.
 MAX_MESSAGE = 64 * 1024 * 1024
+# An exec's output, both streams together, whatever the control plane asks: base64 and all it
+# fits in one answer.
+MAX_EXEC_OUTPUT = 16 * 1024 * 1024
+# Files up to this size are written through the channel; larger ones stream over HTTP.
+FILE_WRITE_MAX = 4 * 1024 * 1024
 
 Op = Callable[[Driver, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -62,7 +69,7 @@ async def run_exec(driver: Driver, instance_id: str, p: dict[str, Any]) -> dict[
         env=p.get("env"),
         stdin=base64.b64decode(stdin) if stdin else None,
         timeout=p.get("timeout_s"),
-        max_output=int(p.get("max_output") or 1024 * 1024),
+        max_output=min(int(p.get("max_output") or 1024 * 1024), MAX_EXEC_OUTPUT),
     )
     return {
         "exit_code": r.exit_code,
@@ -137,6 +144,19 @@ def _error(call_id: Any, exc: BaseException) -> dict[str, Any]:
     }
 
 
+def _too_large(call_id: Any) -> dict[str, Any]:
+    return {
+        "id": call_id,
+        "ok": False,
+        "status": 502,
+        "error": {
+            "code": "response_too_large",
+            "message": "The answer was too large to send.",
+            "details": {"max_bytes": MAX_MESSAGE},
+        },
+    }
+
+
 async def serve(websocket: WebSocket, driver: Driver) -> None:
     """Answer calls until the control plane hangs up; its calls still running are cancelled
     (an exec's process group is killed by the driver when its call is cancelled)."""
@@ -145,9 +165,12 @@ async def serve(websocket: WebSocket, driver: Driver) -> None:
     send_lock = asyncio.Lock()
 
     async def reply(message: dict[str, Any]) -> None:
+        text = json.dumps(message, separators=(",", ":"))
+        if len(text) > MAX_MESSAGE:  # the control plane would drop the channel for it
+            text = json.dumps(_too_large(message.get("id")), separators=(",", ":"))
         async with send_lock:
             with contextlib.suppress(Exception):
-                await websocket.send_text(json.dumps(message, separators=(",", ":")))
+                await websocket.send_text(text)
 
     async def handle(call_id: Any, op: Op, instance_id: str, params: dict[str, Any]) -> None:
         try:
@@ -160,12 +183,18 @@ async def serve(websocket: WebSocket, driver: Driver) -> None:
 
     try:
         while True:
+            raw = await websocket.receive()
+            if raw["type"] == "websocket.disconnect":
+                break
+            # A malformed message fails alone: the channel carries every tenant's calls.
             try:
-                message = json.loads(await websocket.receive_text())
+                message = json.loads(raw.get("text") or raw.get("bytes") or b"")
                 call_id = message["id"]
+                if not isinstance(call_id, int | str):
+                    raise TypeError("id")
             except (ValueError, KeyError, TypeError):
-                await websocket.close(code=1003)
-                return
+                log.warning("malformed message on the call channel, ignored")
+                continue
             if message.get("cancel"):
                 task = running.get(call_id)
                 if task is not None:

@@ -16,10 +16,11 @@ from typing import Any
 
 import httpx
 from fastapi import Depends, FastAPI, Request, WebSocket
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
+from forkyard.kit.body_limit import BodyLimitMiddleware
 from forkyard.kit.crypto import constant_time_equal
 from forkyard.kit.errors import ForkyardError, Unauthenticated
 from forkyard.node import images as node_images
@@ -54,8 +55,17 @@ class ExecBody(BaseModel):
 
 class PathBody(BaseModel):
     path: str
-    offset: int = 0
-    limit: int | None = None
+    offset: int = Field(default=0, ge=0)
+    limit: int | None = Field(default=None, ge=0)
+    # A whole-file read of a larger file is refused (file_too_large); no read sends more.
+    max_size: int = Field(default=64 * 1024 * 1024, ge=0)
+
+
+# Request bodies the node reads before its authentication runs are bounded: a stranger at the
+# node's port holds no more than this of its memory. A streamed file write is read only after
+# authentication, chunk by chunk as the agent takes it (`/files/content`).
+MAX_NODE_BODY = 32 * 1024 * 1024
+MAX_NODE_UPLOAD = 1024 * 1024 * 1024
 
 
 def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None = None) -> FastAPI:
@@ -96,6 +106,11 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
         dependencies=[Depends(authenticate)],
     )
     app.state.driver = driver
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default_max=MAX_NODE_BODY,
+        larger=[(r"/node/instances/[^/]+/files/content", MAX_NODE_UPLOAD)],
+    )
 
     @app.exception_handler(ForkyardError)
     async def node_error(request: Request, exc: ForkyardError) -> JSONResponse:
@@ -194,9 +209,34 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     @app.post("/node/instances/{instance_id}/files/read")
-    async def read(instance_id: str, body: PathBody) -> Response:
-        data = await driver.read_file(instance_id, body.path, offset=body.offset, limit=body.limit)
-        return Response(data, media_type="application/octet-stream")
+    async def read(instance_id: str, body: PathBody) -> StreamingResponse:
+        """A regular file's bytes, streamed as the agent sends them (the node holds at most one
+        window of them); the agent's refusal is an error answer, before any byte."""
+        reader = await driver.read_stream(
+            instance_id, body.path, offset=body.offset, limit=body.limit, max_size=body.max_size
+        )
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async with reader:
+                async for chunk in reader:
+                    yield chunk
+
+        return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+    @app.put("/node/instances/{instance_id}/files/content")
+    async def write_content(
+        instance_id: str,
+        request: Request,
+        path: str,
+        mode: int = 0o644,
+        make_parents: bool = True,
+    ) -> dict[str, Any]:
+        """Write a file from the request body as it arrives (files too large for one message
+        on the call channel): the agent's credit paces the upload."""
+        info = await driver.write_file(
+            instance_id, path, request.stream(), mode=mode, make_parents=make_parents
+        )
+        return rpc.file_json(info)
 
     # --- layers: checkpoint, rollback, fork, delete, usage (see node/layers.py) ---
 

@@ -17,6 +17,7 @@ from forkyard.node.agent_client import (
     ExecResult,
     ExecStream,
     FileInfo,
+    FileReader,
 )
 
 INSTANCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
@@ -178,11 +179,23 @@ class Driver(abc.ABC):
     ) -> bytes:
         return await (await self.agent(instance_id)).read_file(path, offset=offset, limit=limit)
 
+    async def read_stream(
+        self,
+        instance_id: str,
+        path: str,
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+        max_size: int | None = None,
+    ) -> FileReader:
+        client = await self.agent(instance_id)
+        return await client.read_stream(path, offset=offset, limit=limit, max_size=max_size)
+
     async def write_file(
         self,
         instance_id: str,
         path: str,
-        data: bytes | str,
+        data: bytes | str | AsyncIterable[bytes],
         *,
         mode: int = 0o644,
         make_parents: bool = True,
