@@ -36,6 +36,10 @@ class InstanceCgroup:
     def paths(self) -> list[Path]:
         return [self.path(c) for c in CONTROLLERS if (self.root / c).is_dir()]
 
+    def procs_file(self) -> Path:
+        """The list of the group's processes (pids controller): empty once all have exited."""
+        return self.path("pids") / "cgroup.procs"
+
     def exists(self) -> bool:
         return any(p.is_dir() for p in self.paths)
 

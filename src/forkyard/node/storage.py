@@ -91,7 +91,9 @@ async def mount_disk(image: Path, target: Path, *, readonly: bool = False) -> No
         # Direct ioctls: `mount -o loop` costs 50-100 ms under concurrent forks, this ~5 ms.
         await asyncio.to_thread(_loop_mount, image, target, fs, ",".join(opts), readonly)
     except OSError:
-        all_opts = ",".join(["loop", "noatime", *opts, *(["ro"] if readonly else [])])
+        all_opts = ",".join(
+            ["loop", "noatime", "nosuid", "nodev", *opts, *(["ro"] if readonly else [])]
+        )
         await _run("mount", "-t", fs, "-o", all_opts, str(image), str(target))
 
 
@@ -100,7 +102,12 @@ LOOP_CONFIGURE = 0x4C0A
 LO_FLAGS_READ_ONLY = 1
 LO_FLAGS_AUTOCLEAR = 4
 MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
 MS_NOATIME = 1024
+# Everything an instance can write is mounted so on the host: a setuid file or a device node
+# made inside gives nobody on the host any power.
+MS_UNTRUSTED = MS_NOSUID | MS_NODEV
 
 
 def _loop_mount(image: Path, target: Path, fs: str, data: str, readonly: bool) -> None:
@@ -128,7 +135,7 @@ def _loop_mount(image: Path, target: Path, fs: str, data: str, readonly: bool) -
                         continue
                     raise
                 try:
-                    mflags = MS_NOATIME | (MS_RDONLY if readonly else 0)
+                    mflags = MS_NOATIME | MS_UNTRUSTED | (MS_RDONLY if readonly else 0)
                     if _libc.mount(dev.encode(), str(target).encode(), fs.encode(), mflags,
                                    data.encode()) != 0:  # fmt: skip
                         err = ctypes.get_errno()
@@ -151,7 +158,7 @@ def mount_overlay(lower: Sequence[Path], upper: Path, work: Path, target: Path) 
     upper.mkdir(exist_ok=True)
     work.mkdir(exist_ok=True)
     opts = f"lowerdir={':'.join(str(p) for p in lower)},upperdir={upper},workdir={work}"
-    if _libc.mount(b"overlay", str(target).encode(), b"overlay", 0, opts.encode()) != 0:
+    if _libc.mount(b"overlay", str(target).encode(), b"overlay", MS_UNTRUSTED, opts.encode()):
         err = ctypes.get_errno()
         raise SandboxFailed(f"overlay mount on {target} failed: {os.strerror(err)}")
 

@@ -3,10 +3,16 @@
 Layout of one instance, under <data_dir>/instances/<id>/:
     spec.json   the SandboxSpec it was last started with
     origin      the layer its disk was last cloned from or captured into (a checkpoint's parent)
-    disk/       mount point of its disk image, which holds upper/ and work/
-    merged/     the overlay (lower = layers + image, upper = disk/upper), the instance's /
-    run/        bound at /run/forkyard inside; the agent listens on run/agent.sock
+    disk/       mount point of its disk image (nosuid, nodev), which holds upper/ and work/
+    idmap/      the disk and each lower layer again, idmapped to the instance's uid range
+    run/        the agent's socket (agent.sock): the node binds it and hands the agent the
+                listening fd, so nothing inside the instance can see or replace it
     agent.log   the launcher's and agent's own stdout/stderr
+Its root, the overlay of idmap/ (lower = layers + image, upper = the disk's upper/), is mounted
+at /run/forkyard/roots/<node>/<id>: a path every uid can traverse, since bwrap resolves it as the
+instance's unprivileged host uid (a data dir under a 0700 directory would be out of its reach).
+Isolation: user namespace, capabilities and seccomp in node/isolation.py and node/seccomp.py
+(ADR 0009).
 The disk image itself (sparse, disk_mb) is <data_dir>/store/disks/<id>.img, on the layer store's
 filesystem so checkpoints, rollbacks and forks are reflink clones of it (see node/layers.py);
 an older instance may still have <data_dir>/instances/<id>/disk.img, which keeps working.
@@ -18,8 +24,11 @@ from __future__ import annotations
 import asyncio
 import compileall
 import contextlib
+import hashlib
 import json
 import os
+import shutil
+import socket
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -27,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import forkyard.guest
-from forkyard.node import storage
+from forkyard.node import isolation, seccomp, storage
 from forkyard.node.agent_client import AgentClient
 from forkyard.node.cgroups import InstanceCgroup, Limits, owned_names
 from forkyard.node.drivers.base import (
@@ -57,8 +66,8 @@ from forkyard.node.layers import (
 )
 
 GUEST_MOUNT = "/opt/forkyard/forkyard_guest"
-SOCKET_DIR_INSIDE = "/run/forkyard"
 SOCKET_NAME = "agent.sock"
+ROOTS_DIR = Path("/run/forkyard/roots")
 BOOT_TIMEOUT_S = 10.0
 GUEST_PYTHON = "/usr/bin/python3"
 # -I -S: no site-packages, no user env, no cwd on sys.path: the agent needs only the stdlib,
@@ -66,8 +75,9 @@ GUEST_PYTHON = "/usr/bin/python3"
 AGENT_BOOT = (
     "import sys; sys.path.insert(0, '/opt/forkyard'); from forkyard_guest.agent import main; main()"
 )
-# The launcher joins the instance's cgroups itself, then becomes bwrap: every process of the
-# instance is accounted and limited from its first instruction.
+# The launcher joins the instance's cgroups itself, then becomes bwrap (through nsenter, inside
+# the instance's user namespace as its root): every process of the instance is accounted and
+# limited from its first instruction, and none is ever host root.
 LAUNCHER = 'for c in $FORKYARD_CGROUPS; do echo $$ > "$c/cgroup.procs" || exit 121; done; exec "$@"'
 BASE_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -113,13 +123,46 @@ class SandboxDriver(Driver):
         self._blank_lock = asyncio.Lock()
         self.cgroup_parent = cgroup_parent
         self.bwrap = bwrap
-        self.guest_dir = guest_dir or Path(forkyard.guest.__file__).resolve().parent
-        # The guest dir is bound read-only: precompile so the agent does not compile at boot.
-        compileall.compile_dir(str(self.guest_dir), quiet=1)
+        node_key = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
+        self.roots_dir = ROOTS_DIR / node_key
+        self.roots_dir.mkdir(parents=True, exist_ok=True)
+        for p in (ROOTS_DIR.parent, ROOTS_DIR, self.roots_dir):
+            os.chmod(p, 0o711)  # noqa: S103 (traversable, not listable, by instances' host uids)
+        self.guest_dir = self._install_guest(
+            guest_dir or Path(forkyard.guest.__file__).resolve().parent
+        )
         self._running: dict[str, _Running] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
+    def _install_guest(self, source: Path) -> Path:
+        """A root-owned copy of the guest agent's code, bound read-only into every instance: not
+        the source tree itself, so nothing an instance does to its view can reach our code.
+        Precompiled, so the agent does not compile at boot."""
+        dest = self.roots_dir / ".guest"
+        tmp = self.roots_dir / f".guest-{os.getpid()}"
+        storage.remove_tree(tmp)
+        shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("__pycache__"))
+        compileall.compile_dir(str(tmp), quiet=1, ddir=GUEST_MOUNT)
+        for root, _dirs, files in os.walk(tmp):
+            os.chmod(root, 0o755)  # noqa: S103 (readable code, writable by host root only)
+            for f in files:
+                os.chmod(os.path.join(root, f), 0o644)
+        if dest.exists():
+            old = self.roots_dir / f".guest-old-{os.getpid()}"
+            os.replace(dest, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, dest)
+        return dest
+
     # --- paths ---
+    def root_dir(self, instance_id: str) -> Path:
+        """Where the instance's root (its overlay) is mounted on the host."""
+        self.instance_dir(instance_id)  # validates the id
+        return self.roots_dir / instance_id
+
+    def _claim_owner(self, instance_id: str) -> str:
+        return f"{self.data_dir}:{instance_id}"
+
     def instance_dir(self, instance_id: str) -> Path:
         if not INSTANCE_ID_RE.match(instance_id):
             raise InstanceNotFound(f"invalid instance id {instance_id!r}")
@@ -202,7 +245,7 @@ class SandboxDriver(Driver):
             instance_id=spec.instance_id,
             pid=proc.pid,
             agent_socket=d / "run" / SOCKET_NAME,
-            root=d / "merged",
+            root=self.root_dir(spec.instance_id),
             boot_ms=round((time.monotonic() - t0) * 1000, 2),
             created_disk=created,
             origin=self.origin(spec.instance_id),
@@ -219,31 +262,59 @@ class SandboxDriver(Driver):
         if created:
             await self._blank_disk(disk, spec.disk_mb)
         await storage.mount_disk(disk, d / "disk")
+        # Made on the plain mount, so the instance's / is its root's (uid 0 on disk): through
+        # the idmapped mount, host root's new directories would belong to nobody inside.
+        for sub in ("upper", "work"):
+            (d / "disk" / sub).mkdir(exist_ok=True)
         async with self._mount_lock:  # store layers in the stack are mounted read-only, once
             for layer_id in self.layers.lower_refs(spec.layers):
                 await self.layers.mount(layer_id)
-        lower = [*spec.layers, spec.image]
-        storage.mount_overlay(lower, d / "disk" / "upper", d / "disk" / "work", d / "merged")
+        cg = self.cgroup(spec.instance_id)
+        cg.create(Limits(memory_mb=spec.memory_mb, vcpus=spec.vcpus, pids_max=spec.pids_max))
+        rng = await asyncio.to_thread(
+            isolation.claim_range, self._claim_owner(spec.instance_id), cg.procs_file()
+        )
+        (d / "uid-range").write_text(str(rng.slot))
+        userns, mount_ns = await asyncio.to_thread(isolation.namespaces, rng)
+        idmap = d / "idmap"
+        isolation.idmapped_bind(d / "disk", idmap / "disk", mount_ns, readonly=False)
+        lower = []
+        for i, path in enumerate([*spec.layers, spec.image]):
+            isolation.idmapped_bind(path, idmap / f"lower{i}", mount_ns, readonly=True)
+            lower.append(idmap / f"lower{i}")
+        root = self.root_dir(spec.instance_id)
+        storage.mount_overlay(lower, idmap / "disk" / "upper", idmap / "disk" / "work", root)
         run_dir = d / "run"
-        run_dir.mkdir(exist_ok=True)
+        run_dir.mkdir(exist_ok=True, mode=0o700)
         sock = run_dir / SOCKET_NAME
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
-        cg = self.cgroup(spec.instance_id)
-        cg.create(Limits(memory_mb=spec.memory_mb, vcpus=spec.vcpus, pids_max=spec.pids_max))
-        argv = self._bwrap_argv(spec, d)
-        with open(d / "agent.log", "ab") as log:
-            proc = await asyncio.create_subprocess_exec(
-                "/bin/sh",
-                "-c",
-                LAUNCHER,
-                "forkyard-launcher",
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env={"FORKYARD_CGROUPS": " ".join(str(p) for p in cg.paths), **BASE_ENV},
-            )
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        filter_fd = seccomp.program_fd()
+        try:
+            listener.bind(str(sock))
+            os.chmod(sock, 0o600)
+            listener.listen(128)
+            argv = self._bwrap_argv(spec, root, userns, filter_fd, listener.fileno())
+            with open(d / "agent.log", "ab") as log:
+                proc = await asyncio.create_subprocess_exec(
+                    "/bin/sh",
+                    "-c",
+                    LAUNCHER,
+                    "forkyard-launcher",
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    pass_fds=(listener.fileno(), filter_fd),
+                    env={
+                        "FORKYARD_CGROUPS": " ".join(str(p) for p in cg.paths),
+                        **BASE_ENV,
+                    },
+                )
+        finally:
+            listener.close()  # the agent holds it now; the node only connects
+            os.close(filter_fd)
         try:
             client = await self._wait_for_agent(sock, proc, d)
         except BaseException:
@@ -269,16 +340,22 @@ class SandboxDriver(Driver):
                     os.chmod(blank, 0o444)
         self.layers.clone(blank, disk)
 
-    def _bwrap_argv(self, spec: SandboxSpec, d: Path) -> list[str]:
+    def _bwrap_argv(
+        self, spec: SandboxSpec, root: Path, userns: int, filter_fd: int, agent_fd: int
+    ) -> list[str]:
+        """nsenter makes the launcher root of the instance's user namespace (its host uid is
+        the range's first); bwrap then builds the sandbox as that unprivileged user: capabilities
+        bounded to CAPABILITIES, no_new_privs, the seccomp filter (bwrap always sets
+        no_new_privs; it loads the filter last, just before the agent starts)."""
         env = {**BASE_ENV, "HOSTNAME": spec.hostname or spec.instance_id, **spec.env}
         argv = [
+            "nsenter", f"--user=/proc/{os.getpid()}/fd/{userns}", "--setuid=0", "--setgid=0",
             self.bwrap,
-            "--bind", str(d / "merged"), "/",
+            "--bind", str(root), "/",
             "--proc", "/proc",
             "--dev", "/dev",
             "--tmpfs", "/tmp",  # noqa: S108 (the instance's own /tmp)
             "--ro-bind", str(self.guest_dir), GUEST_MOUNT,
-            "--bind", str(d / "run"), SOCKET_DIR_INSIDE,
             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try",
             "--hostname", spec.hostname or spec.instance_id,
@@ -286,13 +363,14 @@ class SandboxDriver(Driver):
             "--new-session",
             "--clearenv",
             "--chdir", "/",
+            "--cap-drop", "ALL",
         ]  # fmt: skip
+        for cap in isolation.CAPABILITIES:
+            argv += ["--cap-add", cap]
+        argv += ["--seccomp", str(filter_fd)]
         for k, v in env.items():
             argv += ["--setenv", k, v]
-        argv += [
-            GUEST_PYTHON, "-I", "-S", "-c", AGENT_BOOT,
-            "--socket", f"{SOCKET_DIR_INSIDE}/{SOCKET_NAME}",
-        ]  # fmt: skip
+        argv += [GUEST_PYTHON, "-I", "-S", "-c", AGENT_BOOT, "--listen-fd", str(agent_fd)]
         return argv
 
     async def _wait_for_agent(
@@ -334,9 +412,22 @@ class SandboxDriver(Driver):
             await running.proc.wait()
         d = self.instance_dir(instance_id)
         storage.thaw_fs(d / "disk")  # a capture interrupted by a crash may have left it frozen
-        for mp in storage.mounts_under(d):
+        root = self.root_dir(instance_id)
+        for mp in [*storage.mounts_under(root), *storage.mounts_under(d)]:
             storage.unmount(mp)
+        with contextlib.suppress(OSError):
+            root.rmdir()
+        self._release_range(instance_id)
         cg.remove()
+
+    def _release_range(self, instance_id: str) -> None:
+        path = self.instance_dir(instance_id) / "uid-range"
+        try:
+            slot = int(path.read_text())
+        except (OSError, ValueError):
+            return
+        isolation.release_range(isolation.UidRange(slot), self._claim_owner(instance_id))
+        path.unlink(missing_ok=True)
 
     async def destroy(self, instance_id: str) -> None:
         async with self._lock(instance_id):
@@ -405,6 +496,7 @@ class SandboxDriver(Driver):
             rel = mp.relative_to(self.instances_dir).parts
             if rel:
                 owned.add(rel[0])
+        owned |= {e.name for e in self.roots_dir.iterdir() if INSTANCE_ID_RE.match(e.name)}
         return owned
 
     def load_spec(self, instance_id: str) -> SandboxSpec | None:
@@ -419,8 +511,11 @@ class SandboxDriver(Driver):
             await running.client.close()
 
     def release_store(self) -> None:
-        """Unmount layers and the store volume (for shutdown and tests; no instance may be up)."""
+        """Unmount layers and the store volume, and drop this node's directory of roots with its
+        copy of the guest code (for shutdown and tests; no instance may be up)."""
         close_store(self.store_dir)
+        if not storage.mounts_under(self.roots_dir):
+            shutil.rmtree(self.roots_dir, ignore_errors=True)
 
     # --- layers: checkpoint, rollback, fork ---
     async def checkpoint(self, instance_id: str, layer_id: str) -> LayerInfo:
