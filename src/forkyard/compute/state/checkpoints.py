@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from forkyard.compute.errors import InstanceNotRunning
 from forkyard.compute.models import Checkpoint, Instance, InstanceStack, Layer, Snapshot
 from forkyard.compute.node_client import RemoteError
-from forkyard.compute.service import get_instance, get_vm, instance_out, node_for
+from forkyard.compute.service import check_disk, get_instance, get_vm, instance_out, node_for
 from forkyard.compute.state import schemas
 from forkyard.compute.state.layers import capture, ensure_stack, forget_node_layer, release
 from forkyard.config import Settings
@@ -66,6 +66,7 @@ async def capture_as(
     """Capture a running or stopped instance as a new layer of `kind` and store the row
     `record(layer)` that holds it (a checkpoint, a snapshot). A failed capture stores nothing."""
     require_capturable(instance)
+    await check_disk(session, settings, instance.org_id)
     layer = await capture(session, settings, instance, kind)
     row = record(layer)
     session.add(row)

@@ -83,7 +83,9 @@ async def fork_instance(
     vcpus = over.vcpus or parent.vcpus
     memory_mb = over.memory_mb or parent.memory_mb
     assert principal.org_id
-    await check_quota(session, settings, principal.org_id, vcpus, memory_mb, body.count)
+    await check_quota(
+        session, settings, principal.org_id, vcpus, memory_mb, body.count, disk_mb=parent.disk_mb
+    )
     server = await session.get(ComputeServer, parent.server_id, with_for_update=True)
     room = await free_slots(session, server, settings)
     parent_stack = await ensure_stack(session, parent)

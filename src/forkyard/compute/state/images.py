@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Query, Response
+from fastapi import Depends, Query, Request, Response
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,7 +41,7 @@ from forkyard.compute.models import (
     Snapshot,
 )
 from forkyard.compute.node_client import NodeClient
-from forkyard.compute.service import node_for, place
+from forkyard.compute.service import BUILD_DISK_MB, check_disk, node_for, place
 from forkyard.compute.state import schemas
 from forkyard.compute.state.errors import (
     ImageInUse,
@@ -50,7 +50,7 @@ from forkyard.compute.state.errors import (
 )
 from forkyard.compute.state.layers import add_layer, ensure_on, release
 from forkyard.db.session import DbSession
-from forkyard.identity.deps import Reader, Writer
+from forkyard.identity.deps import Reader, Writer, settings_of
 from forkyard.identity.principal import Principal
 from forkyard.jobs import enqueue, job
 from forkyard.jobs.queue import JobContext
@@ -344,7 +344,7 @@ async def delete_base_image(id: str, session: DbSession, principal: Writer) -> R
 
 @router.post("/images/prepare", status_code=202, response_model=schemas.BaseImageOut)
 async def prepare_image(
-    body: schemas.ImagePrepare, session: DbSession, principal: Writer
+    body: schemas.ImagePrepare, request: Request, session: DbSession, principal: Writer
 ) -> schemas.BaseImageOut:
     """Build a new version of a family in the background (poll it for progress and logs)."""
     if body.platform and not principal.is_staff:
@@ -372,6 +372,10 @@ async def prepare_image(
         if base is None:
             raise NotFound.of("Image", body.base_image)
         recipe["base_image"] = base.id
+    # The build sandbox's disk counts against the org's disk total while it builds.
+    await check_disk(
+        session, settings_of(request), owner, int(recipe.get("disk_mb") or BUILD_DISK_MB)
+    )
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"img:{owner}:{body.family}"}
     )

@@ -214,7 +214,7 @@ async def restore_snapshot(
     vcpus = new.vcpus or (profile.vcpus if profile else 1.0)
     memory_mb = new.memory_mb or (profile.memory_mb if profile else 512)
     assert principal.org_id
-    await check_quota(session, settings, principal.org_id, vcpus, memory_mb)
+    await check_quota(session, settings, principal.org_id, vcpus, memory_mb, disk_mb=layer.disk_mb)
     server = await place(session, settings, [layer.id])
     now = utcnow()
     instance = Instance(
