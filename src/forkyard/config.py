@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A secret still at this value is refused outside development mode.
@@ -40,7 +41,9 @@ class Settings(BaseSettings):
     csrf_trusted_origins: list[str] = Field(default_factory=list)
     # None: Secure cookies unless a development server is reached over plain http.
     cookie_secure: bool | None = None
-    trust_proxy_headers: bool = False  # take the client IP from X-Forwarded-For
+    # CIDRs of our reverse proxies (a JSON list): X-Forwarded-For is believed only from them,
+    # and the client is the rightmost hop that is not one of them. Empty: the peer address.
+    trusted_proxies: list[str] = Field(default_factory=list)
 
     # --- auth ---
     access_token_ttl_s: int = 15 * 60
@@ -57,6 +60,9 @@ class Settings(BaseSettings):
     webauthn_origin: str = "http://localhost:8000"  # the browser origin ceremonies run on
     mfa_challenge_ttl_s: int = 10 * 60
     mfa_challenge_max_attempts: int = 5
+    # failed second-factor attempts per account, across all its challenges, within the window
+    mfa_user_max_failures: int = 10
+    mfa_user_failure_window_s: int = 15 * 60
     mfa_code_ttl_s: int = 10 * 60
     mfa_code_max_attempts: int = 5
     magic_link_ttl_s: int = 15 * 60
@@ -116,6 +122,13 @@ class Settings(BaseSettings):
     worker_heartbeat_stale_s: int = 30
     worker_concurrency: int = 4
     run_worker_in_api: bool = True
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)  # a typo fails the start, loudly
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

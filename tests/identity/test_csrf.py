@@ -62,7 +62,7 @@ async def test_trusted_origins_come_from_settings(client, new_client, settings):
 
 async def test_api_key_requests_need_no_csrf(client, new_client):
     await make_account(client, "csrfkey@example.com")
-    key = await make_api_key(client)
+    key = await make_api_key(client, ["read", "write", "account"])
     bot = new_client()
     r = await bot.patch(
         "/v1/auth/me",

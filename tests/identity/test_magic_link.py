@@ -39,7 +39,8 @@ async def test_magic_link_expires(client, run_jobs, settings):
 
 
 async def test_magic_link_still_needs_the_second_factor(client, new_client, run_jobs, settings):
-    await make_account(client, "ml3@example.com")
+    # Verified: on an unverified account the link would reset everything (test_address_claim).
+    await make_account(client, "ml3@example.com", run_jobs, settings, verify=True)
     secret = await enroll_totp(client)
     browser = new_client("10.3.0.4")
     await browser.post(f"{PATH}/request", json={"email": "ml3@example.com"})

@@ -89,12 +89,14 @@ async def test_password_change(client, new_client, settings, run_jobs):
     assert any("password was changed" in str(m["Subject"]) for m in outbox(settings))
 
 
-async def test_set_password_only_for_accounts_without_one(client, new_client, db):
+async def test_set_password_only_for_accounts_without_one(
+    client, new_client, db, run_jobs, settings
+):
     await make_account(client, "has@example.com")
     r = await client.post("/v1/auth/set-password", json={"new_password": NEW})
     assert r.status_code == 409 and error_code(r) == "password_already_set"
 
-    # An account made without a password (as OAuth or a magic link would), reached by an API key.
+    # An account made without a password (as OAuth or a magic link would).
     secret = "fy_" + "s" * 40
     async with db.transaction() as session:
         user = await create_user(session, email="nopw@example.com", password=None, name="N")
@@ -106,16 +108,30 @@ async def test_set_password_only_for_accounts_without_one(client, new_client, db
                 name="boot",
                 prefix=secret[:10],
                 key_hash=token_hash(secret),
-                scopes=["read", "write"],
+                scopes=["read", "write", "account"],
             )
         )
+    # A key, even one with the account scope, can never give the account a password: whoever
+    # holds a leaked key would own the account.
     bot = new_client()
     bot.headers["Authorization"] = f"Bearer {secret}"
     assert (await bot.get("/v1/auth/me")).json()["has_password"] is False
-    weak = await bot.post("/v1/auth/set-password", json={"new_password": "tiny"})
+    refused = await bot.post("/v1/auth/set-password", json={"new_password": NEW})
+    assert refused.status_code == 403 and error_code(refused) == "cookie_session_required"
+
+    # The owner, signed in by a magic link, can.
+    browser = new_client("10.9.0.1")
+    await browser.post("/v1/auth/login/magic-link/request", json={"email": "nopw@example.com"})
+    await run_jobs()
+    token = last_link(settings, "nopw@example.com", r"consume\?token=([A-Za-z0-9_\-]+)")
+    r = await browser.get("/v1/auth/login/magic-link/consume", params={"token": token})
+    assert r.status_code == 200, r.text
+    browser.headers["Origin"] = "http://testserver"
+    weak = await browser.post("/v1/auth/set-password", json={"new_password": "tiny"})
     assert weak.status_code == 422
-    assert (await bot.post("/v1/auth/set-password", json={"new_password": NEW})).status_code == 200
+    r = await browser.post("/v1/auth/set-password", json={"new_password": NEW})
+    assert r.status_code == 200, r.text
     assert (await bot.get("/v1/auth/me")).json()["has_password"] is True
     await login(new_client(), "nopw@example.com", NEW)
-    again = await bot.post("/v1/auth/set-password", json={"new_password": NEW + "2"})
+    again = await browser.post("/v1/auth/set-password", json={"new_password": NEW + "2"})
     assert again.status_code == 409

@@ -70,6 +70,6 @@ async def record_for_user(
         "target_id": user.id,
     }
     if request is not None:
-        fields["ip"] = client_ip(request, request.app.state.settings.trust_proxy_headers)
+        fields["ip"] = client_ip(request, request.app.state.settings.trusted_proxies)
         fields["user_agent"] = request.headers.get("user-agent")
     return await record(session, action, **(fields | details))

@@ -161,8 +161,18 @@ def worker(data_dir: DataDir = Path(".forkyard")) -> None:
 def node(
     control_plane: Annotated[str, typer.Option("--control-plane", help="The control plane's URL.")],
     token: Annotated[
-        str, typer.Option("--token", envvar="FORKYARD_NODE_TOKEN", help="The cluster's node token.")
-    ],
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="FORKYARD_NODE_TOKEN",
+            help="The cluster's node token (prefer FORKYARD_NODE_TOKEN or --token-file: a "
+            "command line is readable by every user of the machine).",
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option("--token-file", help="Read the cluster's node token from this file."),
+    ] = None,
     data_dir: DataDir = Path(".forkyard/node"),
     listen: Annotated[
         str, typer.Option(help="host:port for the node API (port 0 picks one).")
@@ -170,6 +180,10 @@ def node(
     name: Annotated[str | None, typer.Option(help="Server name (default: hostname).")] = None,
     advertise_host: Annotated[
         str | None, typer.Option(help="Host the control plane should call.")
+    ] = None,
+    advertise_url: Annotated[
+        str | None,
+        typer.Option(help="Full URL the control plane should call (https behind a TLS proxy)."),
     ] = None,
     cgroup_parent: Annotated[
         str | None,
@@ -188,6 +202,14 @@ def node(
     from forkyard.node.runner import Node, NodeConfig
 
     settings = _settings()
+    if token_file is not None:
+        token = token_file.read_text().strip()
+    if not token:
+        console.print("[red]Give the node token: FORKYARD_NODE_TOKEN, --token-file or --token.[/]")
+        raise typer.Exit(2)
+    if advertise_url is not None and not advertise_url.startswith(("http://", "https://")):
+        console.print("[red]--advertise-url must be an http:// or https:// URL.[/]")
+        raise typer.Exit(2)
     if holder := lock_holder(data_dir.resolve()):  # before the image build; run() checks again
         console.print(f"[red]{NodeIdentityInUse(data_dir.resolve(), holder)}[/]")
         raise typer.Exit(3)
@@ -200,6 +222,7 @@ def node(
         host=host or "127.0.0.1",
         port=int(port or 0),
         advertise_host=advertise_host,
+        advertise_url=advertise_url.rstrip("/") if advertise_url else None,
         image_cache=settings.image_cache_dir,
         cgroup_parent=cgroup_parent,
     )

@@ -1,7 +1,12 @@
-"""Internal routes nodes call: register and heartbeat (tag internal). Authenticated with the
-cluster's node token, never with user credentials."""
+"""Internal routes nodes call: register and heartbeat (tag internal). A node joins with the
+cluster's node token and gets its own credential back; everything after that (heartbeats,
+registering again after a restart) is done with that credential, so one node can never speak
+for another, and the shared token alone cannot take over a live node's name."""
 
 from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
@@ -10,24 +15,50 @@ from sqlalchemy import select
 from forkyard.compute.models import ComputeServer, Instance, Vm
 from forkyard.compute.node_client import SECRET_PURPOSE
 from forkyard.db.session import DbSession
-from forkyard.identity.deps import settings_of
+from forkyard.identity.deps import ACCESS_ATTR, settings_of
 from forkyard.kit.clock import utcnow
-from forkyard.kit.crypto import constant_time_equal, encrypt
-from forkyard.kit.errors import NotFound, Unauthenticated
+from forkyard.kit.crypto import constant_time_equal, encrypt, random_token, token_hash
+from forkyard.kit.errors import Conflict, NotFound, Unauthenticated
 from forkyard.kit.ids import has_prefix
+
+
+class ServerNameTaken(Conflict):
+    code = "server_name_taken"
+    message = "A live compute server already has this name; register under another name."
+
+
+def _bearer(request: Request) -> str:
+    return request.headers.get("authorization", "").removeprefix("Bearer ").strip()
 
 
 async def require_node_token(request: Request) -> str:
     settings = settings_of(request)
-    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    given = _bearer(request)
     if not given or not constant_time_equal(given, settings.node_token):
         raise Unauthenticated("Nodes authenticate with the cluster's node token.")
     return "node"
 
 
-router = APIRouter(
-    prefix="/v1/internal/servers", tags=["internal"], dependencies=[Depends(require_node_token)]
-)
+async def require_node_credential(id: str, request: Request, session: DbSession) -> ComputeServer:
+    """The server in the path, when the caller holds that server's own credential."""
+    server = await session.get(ComputeServer, id) if has_prefix(id, "srv") else None
+    if server is None:
+        # A node whose control plane lost it (a new database) registers again on 404.
+        raise NotFound.of("Server", id)
+    given = _bearer(request)
+    if (
+        not given
+        or server.credential_hash is None
+        or not constant_time_equal(token_hash(given), server.credential_hash)
+    ):
+        raise Unauthenticated("Present this server's own credential (issued at registration).")
+    return server
+
+
+setattr(require_node_token, ACCESS_ATTR, "node")
+setattr(require_node_credential, ACCESS_ATTR, "node")
+
+router = APIRouter(prefix="/v1/internal/servers", tags=["internal"])
 
 
 class Capacity(BaseModel):
@@ -41,8 +72,15 @@ class Capacity(BaseModel):
 
 class RegisterRequest(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    url: str = Field(min_length=8, max_length=400)
+    url: str = Field(
+        min_length=8, max_length=400, pattern=r"^https?://[^/?#\s]+/?$", description="http or https"
+    )
     secret: str = Field(min_length=16, max_length=200)
+    credential: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The credential this node was issued before, when it registers again.",
+    )
     driver: str
     driver_version: str = ""
     capacity: Capacity
@@ -53,6 +91,10 @@ class RegisterRequest(BaseModel):
 
 class RegisterResponse(BaseModel):
     server_id: str
+    credential: str | None = Field(
+        description="A new credential for this node, shown once: present it on heartbeats and "
+        "when registering again. Null: keep the one presented."
+    )
     instances: dict[str, str] = Field(
         description="What should exist on the node: id -> running|stopped."
     )
@@ -122,20 +164,48 @@ async def _sync_states(session: DbSession, server_id: str, reported: dict[str, s
                 instance.status, instance.status_reason = "error", "vm_exited"
 
 
-@router.post("/register", response_model=RegisterResponse)
+def _is_live(server: ComputeServer, stale_after_s: int) -> bool:
+    seen = server.last_heartbeat_at
+    return (
+        server.status != "unreachable"
+        and seen is not None
+        and utcnow() - seen < timedelta(seconds=stale_after_s)
+    )
+
+
+@router.post(
+    "/register", response_model=RegisterResponse, dependencies=[Depends(require_node_token)]
+)
 async def register_server(
     body: RegisterRequest, request: Request, session: DbSession
 ) -> RegisterResponse:
     """A node announces itself (again): its URL, secret, driver and capacity."""
     settings = settings_of(request)
     server = (
-        await session.execute(select(ComputeServer).where(ComputeServer.name == body.name))
+        await session.execute(
+            select(ComputeServer).where(ComputeServer.name == body.name).with_for_update()
+        )
     ).scalar_one_or_none()
+    issued: str | None = None
     if server is None:
         server = ComputeServer(
             name=body.name, status="active", url=body.url, driver=body.driver, secret_encrypted=""
         )
         session.add(server)
+        issued = random_token()
+    elif not (
+        body.credential
+        and server.credential_hash
+        and constant_time_equal(token_hash(body.credential), server.credential_hash)
+    ):
+        # Not the node that holds this name. A live one keeps it (the join token is shared by
+        # every node: it must not let one redirect another's traffic); a dead one's name may
+        # be taken over by its replacement.
+        if server.credential_hash is not None and _is_live(server, settings.server_stale_after_s):
+            raise ServerNameTaken(details={"name": body.name})
+        issued = random_token()
+    if issued is not None:
+        server.credential_hash = token_hash(issued)
     server.url = body.url
     server.secret_encrypted = encrypt(settings.secret_key, SECRET_PURPOSE, body.secret)
     server.driver, server.driver_version = body.driver, body.driver_version
@@ -149,6 +219,7 @@ async def register_server(
 
     return RegisterResponse(
         server_id=server.id,
+        credential=issued,
         instances=await _desired(session, server.id),
         layers=await layer_ids_of_server(session, server.id),
     )
@@ -156,12 +227,11 @@ async def register_server(
 
 @router.post("/{id}/heartbeat", response_model=HeartbeatResponse)
 async def server_heartbeat(
-    id: str, body: HeartbeatRequest, session: DbSession
+    body: HeartbeatRequest,
+    session: DbSession,
+    server: Annotated[ComputeServer, Depends(require_node_credential)],
 ) -> HeartbeatResponse:
     """A node's periodic report: capacity and the state of every instance it holds."""
-    server = await session.get(ComputeServer, id) if has_prefix(id, "srv") else None
-    if server is None:
-        raise NotFound.of("Server", id)
     if server.status == "unreachable":
         server.status = "active"
     _apply_capacity(server, body.capacity)

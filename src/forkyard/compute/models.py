@@ -34,6 +34,9 @@ class ComputeServer(IdMixin, Base):
     url: Mapped[str] = mapped_column(String(400))
     # Secret the control plane presents when calling the node, encrypted at rest.
     secret_encrypted: Mapped[str] = mapped_column(Text)
+    # The node's own credential (issued at registration; heartbeats and re-registration present
+    # it), as a SHA-256 hash. The cluster's node token only lets a node join.
+    credential_hash: Mapped[str | None] = mapped_column(String(64))
     # active | draining | disabled | unreachable
     status: Mapped[str] = mapped_column(String(20), default="active")
     driver: Mapped[str] = mapped_column(String(40))

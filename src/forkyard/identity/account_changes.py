@@ -13,7 +13,7 @@ from forkyard.audit.service import record
 from forkyard.db.session import DbSession
 from forkyard.identity import schemas
 from forkyard.identity.cookies import clear_auth_cookies
-from forkyard.identity.deps import SudoPrincipal, UserPrincipal, settings_of
+from forkyard.identity.deps import SudoPrincipal, UserPrincipal, require_session, settings_of
 from forkyard.identity.errors import InvalidToken
 from forkyard.identity.mfa.codes import check_code, issue_code
 from forkyard.identity.mfa.errors import InvalidCode
@@ -34,7 +34,7 @@ from forkyard.kit.ratelimit import limiter
 from forkyard.kit.routing import protected_router
 from forkyard.mail.sender import queue_email
 
-router = protected_router("auth", prefix="/v1/auth")
+router = protected_router("auth", prefix="/v1/auth", requires=require_session)
 
 EMAIL_CHANGE_MESSAGE = (
     "If the address can be used, we sent it a confirmation link. The change happens when it is "

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from forkyard.audit.service import record
 from forkyard.db.session import DbSession
-from forkyard.identity.deps import Reader, SudoPrincipal, Writer
+from forkyard.identity.deps import Reader, SudoPrincipal, Writer, require_account
 from forkyard.identity.models import ApiKey
 from forkyard.identity.principal import ALL_SCOPES, Principal
 from forkyard.kit.clock import utcnow
@@ -27,7 +27,9 @@ router = protected_router("api_keys", prefix="/v1/api-keys")
 class ApiKeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     scopes: list[str] | None = Field(
-        default=None, description="Any of read, write, admin; default read+write."
+        default=None,
+        description="Any of read, write, admin, account (acts on your own account: profile,"
+        " SSH keys, new keys); default read+write.",
     )
     # Aware only: a zoneless time is ambiguous (and cannot be compared with ours).
     expires_at: AwareDatetime | None = None
@@ -95,7 +97,12 @@ def _may_manage(principal: Principal, key: ApiKey) -> bool:
     )
 
 
-@router.post("", status_code=201, response_model=ApiKeyWithSecret)
+@router.post(
+    "",
+    status_code=201,
+    response_model=ApiKeyWithSecret,
+    dependencies=[Depends(require_account)],
+)
 async def create_api_key(
     body: ApiKeyCreate, session: DbSession, principal: Writer
 ) -> ApiKeyWithSecret:

@@ -10,7 +10,9 @@ ACCESS_COOKIE = "fy_access"
 REFRESH_COOKIE = "fy_refresh"
 CSRF_COOKIE = "fy_csrf"
 SUDO_COOKIE = "fy_sudo"
+SIGNUP_COOKIE = "fy_signup"
 REFRESH_PATH = "/v1/auth/refresh"
+VERIFY_PATH = "/v1/auth/verify-email"
 
 
 def set_session_cookies(
@@ -57,6 +59,20 @@ def set_sudo_cookie(response: Response, settings: Settings, token: str) -> None:
         secure=bool(settings.cookie_secure),
         samesite="strict",
         path="/v1",
+    )
+
+
+def set_signup_cookie(response: Response, settings: Settings, nonce: str) -> None:
+    """Marks the browser that chose the password at sign-up: only there does the verification
+    link keep it (see routes.verify_email)."""
+    response.set_cookie(
+        SIGNUP_COOKIE,
+        nonce,
+        max_age=settings.email_token_ttl_s,
+        httponly=True,
+        secure=bool(settings.cookie_secure),
+        samesite="lax",
+        path=VERIFY_PATH,
     )
 
 

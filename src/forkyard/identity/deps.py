@@ -16,6 +16,7 @@ from forkyard.config import Settings
 from forkyard.db.engine import plain_sql
 from forkyard.db.session import DbSession, database
 from forkyard.identity.cookies import ACCESS_COOKIE, CSRF_COOKIE, SUDO_COOKIE
+from forkyard.identity.errors import CookieSessionRequired
 from forkyard.identity.key_cache import KeyGrant, key_cache
 from forkyard.identity.models import ApiKey, AuthSession, SudoGrant, User
 from forkyard.identity.principal import ROLE_SCOPES, Principal
@@ -223,7 +224,7 @@ async def get_principal(request: Request) -> Principal:
     It takes no request session: an API-key request (the hot path) needs none, and a route that
     does open one has it to itself."""
     settings = settings_of(request)
-    ip = client_ip(request, settings.trust_proxy_headers)
+    ip = client_ip(request, settings.trusted_proxies)
     authorization = request.headers.get("authorization", "")
     if authorization:
         scheme, _, credential = authorization.partition(" ")
@@ -272,6 +273,37 @@ def require_org_scope(scope: str) -> Any:
     return check
 
 
+# What each dependency demands, shown in the reference as `x-forkyard-auth` (kit.routing).
+ACCESS_ATTR = "forkyard_access"
+
+
+async def require_session(principal: CurrentPrincipal) -> Principal:
+    """Credentials, MFA factors, sessions, contact details and the account's data: a signed-in
+    browser session only. No API key reaches these, whatever its scopes: a leaked key must
+    not become a takeover of the person who made it."""
+    if principal.kind != "user" or principal.session_id is None or principal.user_id is None:
+        raise CookieSessionRequired()
+    return principal
+
+
+async def require_account(principal: CurrentPrincipal) -> Principal:
+    """The creator's own account (profile, SSH keys, new keys): a signed-in session, or an API
+    key given the explicit `account` scope."""
+    if principal.user_id is None:
+        raise CookieSessionRequired()
+    if principal.kind != "user" and not principal.can("account"):
+        raise Forbidden(
+            "This acts on the key creator's account: sign in, or use a key with the `account`"
+            " scope.",
+            details={"scope": "account"},
+        )
+    return principal
+
+
+setattr(require_session, ACCESS_ATTR, "session")
+setattr(require_account, ACCESS_ATTR, "account")
+
+
 async def require_user(principal: CurrentPrincipal) -> Principal:
     if principal.user_id is None:
         raise Forbidden("This route acts for a user.")
@@ -279,6 +311,7 @@ async def require_user(principal: CurrentPrincipal) -> Principal:
 
 
 async def require_staff(principal: CurrentPrincipal) -> Principal:
+    """Staff only; everyone else sees 404."""
     if not principal.is_staff:
         # Staff routes are invisible to everyone else.
         from forkyard.kit.errors import NotFound
@@ -288,7 +321,9 @@ async def require_staff(principal: CurrentPrincipal) -> Principal:
 
 
 async def require_sudo(
-    request: Request, session: DbSession, principal: CurrentPrincipal
+    request: Request,
+    session: DbSession,
+    principal: Annotated[Principal, Depends(require_session)],
 ) -> Principal:
     """Destructive routes need a fresh password confirmation bound to this session."""
     raw = request.cookies.get(SUDO_COOKIE)
@@ -308,9 +343,16 @@ async def require_sudo(
     return principal
 
 
+setattr(require_sudo, ACCESS_ATTR, "sudo")
+setattr(require_staff, ACCESS_ATTR, "staff")
+setattr(get_principal, ACCESS_ATTR, "org")
+
+
 Reader = Annotated[Principal, Depends(require_org_scope("read"))]
 Writer = Annotated[Principal, Depends(require_org_scope("write"))]
 OrgAdmin = Annotated[Principal, Depends(require_org_scope("admin"))]
 UserPrincipal = Annotated[Principal, Depends(require_user)]
 StaffPrincipal = Annotated[Principal, Depends(require_staff)]
 SudoPrincipal = Annotated[Principal, Depends(require_sudo)]
+SessionPrincipal = Annotated[Principal, Depends(require_session)]
+AccountPrincipal = Annotated[Principal, Depends(require_account)]

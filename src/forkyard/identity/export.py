@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from forkyard.db.session import DbSession
-from forkyard.identity.deps import UserPrincipal
+from forkyard.identity.deps import UserPrincipal, require_session
 from forkyard.identity.models import (
     ApiKey,
     AuditEvent,
@@ -25,7 +25,7 @@ from forkyard.kit.errors import NotFound
 from forkyard.kit.routing import protected_router
 from forkyard.orgs.models import Membership, Org
 
-router = protected_router("auth", prefix="/v1/auth")
+router = protected_router("auth", prefix="/v1/auth", requires=require_session)
 
 AUDIT_CAP = 5000
 REDACTED = "[redacted]"

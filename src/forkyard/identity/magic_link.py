@@ -17,8 +17,12 @@ from forkyard.identity.errors import InvalidToken
 from forkyard.identity.mfa.challenges import challenge_or_sign_in
 from forkyard.identity.models import User
 from forkyard.identity.routes import anonymous_limit
-from forkyard.identity.service import consume_token, find_user_by_email, issue_token
-from forkyard.kit.clock import utcnow
+from forkyard.identity.service import (
+    claim_address,
+    consume_token,
+    find_user_by_email,
+    issue_token,
+)
 from forkyard.kit.crypto import token_hash
 from forkyard.kit.errors import RateLimited
 from forkyard.kit.ratelimit import limiter
@@ -83,6 +87,7 @@ async def consume_magic_link(
     user = await session.get(User, row.user_id)
     if user is None or user.deleted_at is not None:
         raise InvalidToken()
-    # The link reached the mailbox: the address is proven.
-    user.email_verified_at = user.email_verified_at or utcnow()
+    # The link reached the mailbox: the address is proven, and an unverified account's earlier
+    # credentials may be someone else's.
+    await claim_address(session, user, reason="magic_link_claimed_address")
     return await challenge_or_sign_in(session, request, user, method="magic_link")

@@ -135,7 +135,7 @@ class IdempotencyRecord(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     response_body: Mapped[str] = mapped_column(Text)
     content_type: Mapped[str | None] = mapped_column(String(100))
-    created_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(index=True)  # expiry sweeps (prune_records)
 
 
 class MfaFactor(IdMixin, Base):

@@ -30,7 +30,7 @@ from forkyard.identity.deps import settings_of
 from forkyard.identity.mfa.challenges import challenge_or_sign_in
 from forkyard.identity.models import OAuthIdentity, OAuthState, User
 from forkyard.identity.routes import anonymous_limit
-from forkyard.identity.service import create_user, find_user_by_email, revoke_sessions
+from forkyard.identity.service import claim_address, create_user, find_user_by_email
 from forkyard.kit.clock import utcnow
 from forkyard.kit.crypto import constant_time_equal, decrypt, encrypt, random_token, token_hash
 from forkyard.kit.errors import BadRequest, NotFound, ServiceUnavailable
@@ -326,13 +326,9 @@ async def _account_for(session: DbSession, provider: Provider, account: Provider
         )
         action = "user.signup_oauth"
     else:
-        if user.email_verified_at is None:
-            # Whoever signed up with this address never proved it; the provider just did.
-            # Their password and sessions could belong to someone else (pre-hijacking), so
-            # they stop working.
-            user.password_hash = None
-            await revoke_sessions(session, user.id, reason="oauth_took_over_unverified")
-            user.email_verified_at = utcnow()
+        # Whoever signed up with this address never proved it; the provider just did. What
+        # they set up could belong to someone else (pre-hijacking), so it stops working.
+        await claim_address(session, user, reason="oauth_took_over_unverified")
         action = "user.oauth_linked"
     session.add(
         OAuthIdentity(

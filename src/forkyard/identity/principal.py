@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# What each org role may do. API keys carry a subset of their creator's scopes.
+# What each org role may do. API keys carry a subset of their creator's scopes. `account`
+# is not about the org: a key with it may act on its creator's own account (profile, SSH keys,
+# minting keys); every member holds it for themselves. Credentials, factors and sessions stay
+# out of reach of every key (deps.require_session).
 ROLE_SCOPES: dict[str, frozenset[str]] = {
-    "owner": frozenset({"read", "write", "admin"}),
-    "admin": frozenset({"read", "write", "admin"}),
-    "member": frozenset({"read", "write"}),
-    "viewer": frozenset({"read"}),
+    "owner": frozenset({"read", "write", "admin", "account"}),
+    "admin": frozenset({"read", "write", "admin", "account"}),
+    "member": frozenset({"read", "write", "account"}),
+    "viewer": frozenset({"read", "account"}),
 }
-ALL_SCOPES = ("read", "write", "admin")
+ALL_SCOPES = ("read", "write", "admin", "account")
 
 
 @dataclass

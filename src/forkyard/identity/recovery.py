@@ -60,7 +60,7 @@ async def request_recovery(
     user = await find_user_by_email(session, body.email)
     if user is None:
         return schemas.Message(message=MESSAGE)
-    ip = client_ip(request, settings.trust_proxy_headers)
+    ip = client_ip(request, settings.trusted_proxies)
     not_before = utcnow() + timedelta(seconds=settings.recovery_cooldown_s)
     token = await issue_token(
         session,

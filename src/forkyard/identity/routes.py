@@ -15,13 +15,17 @@ from forkyard.identity import schemas
 from forkyard.identity.cookies import (
     ACCESS_COOKIE,
     REFRESH_COOKIE,
+    SIGNUP_COOKIE,
     clear_auth_cookies,
+    set_signup_cookie,
     set_sudo_cookie,
 )
 from forkyard.identity.deps import (
     CurrentPrincipal,
     SudoPrincipal,
     check_csrf,
+    require_account,
+    require_session,
     settings_of,
 )
 from forkyard.identity.errors import (
@@ -32,6 +36,7 @@ from forkyard.identity.errors import (
 from forkyard.identity.models import AuthSession, SudoGrant, User
 from forkyard.identity.passwords import check_password_policy, hash_password, verify_password
 from forkyard.identity.service import (
+    claim_address,
     consume_token,
     create_user,
     find_user_by_email,
@@ -44,7 +49,7 @@ from forkyard.identity.service import (
     user_out,
 )
 from forkyard.kit.clock import utcnow
-from forkyard.kit.crypto import random_token, token_hash
+from forkyard.kit.crypto import constant_time_equal, random_token, token_hash
 from forkyard.kit.errors import NotFound
 from forkyard.kit.http import client_ip
 from forkyard.kit.ratelimit import limiter
@@ -60,14 +65,14 @@ def anonymous_limit(bucket: str, per_minute: int | None = None) -> Any:
 
     async def limit(request: Request) -> None:
         settings = settings_of(request)
-        ip = client_ip(request, settings.trust_proxy_headers)
+        ip = client_ip(request, settings.trusted_proxies)
         limiter.hit(f"anon:{bucket}:{ip}", per_minute or settings.rate_limit_anonymous_per_min)
 
     return Depends(limit)
 
 
 def _ip(request: Request) -> str:
-    return client_ip(request, settings_of(request).trust_proxy_headers)
+    return client_ip(request, settings_of(request).trusted_proxies)
 
 
 async def _current_user(session: DbSession, principal: CurrentPrincipal) -> User:
@@ -89,7 +94,7 @@ SIGNUP_MESSAGE = "Check your inbox: we sent a link to verify your address. You c
     dependencies=[anonymous_limit("signup", 10)],
 )
 async def signup(
-    body: schemas.SignupRequest, request: Request, session: DbSession
+    body: schemas.SignupRequest, request: Request, response: Response, session: DbSession
 ) -> schemas.Message:
     """Create an account and its personal org, and email a verification link."""
     settings = settings_of(request)
@@ -108,8 +113,15 @@ async def signup(
         )
         return schemas.Message(message=SIGNUP_MESSAGE)
     user = await create_user(session, email=email, password=body.password, name=body.name)
+    # The link keeps this password only when opened in this browser (verify_email).
+    nonce = random_token()
+    set_signup_cookie(response, settings, nonce)
     token = await issue_token(
-        session, user.id, "verify_email", settings.email_token_ttl_s, {"email": user.email}
+        session,
+        user.id,
+        "verify_email",
+        settings.email_token_ttl_s,
+        {"email": user.email, "browser": token_hash(nonce)},
     )
     await queue_email(
         session,
@@ -127,18 +139,38 @@ async def signup(
     dependencies=[anonymous_limit("verify-email")],
 )
 async def verify_email(
-    session: DbSession, token: Annotated[str, Query(min_length=10, max_length=200)]
+    request: Request,
+    session: DbSession,
+    token: Annotated[str, Query(min_length=10, max_length=200)],
 ) -> schemas.VerifyEmailResult:
-    """Confirm an email address with the emailed token."""
+    """Confirm an email address with the emailed token.
+
+    The link proves who reads the mailbox, not who chose the password. Opened in the browser
+    that signed up, the account is theirs as it is; opened anywhere else, the address's owner
+    may be someone other than whoever signed up with it, so the account is handed to the owner
+    clean: the sign-up password, sessions, keys and factors stop working, and they sign in by
+    magic link or set a password with forgot-password."""
     row = await consume_token(session, token, "verify_email")
     user = await session.get(User, row.user_id)
     if user is None or user.deleted_at is not None or user.email != row.data.get("email"):
         from forkyard.identity.errors import InvalidToken
 
         raise InvalidToken()
-    user.email_verified_at = user.email_verified_at or utcnow()
-    await record_for_user(session, None, user, "user.email_verified")
-    return schemas.VerifyEmailResult(verified=True, email=user.email)
+    nonce = request.cookies.get(SIGNUP_COOKIE) or ""
+    same_browser = bool(nonce) and constant_time_equal(
+        token_hash(nonce), str(row.data.get("browser", ""))
+    )
+    if same_browser:
+        user.email_verified_at = user.email_verified_at or utcnow()
+        claimed = False
+    else:
+        claimed = await claim_address(session, user, reason="verification_claimed_address")
+    await record_for_user(
+        session, None, user, "user.email_verified", data={"credentials_reset": claimed}
+    )
+    return schemas.VerifyEmailResult(
+        verified=True, email=user.email, password_kept=user.password_hash is not None
+    )
 
 
 @public.post("/login", response_model=schemas.LoginResult, dependencies=[anonymous_limit("login")])
@@ -273,6 +305,8 @@ async def reset_password(
 
         raise InvalidToken()
     check_password_policy(body.new_password, settings.password_min_length, email=user.email)
+    # The emailed token proves the address: an unverified account is claimed by its owner.
+    await claim_address(session, user, reason="password_reset_claimed_address")
     user.password_hash = await hash_password(body.new_password)
     user.updated_at = utcnow()
     await revoke_sessions(session, user.id, reason="password_reset")
@@ -280,7 +314,9 @@ async def reset_password(
     return schemas.Message(message="Your password was changed. Sign in with the new one.")
 
 
-@router.post("/set-password", response_model=schemas.Message)
+@router.post(
+    "/set-password", response_model=schemas.Message, dependencies=[Depends(require_session)]
+)
 async def set_password(
     body: schemas.SetPasswordRequest,
     request: Request,
@@ -308,7 +344,7 @@ async def get_me(user: CurrentUser) -> schemas.User:
     return user_out(user)
 
 
-@router.patch("/me", response_model=schemas.User)
+@router.patch("/me", response_model=schemas.User, dependencies=[Depends(require_account)])
 async def update_me(body: schemas.UserUpdate, user: CurrentUser) -> schemas.User:
     """Change the account's display name."""
     if body.name is not None:
@@ -331,7 +367,9 @@ async def delete_me(
     return response
 
 
-@router.post("/me/password", response_model=schemas.Message)
+@router.post(
+    "/me/password", response_model=schemas.Message, dependencies=[Depends(require_session)]
+)
 async def change_password(
     body: schemas.ChangePasswordRequest,
     request: Request,
@@ -368,7 +406,7 @@ async def change_password(
     return schemas.Message(message="Password changed. Other sessions were signed out.")
 
 
-@router.post("/sudo", response_model=schemas.SudoGrantOut)
+@router.post("/sudo", response_model=schemas.SudoGrantOut, dependencies=[Depends(require_session)])
 async def sudo(
     body: schemas.SudoRequest,
     request: Request,

@@ -88,6 +88,10 @@ class SudoGrantOut(BaseModel):
 class VerifyEmailResult(BaseModel):
     verified: bool
     email: str
+    password_kept: bool = Field(
+        description="False when the link was opened away from the browser that signed up: "
+        "the sign-up password no longer works; sign in by magic link or use forgot-password."
+    )
 
 
 class Session(BaseModel):

@@ -6,13 +6,22 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.config import Settings
 from forkyard.identity import schemas
 from forkyard.identity.errors import InvalidToken, SessionRevoked
-from forkyard.identity.models import AuthSession, OneTimeToken, User
+from forkyard.identity.models import (
+    ApiKey,
+    AuthSession,
+    BackupCode,
+    MfaFactor,
+    OAuthIdentity,
+    OneTimeToken,
+    SshKey,
+    User,
+)
 from forkyard.identity.passwords import hash_password
 from forkyard.kit.clock import clock, utcnow
 from forkyard.kit.crypto import random_token, token_hash
@@ -244,11 +253,53 @@ async def revoke_sessions(
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+async def claim_address(
+    session: AsyncSession,
+    user: User,
+    *,
+    reason: str,
+) -> bool:
+    """The address's owner just proved control of it (a link that reached the mailbox, or a
+    provider that vouches for it). If the account was never verified, whoever signed it up may
+    be someone else (pre-hijacking): everything they set up stops working. Their password,
+    sessions, API keys, second factors, SSH keys, phone, linked sign-ins and pending links all
+    go, and the owner starts clean. True when that happened."""
+    if user.email_verified_at is not None:
+        return False
+    now = utcnow()
+    user.password_hash = None
+    user.phone = None
+    user.phone_verified_at = None
+    user.failed_logins = 0
+    await revoke_sessions(session, user.id, reason=reason)
+    await session.execute(
+        update(ApiKey)
+        .where(ApiKey.created_by == user.id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    await session.execute(delete(MfaFactor).where(MfaFactor.user_id == user.id))
+    await session.execute(delete(BackupCode).where(BackupCode.user_id == user.id))
+    await session.execute(delete(SshKey).where(SshKey.user_id == user.id))
+    await session.execute(delete(OAuthIdentity).where(OAuthIdentity.user_id == user.id))
+    await session.execute(
+        update(OneTimeToken)
+        .where(OneTimeToken.user_id == user.id, OneTimeToken.used_at.is_(None))
+        .values(used_at=now)
+    )
+    user.email_verified_at = now
+    user.updated_at = now
+    await session.flush()
+    return True
+
+
 class LoginThrottle:
     """Slows repeated failures per account and per IP with growing delays. Keyed by the email
     as typed, so a registered and an unregistered address behave exactly alike."""
 
-    def __init__(self, free_failures: int = 3, max_delay_s: int = 900) -> None:
+    def __init__(
+        self, free_failures: int = 3, max_delay_s: int = 900, max_keys: int = 100_000
+    ) -> None:
+        self.max_keys = max_keys
         self.free_failures = free_failures
         self.max_delay_s = max_delay_s
         self._failures: dict[str, tuple[int, float]] = {}
@@ -268,8 +319,12 @@ class LoginThrottle:
 
     def failed(self, *keys: str) -> None:
         now = clock.monotonic()
-        if len(self._failures) > 100_000:
-            self._failures.clear()
+        if len(self._failures) > self.max_keys:
+            # Bounded memory without a reset anyone can buy with a flood of made-up addresses:
+            # the keys with the fewest failures go first, a throttled account's count stays.
+            by_count = sorted(self._failures.items(), key=lambda kv: kv[1][0])
+            for key, _ in by_count[: max(1, self.max_keys // 10)]:
+                del self._failures[key]
         for key in keys:
             count, _ = self._failures.get(key, (0, 0.0))
             self._failures[key] = (count + 1, now)

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from forkyard.audit.service import record
 from forkyard.db.session import DbSession
 from forkyard.identity import schemas
-from forkyard.identity.deps import UserPrincipal
+from forkyard.identity.deps import UserPrincipal, require_session
 from forkyard.identity.models import AuthSession
 from forkyard.identity.service import device_of, revoke_sessions
 from forkyard.kit.clock import utcnow
@@ -17,7 +17,7 @@ from forkyard.kit.ids import has_prefix
 from forkyard.kit.pagination import Page
 from forkyard.kit.routing import protected_router
 
-router = protected_router("sessions", prefix="/v1/auth/me/sessions")
+router = protected_router("sessions", prefix="/v1/auth/me/sessions", requires=require_session)
 
 
 @router.get("", response_model=Page[schemas.Session])

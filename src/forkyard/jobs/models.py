@@ -25,7 +25,7 @@ class Job(IdMixin, Base):
     run_at: Mapped[datetime]
     locked_by: Mapped[str | None] = mapped_column(String(100))
     locked_at: Mapped[datetime | None]
-    finished_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None] = mapped_column(index=True)  # the prune sweep
     last_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_jobs_ready", "status", "run_at"),)

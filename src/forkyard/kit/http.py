@@ -3,10 +3,13 @@ error renderer (the shape in shared/API.md)."""
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import json
 import logging
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -200,9 +203,41 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
-def client_ip(request: Request, trust_proxy: bool = False) -> str:
-    if trust_proxy:
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.client.host if request.client else "unknown"
+@functools.lru_cache(maxsize=16)
+def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def _is_trusted(address: str, networks: tuple[Any, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def client_ip(request: Request, trusted_proxies: Sequence[str] = ()) -> str:
+    """The address rate limits, allowlists and the audit log act on. X-Forwarded-For is
+    believed only as far as it was written by our own proxies: walking it from the right (each
+    proxy appends the address it saw), the first hop that is not a trusted proxy is the client.
+    Anything to the left of it was written by the client and may be forged."""
+    peer = request.client.host if request.client else "unknown"
+    networks = _networks(tuple(trusted_proxies))
+    if not networks or not _is_trusted(peer, networks):
+        return peer
+    hops = [
+        hop.strip()
+        for value in request.headers.getlist("x-forwarded-for")
+        for hop in value.split(",")
+        if hop.strip()
+    ]
+    client = peer
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return client  # garbage from beyond our proxies: the last hop we can vouch for
+        client = hop
+        if not _is_trusted(hop, networks):
+            return hop
+    return client

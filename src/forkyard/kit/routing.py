@@ -6,14 +6,61 @@ import inspect
 from typing import Any
 
 from fastapi import APIRouter, Depends
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from forkyard.identity.deps import get_principal
+from forkyard.identity.deps import ACCESS_ATTR, get_principal
+
+# Who may call a route, weakest first; a route shows the strongest demand among its
+# dependencies. `org`: a session or any API key of the org (route scopes apply); `account`: a
+# session, or a key with the `account` scope; `session`: a signed-in browser only; `sudo`: a
+# session that re-entered its password; `staff`: staff only; `node`: a compute server.
+ACCESS_ORDER = ("public", "org", "account", "session", "sudo", "staff", "node")
+ACCESS_TEXT = {
+    "public": "No credentials.",
+    "org": "A signed-in session or an API key of the org (the key's scopes apply).",
+    "account": "A signed-in session, or an API key with the `account` scope.",
+    "session": "A signed-in browser session only; API keys are refused.",
+    "sudo": "A signed-in browser session with a fresh sudo grant; API keys are refused.",
+    "staff": "Staff only.",
+    "node": "A compute server's own credential.",
+}
 
 
-def protected_router(tag: str, prefix: str = "") -> APIRouter:
-    """Every route on this router requires a principal (deny by default)."""
-    return APIRouter(prefix=prefix, tags=[tag], dependencies=[Depends(get_principal)])
+def protected_router(tag: str, prefix: str = "", *, requires: Any = None) -> APIRouter:
+    """Every route on this router requires a principal (deny by default); `requires` adds a
+    stronger demand (deps.require_session, deps.require_account) to all of them."""
+    dependencies = [Depends(get_principal)]
+    if requires is not None:
+        dependencies.append(Depends(requires))
+    return APIRouter(prefix=prefix, tags=[tag], dependencies=dependencies)
+
+
+def route_access(route: APIRoute) -> str:
+    """The strongest demand among the route's dependencies (ACCESS_ORDER)."""
+    found = "public"
+
+    def walk(dependant: Dependant) -> None:
+        nonlocal found
+        for dep in dependant.dependencies:
+            level = getattr(dep.call, ACCESS_ATTR, None)
+            if level and ACCESS_ORDER.index(level) > ACCESS_ORDER.index(found):
+                found = level
+            walk(dep)
+
+    walk(route.dependant)
+    return found
+
+
+def document_access(routes: list[Any]) -> None:
+    """Put each route's access level in the reference: `x-forkyard-auth` and a line of its
+    description, so a reader knows before calling whether an API key will do."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            level = route_access(route)
+            route.openapi_extra = {**(route.openapi_extra or {}), "x-forkyard-auth": level}
+            note = f"Access: {ACCESS_TEXT[level]}"
+            route.description = f"{route.description}\n\n{note}" if route.description else note
 
 
 def public_router(tag: str, prefix: str = "") -> APIRouter:

@@ -45,6 +45,9 @@ class NodeConfig:
     host: str = "127.0.0.1"
     port: int = 0
     advertise_host: str | None = None
+    # The URL the control plane should call when it differs from what the node listens on (a
+    # TLS-terminating proxy in front: https://node-3.example).
+    advertise_url: str | None = None
     image_cache: Path | None = None
     slots: int = 500
     # None: forkyard-<installation id> (node/installation.py), so nodes of distinct installations
@@ -96,8 +99,28 @@ class Node:
         self._server: uvicorn.Server | None = None
         self._stop = asyncio.Event()
 
+    @property
+    def _credential_file(self) -> Path:
+        return self.config.data_dir / "node-credential"
+
+    def _credential(self) -> str | None:
+        """This node's own credential from an earlier registration (kept across restarts, so
+        the control plane knows it is the same node and not one taking its name)."""
+        try:
+            return self._credential_file.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def _keep_credential(self, credential: str) -> None:
+        tmp = self._credential_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(credential)
+        os.replace(tmp, self._credential_file)
+
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.config.token}"}
+        # The cluster token only to join; every later call with this node's own credential.
+        return {"Authorization": f"Bearer {self._credential() or self.config.token}"}
 
     def _states(self) -> dict[str, str]:
         assert self.driver is not None
@@ -111,6 +134,7 @@ class Node:
             "name": self.config.name,
             "url": self.url,
             "secret": self.secret,
+            "credential": self._credential(),
             "driver": self.driver.name,
             "driver_version": DRIVER_VERSION,
             "capacity": capacity(self.config.data_dir, self.config.slots, running),
@@ -119,11 +143,13 @@ class Node:
         r = await client.post(
             f"{self.config.control_plane}/v1/internal/servers/register",
             json=body,
-            headers=self._headers(),
+            headers={"Authorization": f"Bearer {self.config.token}"},
         )
         r.raise_for_status()
         answer: dict[str, Any] = r.json()
         self.server_id = answer["server_id"]
+        if answer.get("credential"):
+            self._keep_credential(answer["credential"])
         return answer
 
     async def reconcile_with(
@@ -206,7 +232,7 @@ class Node:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((cfg.host, cfg.port))
         port = sock.getsockname()[1]
-        self.url = f"http://{cfg.advertise_host or cfg.host}:{port}"
+        self.url = cfg.advertise_url or f"http://{cfg.advertise_host or cfg.host}:{port}"
         app = create_node_app(self.driver, self.secret, {"default": default_image})
         self._server = uvicorn.Server(
             uvicorn.Config(

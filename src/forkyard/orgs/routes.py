@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import select
 
 from forkyard.db.session import DbSession
-from forkyard.identity.deps import CurrentPrincipal, OrgAdmin, settings_of
+from forkyard.identity.deps import CurrentPrincipal, OrgAdmin, require_session, settings_of
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
 from forkyard.kit.routing import protected_router
 from forkyard.orgs import schemas, service
@@ -23,7 +23,9 @@ allowlist = protected_router("orgs", prefix="/v1/orgs/me/ip-allowlist")
 orgs = protected_router("orgs", prefix="/v1/orgs")
 members = protected_router("members", prefix="/v1/orgs/{org_id}/members")
 invitations = protected_router("invitations", prefix="/v1/orgs/{org_id}/invitations")
-invitation_links = protected_router("invitations", prefix="/v1/auth/invitations")
+invitation_links = protected_router(
+    "invitations", prefix="/v1/auth/invitations", requires=require_session
+)
 
 
 # Orgs --------------------------------------------------------------------------------------
@@ -53,7 +55,7 @@ async def list_orgs(
     return Page(data=[service.org_out(o, roles[o.id]) for o in rows], next_cursor=cursor)
 
 
-@orgs.post("", status_code=201, response_model=schemas.Org)
+@orgs.post("", status_code=201, response_model=schemas.Org, dependencies=[Depends(require_session)])
 async def create_org(
     body: schemas.OrgCreate, session: DbSession, principal: CurrentPrincipal
 ) -> schemas.Org:

@@ -4,11 +4,12 @@ bound to the user; it expires, allows a few attempts and is used once."""
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.audit.service import record_for_user
@@ -20,6 +21,7 @@ from forkyard.identity.models import LoginChallenge, MfaFactor, OneTimeToken, Us
 from forkyard.identity.service import signed_in_response, start_session
 from forkyard.kit.clock import utcnow
 from forkyard.kit.crypto import random_token, token_hash
+from forkyard.kit.errors import RateLimited
 from forkyard.kit.http import client_ip
 
 
@@ -56,7 +58,7 @@ async def start_challenge(
         expires_at=utcnow() + timedelta(seconds=settings.mfa_challenge_ttl_s),
         attempts=0,
         codes_sent=0,
-        ip=client_ip(request, settings.trust_proxy_headers),
+        ip=client_ip(request, settings.trusted_proxies),
         user_agent=(user_agent or "")[:400] or None,
     )
     session.add(challenge)
@@ -94,7 +96,33 @@ async def load_challenge(
     user = await session.get(User, challenge.user_id)
     if user is None or user.deleted_at is not None:
         raise ChallengeInvalid()
+    await _check_user_guesses(session, settings, user.id)
     return challenge, user
+
+
+async def _check_user_guesses(session: AsyncSession, settings: Settings, user_id: str) -> None:
+    """Each challenge allows a few attempts, but whoever knows the password can start as many
+    challenges as they like: the account's failures across all of them are capped too, or a
+    six-digit code falls to patience."""
+    since = utcnow() - timedelta(seconds=settings.mfa_user_failure_window_s)
+    failed, oldest = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(LoginChallenge.attempts), 0),
+                func.min(LoginChallenge.created_at),
+            ).where(
+                LoginChallenge.user_id == user_id,
+                LoginChallenge.created_at > since,
+                LoginChallenge.attempts > 0,
+            )
+        )
+    ).one()
+    if failed >= settings.mfa_user_max_failures:
+        wait = (oldest - since).total_seconds() if oldest is not None else 1
+        raise RateLimited(
+            max(1, math.ceil(wait)),
+            "Too many wrong second-factor codes for this account; wait before trying again.",
+        )
 
 
 async def fail_attempt(
@@ -123,7 +151,7 @@ async def sign_in(
 ) -> JSONResponse:
     """Start a session, set its cookies and answer like POST /v1/auth/login does."""
     settings: Settings = request.app.state.settings
-    ip = client_ip(request, settings.trust_proxy_headers)
+    ip = client_ip(request, settings.trusted_proxies)
     user_agent = request.headers.get("user-agent")
     issued = await start_session(
         session, settings, user, ip=ip, user_agent=user_agent, mfa_verified=mfa_verified

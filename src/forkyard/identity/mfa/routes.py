@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 
 from forkyard.audit.service import record
 from forkyard.db.session import DbSession
-from forkyard.identity.deps import CurrentPrincipal, SudoPrincipal, settings_of
+from forkyard.identity.deps import CurrentPrincipal, SudoPrincipal, require_session, settings_of
 from forkyard.identity.errors import CookieSessionRequired
 from forkyard.identity.mfa import backup_codes, totp, webauthn
 from forkyard.identity.mfa import schemas as s
@@ -41,7 +41,7 @@ from forkyard.kit.ratelimit import limiter
 from forkyard.kit.routing import protected_router, public_router
 from forkyard.mail.sender import queue_email
 
-router = protected_router("auth", prefix="/v1/auth/mfa")
+router = protected_router("auth", prefix="/v1/auth/mfa", requires=require_session)
 public = public_router("auth", prefix="/v1/auth/login/mfa")
 
 PUBLIC = [
