@@ -99,7 +99,9 @@ async def test_set_password_only_for_accounts_without_one(
     # An account made without a password (as OAuth or a magic link would).
     secret = "fy_" + "s" * 40
     async with db.transaction() as session:
-        user = await create_user(session, email="nopw@example.com", password=None, name="N")
+        user = await create_user(
+            session, email="nopw@example.com", password=None, name="N", verified=True
+        )
         assert user.personal_org_id
         session.add(
             ApiKey(

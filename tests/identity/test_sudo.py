@@ -101,7 +101,7 @@ async def test_sudo_is_not_available_to_api_keys(client, new_client):
     r = await bot.post("/v1/auth/sudo", json={"password": PASSWORD})
     assert r.status_code == 403 and error_code(r) == "cookie_session_required"
     r = await bot.delete("/v1/auth/me")
-    assert r.status_code == 403 and error_code(r) == "sudo_required"
+    assert r.status_code == 403 and error_code(r) == "cookie_session_required"
 
 
 async def test_sudo_needs_csrf_like_any_cookie_write(client, new_client):
