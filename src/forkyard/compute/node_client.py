@@ -24,12 +24,20 @@ SECRET_PURPOSE = "node-secret"
 
 
 class RemoteError(ForkyardError):
-    """An error the node reported, carried through with its code and status."""
+    """An error the node reported, carried through with its code and status. A node's own
+    failure (5xx) describes the host (paths, tool output): callers get a generic message and
+    no details, and the node's text stays in `node_message` for the logs."""
+
+    GENERIC = "The compute server could not do that."
 
     def __init__(
         self, status: int, code: str, message: str, details: dict[str, Any] | None = None
     ) -> None:
-        super().__init__(message, details=details)
+        self.node_message = message
+        internal = status >= 500 and status != 503
+        super().__init__(
+            self.GENERIC if internal else message, details=None if internal else details
+        )
         self.status_code = status
         self.code = code
 

@@ -31,7 +31,7 @@ from forkyard.identity.principal import Principal
 from forkyard.jobs import enqueue, job
 from forkyard.jobs.queue import JobContext, periodic
 from forkyard.kit.clock import utcnow
-from forkyard.kit.errors import NotFound, QuotaExceeded
+from forkyard.kit.errors import ForkyardError, NotFound, QuotaExceeded, ValidationFailed
 from forkyard.kit.ids import has_prefix
 
 log = logging.getLogger("forkyard.compute")
@@ -298,6 +298,12 @@ async def create_instance(
 
     # Pinned now: the image's current version when the instance is created.
     stack = await new_stack(session, principal.org_id, image)
+    if stack.image_id is None and image not in NODE_IMAGES:
+        # Refused here, not left to the node: an unknown name would only fail at boot.
+        raise ValidationFailed(
+            f"No image named {image!r}.",
+            details={"fields": [{"loc": ["body", "image"], "msg": "unknown image"}]},
+        )
     server = await place(session, settings, stack.layer_ids)
     now = utcnow()
     instance = Instance(
@@ -363,6 +369,10 @@ def sandbox_spec(instance: Instance, settings: Settings) -> dict[str, Any]:
         "hostname": instance.id.replace("_", "-"),
         "layers": [],
     }
+
+
+# Images a node provides itself, by name (every other image is a version in the database).
+NODE_IMAGES = frozenset({"default"})
 
 
 def image_path(settings: Settings, image: str) -> Path:
@@ -434,11 +444,11 @@ async def boot(
         return instance
     except Exception as exc:
         vm.state = "failed"
-        instance.status, instance.status_reason = (
-            "error",
-            f"boot failed: {getattr(exc, 'message', str(exc))}"[:500],
-        )
-        log.warning("boot of %s failed: %s", instance.id, exc)
+        # The reason is shown to the instance's users: the error's public message only (a
+        # RemoteError keeps the node's own text, which names host paths, for the log).
+        public = exc.message if isinstance(exc, ForkyardError) else "internal error"
+        instance.status, instance.status_reason = "error", f"boot failed: {public}"[:500]
+        log.warning("boot of %s failed: %s", instance.id, getattr(exc, "node_message", None) or exc)
         return instance
     now = utcnow()
     vm.state, vm.pid, vm.boot_ms, vm.started_at, vm.stopped_at = (

@@ -354,8 +354,8 @@ def create_node_app(driver: Driver, secret: str, images: dict[str, Path] | None 
                 out = _layer_json(sandbox, sandbox.get_layer(layer_id))
                 return {**out, "imported": False, "received_bytes": 0, "copy_ms": 0.0}
             image = known_images.get(body.image) if body.image else None
-            if image is None and body.image and Path(body.image).is_absolute():
-                image = Path(body.image)
+            if image is None and body.image and Path(body.image) in known_images.values():
+                image = Path(body.image)  # a node names its image by path: only a known one
             t0 = time.monotonic()
             if not transfers:
                 transfers.append(transfer_client())
@@ -479,14 +479,24 @@ def _resolve_spec(
 ) -> SandboxSpec:
     """The control plane names images (`default`) and store layers (`layer_ids`, topmost
     first); the node turns both into paths: a layer's upper dir is a lowerdir of the stack."""
+    # Only names this node knows become paths: no value of the spec can make the node stack a
+    # directory of the host under an instance's root.
     image = known_images.get(spec.get("image", ""))
-    if image is not None:
-        spec["image"] = str(image)
+    if image is None:
+        raise UnknownImage(f"unknown image {str(spec.get('image'))[:100]!r}")
+    spec["image"] = str(image)
+    spec["layers"] = []
     layer_ids = spec.pop("layer_ids", None)
     if layer_ids:
         store = _layered(driver).layers
-        spec["layers"] = [str(store.get(lid).upper) for lid in layer_ids]
+        spec["layers"] = [str(store.get(check_layer_id(lid)).upper) for lid in layer_ids]
     return SandboxSpec.from_json(spec)
+
+
+class UnknownImage(NodeError):
+    status_code = 422
+    code = "unknown_image"
+    message = "This compute server has no such image."
 
 
 def _layer_json(driver: SandboxDriver, info: LayerInfo) -> dict[str, Any]:

@@ -6,6 +6,7 @@ background from the recorded fork layer, copied there first (the answer is then 
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Annotated, Any
 
@@ -43,6 +44,8 @@ from forkyard.kit.routing import protected_router
 
 router = protected_router("instances", prefix="/v1/instances")
 FORK_TIMEOUT_S = 600
+
+log = logging.getLogger(__name__)
 
 
 async def free_slots(session: DbSession, server: ComputeServer | None, settings: Settings) -> int:
@@ -196,7 +199,12 @@ async def _fork_now(
     for i, (child, answer) in enumerate(zip(children, result["children"], strict=True)):
         vm = await get_vm(session, child)
         if "error" in answer:
-            errors[i] = schemas.ForkError(**answer["error"])
+            # The node's text names host paths and tool output: the log keeps it, the
+            # caller gets the code and a plain message.
+            log.warning("fork child %s failed: %s", child.id, answer["error"])
+            errors[i] = schemas.ForkError(
+                code=answer["error"]["code"], message="The compute server could not start it."
+            )
             stack = await session.get(InstanceStack, child.id)
             if stack is not None:
                 await session.delete(stack)

@@ -292,7 +292,12 @@ class SandboxDriver(Driver):
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         filter_fd = seccomp.program_fd()
         try:
-            listener.bind(str(sock))
+            # Through the directory's fd: a deep data dir's path exceeds a socket name's limit.
+            dir_fd = os.open(run_dir, os.O_PATH | os.O_DIRECTORY)
+            try:
+                listener.bind(f"/proc/self/fd/{dir_fd}/{SOCKET_NAME}")
+            finally:
+                os.close(dir_fd)
             os.chmod(sock, 0o600)
             listener.listen(128)
             argv = self._bwrap_argv(spec, root, userns, filter_fd, listener.fileno())
@@ -485,10 +490,12 @@ class SandboxDriver(Driver):
         await asyncio.to_thread(storage.syncfs, self.instance_dir(instance_id) / "disk")
 
     def list_owned(self) -> set[str]:
-        owned = {e.name for e in self.instances_dir.iterdir() if INSTANCE_ID_RE.match(e.name)}
+        """Every instance with anything on this host: files, a disk, cgroups, mounts, a root.
+        (Works on a stopped node too, whose store volume is no longer mounted.)"""
+        owned = {e.name for e in _entries(self.instances_dir) if INSTANCE_ID_RE.match(e.name)}
         owned |= {
             n
-            for e in self.layers.disks_dir.iterdir()
+            for e in _entries(self.layers.disks_dir)
             if INSTANCE_ID_RE.match(n := e.name.split(".", 1)[0])
         }
         owned |= {n for n in owned_names(self.cgroup_parent) if INSTANCE_ID_RE.match(n)}
@@ -496,7 +503,7 @@ class SandboxDriver(Driver):
             rel = mp.relative_to(self.instances_dir).parts
             if rel:
                 owned.add(rel[0])
-        owned |= {e.name for e in self.roots_dir.iterdir() if INSTANCE_ID_RE.match(e.name)}
+        owned |= {e.name for e in _entries(self.roots_dir) if INSTANCE_ID_RE.match(e.name)}
         return owned
 
     def load_spec(self, instance_id: str) -> SandboxSpec | None:
@@ -754,6 +761,13 @@ class SandboxDriver(Driver):
 def _spec_on(spec: SandboxSpec, layer: LayerInfo) -> SandboxSpec:
     """`spec` with the layer's lower stack and disk size (its disk will be the layer's clone)."""
     return replace(spec, layers=layer.lower[:-1], image=layer.lower[-1], disk_mb=layer.disk_mb)
+
+
+def _entries(directory: Path) -> list[Path]:
+    try:
+        return list(directory.iterdir())
+    except FileNotFoundError:
+        return []
 
 
 def _frozen(cg: InstanceCgroup) -> bool:
