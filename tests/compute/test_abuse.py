@@ -64,6 +64,7 @@ async def _raw_request(
     started = time.monotonic()
     writer.write(head.encode())
     await writer.drain()
+
     async def read_answer() -> bytes:
         head = await reader.readuntil(b"\r\n\r\n")
         length = next(

@@ -128,3 +128,52 @@ async def test_the_channel_reconnects_after_a_drop(node_url, instance):
         assert base64.b64decode(r["stdout_b64"]) == b"again\n"
     finally:
         await rpc.close()
+
+
+async def test_a_bad_or_oversized_call_fails_alone(node_url, instance):
+    """The channel carries every tenant's calls: garbage, a call too large for one message and
+    an answer too large for one fail on their own, and a call in flight carries on."""
+    from forkyard.compute.errors import CallTooLarge
+
+    rpc = NodeRpc(node_url, SECRET)
+    try:
+        running = asyncio.create_task(
+            rpc.call("exec", instance, {"command": "sleep 1; echo survived"}, timeout=30)
+        )
+        await asyncio.sleep(0.2)
+        ws = rpc._ws
+        assert ws is not None
+        for junk in ("not json", "[1, 2]", '{"op": "exec"}', '{"id": {"x": 1}}', b"\x00\xff"):
+            await ws.send(junk)
+        with pytest.raises(CallTooLarge) as too_large:
+            await rpc.call(
+                "files.write",
+                instance,
+                {"path": "/root/x", "content_b64": "A" * (MAX_MESSAGE + 1)},
+                timeout=30,
+            )
+        assert too_large.value.status_code == 413
+        r = await running
+        assert base64.b64decode(r["stdout_b64"]) == b"survived\n"
+        assert rpc._ws is ws  # the same connection throughout
+        r = await rpc.call("exec", instance, {"command": "echo next"}, timeout=30)
+        assert base64.b64decode(r["stdout_b64"]) == b"next\n"
+    finally:
+        await rpc.close()
+
+
+async def test_exec_output_is_capped_by_the_node(node_url, instance):
+    """Whatever cap the control plane asks for, an answer fits in one message."""
+    from forkyard.node.rpc import MAX_EXEC_OUTPUT
+
+    rpc = NodeRpc(node_url, SECRET)
+    try:
+        r = await rpc.call(
+            "exec",
+            instance,
+            {"command": "head -c 100000000 /dev/zero", "max_output": 10**12},
+            timeout=60,
+        )
+        assert r["truncated"] and len(base64.b64decode(r["stdout_b64"])) == MAX_EXEC_OUTPUT
+    finally:
+        await rpc.close()
