@@ -122,3 +122,23 @@ async def test_job_of_a_dead_worker_runs_again(db, settings):
     clock.advance(timedelta(minutes=5))
     assert await worker.run_until_idle() == 1
     assert (await _job(db, row.id)).status == "done"
+
+
+async def test_finished_jobs_are_pruned_after_the_retention(db, settings):
+    from forkyard.tasks import load_all_tasks
+
+    load_all_tasks()
+    async with db.transaction() as session:
+        await enqueue(session, "test.record", {"tag": "old"})
+        await enqueue(session, "test.record", {"tag": "fresh"})
+    worker = Worker(db, settings)
+    assert await worker.run_until_idle() == 2
+    async with db.transaction() as session:
+        rows = (await session.execute(select(Job))).scalars().all()
+        for row in rows:
+            if row.payload["tag"] == "old":
+                row.finished_at = utcnow() - timedelta(seconds=settings.job_retention_s + 60)
+    await worker.run_periodic_now()
+    async with db.sessions() as session:
+        left = [r.payload["tag"] for r in (await session.execute(select(Job))).scalars()]
+    assert left == ["fresh"]

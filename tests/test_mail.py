@@ -80,4 +80,19 @@ async def test_without_smtp_mail_lands_in_the_outbox(client, settings, run_jobs,
     [msg] = outbox(settings)
     assert msg["To"] == "out@example.com"
     token = last_link(settings, "out@example.com")
-    assert token in caplog.text  # the link is logged for local use
+    assert token not in caplog.text  # outside development a link never reaches a log
+    settings.env = "development"
+    await signup(client, "dev@example.com")
+    await run_jobs()
+    assert last_link(settings, "dev@example.com") in caplog.text  # handy on a laptop
+
+
+async def test_job_rows_carry_no_one_time_link(client, settings, run_jobs, db):
+    from sqlalchemy import text
+
+    await signup(client, "sealed@example.com")
+    async with db.sessions() as session:
+        queued = (await session.execute(text("SELECT payload::text FROM jobs"))).scalars().all()
+    await run_jobs()
+    token = last_link(settings, "sealed@example.com")
+    assert queued and not any(token in row or "token=" in row for row in queued)

@@ -3,32 +3,41 @@
 from __future__ import annotations
 
 import importlib.util
+import stat
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from forkyard.config import PLACEHOLDER_SECRET, Settings
+from forkyard.config import PLACEHOLDER_SECRET, Settings, ensure_secrets
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_placeholder_secret_is_refused_outside_development(monkeypatch):
+def test_the_known_placeholder_is_refused_outside_development(monkeypatch):
     with pytest.raises(ValidationError, match="placeholder"):
-        Settings(env="test", _env_file=None)  # type: ignore[call-arg]
+        Settings(env="test", secret_key=PLACEHOLDER_SECRET, _env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="FORKYARD_NODE_TOKEN"):
+        Settings(env="production", node_token=PLACEHOLDER_SECRET, _env_file=None)  # type: ignore[call-arg]
 
 
-def test_placeholder_secret_is_refused_in_production(monkeypatch):
+def test_unset_secrets_are_generated_once_and_kept_private(monkeypatch, tmp_path):
     monkeypatch.delenv("FORKYARD_SECRET_KEY", raising=False)
-    with pytest.raises(ValidationError, match="FORKYARD_SECRET_KEY"):
-        Settings(env="production", _env_file=None)  # type: ignore[call-arg]
-    with pytest.raises(ValidationError, match="placeholder"):
-        Settings(env="production", secret_key="s3cret-but-real", _env_file=None)  # type: ignore[call-arg]
-    ok = Settings(
-        env="production", secret_key="a real secret", node_token="a real token", _env_file=None
-    )  # type: ignore[call-arg]
-    assert ok.secret_key != PLACEHOLDER_SECRET
-    assert Settings(env="development", _env_file=None).secret_key == PLACEHOLDER_SECRET  # type: ignore[call-arg]
+    monkeypatch.delenv("FORKYARD_NODE_TOKEN", raising=False)
+    first = ensure_secrets(Settings(env="production", data_dir=tmp_path, _env_file=None))  # type: ignore[call-arg]
+    assert len(first.secret_key) >= 48 and first.secret_key != PLACEHOLDER_SECRET
+    assert first.node_token and first.node_token != first.secret_key
+    for name in ("secret-key", "node-token"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+    # The next start (another process) reads the same values.
+    again = ensure_secrets(Settings(env="production", data_dir=tmp_path, _env_file=None))  # type: ignore[call-arg]
+    assert (again.secret_key, again.node_token) == (first.secret_key, first.node_token)
+    # Another installation gets its own.
+    other = ensure_secrets(Settings(data_dir=tmp_path / "b", _env_file=None))  # type: ignore[call-arg]
+    assert other.secret_key != first.secret_key
+    # A secret that is set is never replaced.
+    given = ensure_secrets(Settings(secret_key="mine", data_dir=tmp_path / "c", _env_file=None))  # type: ignore[call-arg]
+    assert given.secret_key == "mine"
 
 
 def test_settings_come_from_the_environment(monkeypatch):

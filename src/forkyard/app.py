@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from forkyard.config import Settings, get_settings
+from forkyard.config import Settings, ensure_secrets, get_settings
 from forkyard.db.changes import changes
 from forkyard.db.engine import Database
 from forkyard.kit.body_limit import BodyLimitMiddleware
@@ -58,7 +58,7 @@ def _routers() -> list[APIRouter]:
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
-    settings = settings or get_settings()
+    settings = ensure_secrets(settings or get_settings())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             if not settings.database_url:
                 raise RuntimeError("FORKYARD_DATABASE_URL is not set (forkyard serve sets it)")
             app.state.db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        app.state.db.info["secret_key"] = settings.secret_key
         # The hot-path caches (API keys, instance routes) work only while this listens.
         change_feed = asyncio.create_task(changes.run(app.state.db.url))
         worker_task = None

@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     db_pool_size: int = 10  # connections per process (as many again may overflow)
 
     # --- secrets ---
-    secret_key: str = PLACEHOLDER_SECRET  # signs tokens, derives encryption keys
+    # signs tokens, derives encryption keys; unset: generated on first start (<data_dir>/secret-key, 0600)
+    secret_key: str = ""
 
     # --- HTTP ---
     # browser origins allowed by CORS (a JSON list)
@@ -106,7 +107,8 @@ class Settings(BaseSettings):
     max_disk_mb_per_instance: int = 64 * 1024  # the largest disk one instance may ask for
 
     # --- compute ---
-    node_token: str = PLACEHOLDER_SECRET  # nodes present it to register and heartbeat
+    # nodes present it to join; unset: generated on first start (<data_dir>/node-token, 0600)
+    node_token: str = ""
     local_node: bool = True  # `serve` also runs one compute node on this machine
     image_cache_dir: Path | None = None  # where built images are cached (default <data_dir>/images)
     server_stale_after_s: int = 30  # a node silent this long is marked unreachable
@@ -120,6 +122,7 @@ class Settings(BaseSettings):
 
     # --- worker ---
     worker_heartbeat_stale_s: int = 30
+    job_retention_s: int = 7 * 24 * 3600  # finished jobs are deleted this long after they end
     worker_concurrency: int = 4
     run_worker_in_api: bool = True
 
@@ -149,6 +152,34 @@ class Settings(BaseSettings):
     @property
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
+
+
+GENERATED_SECRETS = {"secret_key": "secret-key", "node_token": "node-token"}
+
+
+def ensure_secrets(settings: Settings) -> Settings:
+    """Fill secrets left unset from files in the data dir, made on first start (random, mode
+    0600): an installation never runs on a value anyone can read in our source."""
+    import os
+    import secrets
+
+    for name, file_name in GENERATED_SECRETS.items():
+        if getattr(settings, name):
+            continue
+        path = settings.data_dir / file_name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # made on an earlier start (or by a sibling process just now)
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+        value = path.read_text().strip()
+        if not value:
+            raise RuntimeError(f"{path} is empty; delete it to have a new secret made")
+        setattr(settings, name, value)
+    return settings
 
 
 @lru_cache

@@ -93,7 +93,7 @@ def ensure_node_token(settings: Settings) -> None:
     from forkyard.config import PLACEHOLDER_SECRET
     from forkyard.kit.crypto import random_token
 
-    if settings.node_token != PLACEHOLDER_SECRET:
+    if settings.node_token not in ("", PLACEHOLDER_SECRET):  # "": unset (config.ensure_secrets)
         return
     path = settings.data_dir / "node-token"
     if not path.exists():

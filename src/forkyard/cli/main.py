@@ -15,7 +15,7 @@ import typer
 import uvicorn
 from rich.console import Console
 
-from forkyard.config import Settings, get_settings
+from forkyard.config import Settings, ensure_secrets, get_settings
 
 app = typer.Typer(help="Forkyard: isolated Linux instances you can fork.", no_args_is_help=True)
 admin = typer.Typer(help="Administration.", no_args_is_help=True)
@@ -31,7 +31,7 @@ def _settings(data_dir: Path | None = None) -> Settings:
     get_settings.cache_clear()
     from forkyard.kit.logging import configure_logging
 
-    settings = get_settings()
+    settings = ensure_secrets(get_settings())
     configure_logging(settings.log_level, settings.log_json)
     return settings
 

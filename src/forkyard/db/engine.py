@@ -38,12 +38,17 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(
             self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
         )
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Copied into every session's `info`: what work inside a transaction needs from the
+        # process (the secret that seals job payloads: mail/sender.py), set by the app and the
+        # worker before their first session.
+        self.info: dict[str, Any] = {}
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, info=self.info)
         # Read-only work: no BEGIN and COMMIT round trips around it (db/session.py ReadSession).
         self.read_sessions = async_sessionmaker(
             self.engine.execution_options(isolation_level="AUTOCOMMIT"),
             expire_on_commit=False,
             autoflush=False,
+            info=self.info,
         )
         self._pool_size = pool_size
         self._plain_pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.config import Settings
 from forkyard.jobs import enqueue, job
-from forkyard.jobs.queue import JobContext
+from forkyard.jobs.queue import JobContext, seal, unseal
 from forkyard.kit.clock import utcnow
 
 log = logging.getLogger("forkyard.sms")
@@ -58,12 +58,15 @@ async def deliver_sms(settings: Settings, to: str, body: str) -> str:
 
 
 async def queue_sms(session: AsyncSession, to: str, body: str) -> None:
-    await enqueue(session, "sms.send", {"to": to, "body": body}, max_attempts=5)
+    """The body holds a code: sealed in the job row."""
+    await enqueue(
+        session, "sms.send", {"to": to, "body_sealed": seal(session, body)}, max_attempts=5
+    )
 
 
 @job("sms.send")
 async def send_job(ctx: JobContext, payload: dict[str, Any]) -> None:
-    await deliver_sms(ctx.settings, payload["to"], payload["body"])
+    await deliver_sms(ctx.settings, payload["to"], unseal(ctx, payload["body_sealed"]))
 
 
 def read_sms_outbox(outbox: Path) -> list[tuple[str, str]]:

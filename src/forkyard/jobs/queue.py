@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from forkyard.config import Settings
 from forkyard.jobs.models import Job
 from forkyard.kit.clock import utcnow
+from forkyard.kit.crypto import decrypt, encrypt
 
 
 @dataclass
@@ -50,6 +51,22 @@ def periodic(name: str, every_s: float) -> Callable[[JobHandler], JobHandler]:
         return fn
 
     return register
+
+
+SEAL_PURPOSE = "job-payload"
+
+
+def seal(session: AsyncSession, value: str) -> str:
+    """Encrypt a one-time secret (a sign-in link, a code) for a job's payload: job rows outlive
+    the secrets they carry and are read by anyone who can read the table."""
+    key = session.info.get("secret_key")
+    if not key:
+        raise RuntimeError("this session's Database has no secret_key in its info")
+    return encrypt(str(key), SEAL_PURPOSE, value)
+
+
+def unseal(ctx: JobContext, value: str) -> str:
+    return decrypt(ctx.settings.secret_key, SEAL_PURPOSE, value)
 
 
 async def enqueue(

@@ -96,6 +96,7 @@ class Worker:
     ) -> None:
         self.db = db
         self.settings = settings
+        db.info.setdefault("secret_key", settings.secret_key)
         self.concurrency = concurrency
         # LISTEN/NOTIFY wakes the loop at once; the poll is only the fallback (and for run_at).
         self.poll_every_s = poll_every_s

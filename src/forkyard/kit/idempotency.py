@@ -1,19 +1,25 @@
 """Idempotency-Key for POST: the same key and body within 24 h replays the first response; the
-same key with another body is 409 `idempotency_conflict`. Keys are scoped to the caller."""
+same key with another body is 409 `idempotency_conflict`. Keys are scoped to the authenticated
+caller: a live API key or a live session's user, checked here as get_principal checks them. A
+request that authenticates as nobody (no credentials, a revoked key, an ended session) gets no
+record and no replay, and a response the app gave before authenticating is never kept.
+Records expire after 24 h (lookups ignore them; a periodic sweep deletes them)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from forkyard.db.engine import Database
 from forkyard.identity.cookies import ACCESS_COOKIE
-from forkyard.identity.models import AuthSession, IdempotencyRecord
+from forkyard.identity.models import ApiKey, AuthSession, IdempotencyRecord
+from forkyard.jobs.queue import JobContext, periodic
 from forkyard.kit.clock import utcnow
 from forkyard.kit.crypto import decrypt, encrypt, token_hash
 from forkyard.kit.ids import new_id
@@ -47,24 +53,39 @@ class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def _caller(self, db: Database, scope: Scope) -> str:
+    async def _caller(self, db: Database, scope: Scope) -> str | None:
+        """Who is asking, if their credential is live now; None for anyone else."""
+        now = utcnow()
         auth = _header(scope, b"authorization")
-        if auth and " " in auth:
-            return "key:" + token_hash(auth.split(" ", 1)[1].strip())[:40]
+        if auth:
+            scheme, _, raw = auth.partition(" ")
+            if scheme.lower() != "bearer" or not raw.strip():
+                return None
+            async with db.sessions() as session:
+                key_id = (
+                    await session.execute(
+                        select(ApiKey.id).where(
+                            ApiKey.key_hash == token_hash(raw.strip()),
+                            ApiKey.revoked_at.is_(None),
+                            or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+                        )
+                    )
+                ).scalar_one_or_none()
+            return "key:" + key_id if key_id else None
         access = _cookie(scope, ACCESS_COOKIE)
         if access:
             async with db.sessions() as session:
                 user_id = (
                     await session.execute(
                         select(AuthSession.user_id).where(
-                            AuthSession.access_hash == token_hash(access)
+                            AuthSession.access_hash == token_hash(access),
+                            AuthSession.revoked_at.is_(None),
+                            AuthSession.access_expires_at > now,
                         )
                     )
                 ).scalar_one_or_none()
-            if user_id:
-                return "usr:" + user_id
-        client = scope.get("client")
-        return "anon:" + (client[0] if client else "unknown")
+            return "usr:" + user_id if user_id else None
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -96,6 +117,12 @@ class IdempotencyMiddleware:
         db: Database = scope["app"].state.db
         caller = await self._caller(db, scope)
         now = utcnow()
+        replay_body = _replay(body, receive)
+        if caller is None:
+            # Nobody to scope a record to; and whatever the app answers (a 401, a sign-up's
+            # result) must not become something a stranger can replay.
+            await self.app(scope, replay_body, send)
+            return
 
         async with db.transaction() as session:
             await session.execute(
@@ -127,7 +154,9 @@ class IdempotencyMiddleware:
                 existing = (
                     await session.execute(
                         select(IdempotencyRecord).where(
-                            IdempotencyRecord.principal == caller, IdempotencyRecord.key == key
+                            IdempotencyRecord.principal == caller,
+                            IdempotencyRecord.key == key,
+                            IdempotencyRecord.created_at >= now - WINDOW,
                         )
                     )
                 ).scalar_one()
@@ -166,15 +195,6 @@ class IdempotencyMiddleware:
                 await send({"type": "http.response.body", "body": body_out.encode()})
             return
 
-        replayed = False
-
-        async def replay_receive() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
         status = [500]
         content_type: list[str | None] = [None]
         chunks: list[bytes] = []
@@ -192,10 +212,13 @@ class IdempotencyMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, replay_receive, capture)
+            await self.app(scope, replay_body, capture)
         finally:
+            # Kept only when the app itself authenticated this caller (get_principal ran and
+            # let it through): a refusal before that is about the credential, not the request.
+            authenticated = scope.get("state", {}).get("principal") is not None
             async with db.transaction() as session:
-                if status[0] >= 500 or streaming[0]:
+                if status[0] >= 500 or streaming[0] or not authenticated:
                     # Not a result worth replaying: let the client retry for real.
                     await session.execute(
                         delete(IdempotencyRecord).where(
@@ -212,6 +235,28 @@ class IdempotencyMiddleware:
                             b"".join(chunks).decode("utf-8", "replace"),
                         )
                         record.content_type = content_type[0]
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body already read, handed to the app as if it arrived now."""
+    replayed = False
+
+    async def replay_receive() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay_receive
+
+
+@periodic("idempotency.prune", 600.0)
+async def prune_records(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Records past the 24-hour window are gone, not only ignored."""
+    await ctx.session.execute(
+        delete(IdempotencyRecord).where(IdempotencyRecord.created_at < utcnow() - WINDOW)
+    )
 
 
 async def _send_error(send: Send, scope: Scope, status: int, code: str, message: str) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.config import Settings
 from forkyard.jobs import enqueue, job
-from forkyard.jobs.queue import JobContext
+from forkyard.jobs.queue import JobContext, seal, unseal
 from forkyard.kit.clock import utcnow
 
 log = logging.getLogger("forkyard.mail")
@@ -53,22 +53,29 @@ async def deliver(settings: Settings, msg: EmailMessage) -> None:
     stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
     path = outbox / f"{stamp}-{re.sub(r'[^a-zA-Z0-9.@_-]', '_', str(msg['To']))}.eml"
     path.write_bytes(bytes(msg))
-    links = _LINK.findall(msg.get_content())
-    log.info("email to %s written to %s; links: %s", msg["To"], path, " ".join(links))
+    if settings.env == "development":
+        # Handy on a laptop; anywhere else a log line is no place for a sign-in link.
+        links = _LINK.findall(msg.get_content())
+        log.info("email to %s written to %s; links: %s", msg["To"], path, " ".join(links))
+    else:
+        log.info("email to %s written to %s", msg["To"], path)
 
 
 async def queue_email(session: AsyncSession, to: str, subject: str, body: str) -> None:
+    """The body (which may hold a one-time link) is sealed in the job row."""
     await enqueue(
-        session, "mail.send", {"to": to, "subject": subject, "body": body}, max_attempts=8
+        session,
+        "mail.send",
+        {"to": to, "subject": subject, "body_sealed": seal(session, body)},
+        max_attempts=8,
     )
 
 
 @job("mail.send")
 async def send_job(ctx: JobContext, payload: dict[str, Any]) -> None:
     settings = ctx.settings
-    await deliver(
-        settings, build_message(settings, payload["to"], payload["subject"], payload["body"])
-    )
+    body = unseal(ctx, payload["body_sealed"])
+    await deliver(settings, build_message(settings, payload["to"], payload["subject"], body))
 
 
 def read_outbox(outbox: Path) -> list[EmailMessage]:
