@@ -41,15 +41,15 @@ async def require_node_token(request: Request) -> str:
 
 async def require_node_credential(id: str, request: Request, session: DbSession) -> ComputeServer:
     """The server in the path, when the caller holds that server's own credential."""
+    given = _bearer(request)
+    if not given:
+        raise Unauthenticated("Present this server's own credential (issued at registration).")
     server = await session.get(ComputeServer, id) if has_prefix(id, "srv") else None
     if server is None:
         # A node whose control plane lost it (a new database) registers again on 404.
         raise NotFound.of("Server", id)
-    given = _bearer(request)
-    if (
-        not given
-        or server.credential_hash is None
-        or not constant_time_equal(token_hash(given), server.credential_hash)
+    if server.credential_hash is None or not constant_time_equal(
+        token_hash(given), server.credential_hash
     ):
         raise Unauthenticated("Present this server's own credential (issued at registration).")
     return server
