@@ -446,6 +446,12 @@ class SandboxDriver(Driver):
             if f.name.split(".", 1)[0] == instance_id:
                 f.unlink(missing_ok=True)
 
+    def busy(self, instance_id: str) -> bool:
+        """Whether a start, stop, checkpoint or rollback of the instance is under way (its
+        state is about to change: a report of it now would be stale on arrival)."""
+        lock = self._locks.get(instance_id)
+        return lock is not None and lock.locked()
+
     def state(self, instance_id: str) -> InstanceState:
         running = self._running.get(instance_id)
         if running is not None and running.proc.returncode is None:
