@@ -26,6 +26,8 @@ from pathlib import Path
 import httpx
 from harness import Platform, cp_a, delete_all, first_instance, load, ms, platform
 
+from forkyard.node.runner import HEARTBEAT_EVERY_S
+
 
 async def call(
     api: httpx.AsyncClient, path: str, body: dict, expect: int = 201
@@ -98,7 +100,7 @@ async def bench_forks(p: Platform, counts: list[int]) -> None:
     print("\n## fork via the API (parent with 100 MB written; children running on return)")
     print(
         f"{'count':>5} | {'total':>9} {'per child':>10} | {'fork_ms':>8} | "
-        f"{'disk per idle fork':>18} | {'cp -a per child':>15}"
+        f"{'disk per idle fork':>18} | {'cp -a per child':>15} | failed"
     )
     parent = await first_instance(api, memory_mb=256, disk_mb=1024)
     try:
@@ -111,7 +113,7 @@ async def bench_forks(p: Platform, counts: list[int]) -> None:
             out, total = await call(api, f"/v1/instances/{parent}/fork", {"count": count})
             kids = [c["instance"]["id"] for c in out["children"] if c["instance"]]
             errors = [c["error"] for c in out["children"] if c["error"]]
-            await asyncio.sleep(1.0)  # idle
+            await asyncio.sleep(HEARTBEAT_EVERY_S + 1.5)  # idle, and past a node heartbeat
             for k in kids:  # wait=true answered once they ran; report any that stopped since
                 child = (await api.get(f"/v1/instances/{k}")).json()
                 if child["status"] != "running":
@@ -120,7 +122,8 @@ async def bench_forks(p: Platform, counts: list[int]) -> None:
             print(
                 f"{count:>5} | {total:>6.0f} ms {total / count:>7.1f} ms | "
                 f"{out['fork_ms']:>5.0f} ms | {per_fork / 1024:>15.0f} KB | {base:>12.1f} ms"
-                + (f"  ({len(errors)} failed: {errors[0]})" if errors else "")
+                + f" | {len(errors)} failed"
+                + (f" ({errors[0]})" if errors else "")
             )
             await delete_all(api, kids)
     finally:
