@@ -241,10 +241,12 @@ def end_node(data_dir: Path, pid: int, timeout: float = NODE_STOP_TIMEOUT_S) -> 
     `timeout`; the next node's reconcile then clears what it left)."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
+    deadline, killed = time.monotonic() + timeout, False
     while lock_holder(data_dir) is not None:
         if time.monotonic() > deadline:
+            if killed:
+                raise RuntimeError(f"node pid {pid} still holds {data_dir} after SIGKILL")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + 10
+            deadline, killed = time.monotonic() + 10, True
         time.sleep(0.1)
