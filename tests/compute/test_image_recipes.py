@@ -161,6 +161,9 @@ async def test_suite_build_boots_instances_and_abort_during_debootstrap(platform
     assert failed["status"] == "failed", failed
     assert "debootstrap exited" in failed["error"]
     assert "forkyardnosuch" in failed["logs"] and "E: " in failed["logs"]
+    # what the build printed reaches the org with the node's directories hidden
+    data_dir = str(platform.node.config.data_dir.resolve())
+    assert data_dir not in failed["logs"] and data_dir not in failed["error"], failed
     await wait_for(lambda: _nothing_left(platform), timeout=60, what="failed bootstrap cleaned up")
 
     t0 = time.monotonic()

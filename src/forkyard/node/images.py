@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -179,8 +180,20 @@ def _finish_image(rootfs: Path, marker: str = "default bookworm minbase") -> Non
             for entry in d.iterdir():
                 if entry.is_file() and entry.name not in ("lock",):
                     entry.unlink()
+    _remove_device_nodes(rootfs / "dev")
     _ensure_mount_points(rootfs)
     (rootfs / ".forkyard-image").write_text(marker + "\n")
+
+
+def _remove_device_nodes(dev: Path) -> None:
+    """An instance's /dev is the sandbox's own: device nodes in a layer are dead weight (and
+    every mount of a layer is nodev anyway)."""
+    for root, _dirs, files in os.walk(dev):
+        for name in files:
+            path = os.path.join(root, name)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                os.unlink(path)
 
 
 def _ensure_mount_points(rootfs: Path) -> None:
@@ -326,9 +339,15 @@ async def _cache_lock(cache: Path, emit: Emit) -> AsyncIterator[None]:
 
 
 async def _run_host(
-    argv: list[str], emit: Emit | None, on_line: Callable[[str], None] | None = None
+    argv: list[str],
+    emit: Emit | None,
+    on_line: Callable[[str], None] | None = None,
+    *,
+    hide: dict[Path, str] | None = None,
 ) -> tuple[int, list[str]]:
-    """Run a host tool in its own process group, streaming its output; killed if cancelled."""
+    """Run a host tool in its own process group, streaming its output; killed if cancelled.
+    The output reaches the image's owner (its logs and error): each path of `hide` in it is
+    replaced by its label, so no line names a directory of the host."""
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.DEVNULL,
@@ -346,6 +365,8 @@ async def _run_host(
         assert proc.stdout is not None
         async for raw in proc.stdout:
             line = raw.decode(errors="replace").rstrip()
+            for path, label in (hide or {}).items():
+                line = line.replace(str(path), label)
             lines.append(line)
             if emit is not None and line:
                 emit({"type": "log", "line": line})
@@ -404,7 +425,10 @@ async def bootstrap_build_disk(
         done = False
         try:
             await storage.create_disk(disk, disk_mb)
-            await storage.mount_disk(disk, d / "disk")
+            # debootstrap (host root, Debian's own packages, before anything of the org's runs)
+            # makes the standard device nodes in the target: the one mount of an instance disk
+            # that allows them. _finish_image removes them, and the sandbox mounts it nodev.
+            await storage.mount_disk(disk, d / "disk", devices=True)
             upper = d / "disk" / "upper"
             upper.mkdir()
             (d / "disk" / "work").mkdir()
@@ -436,6 +460,7 @@ async def bootstrap_build_disk(
                     ],
                     emit,
                     phase,
+                    hide={upper: "<target>", d: "<build sandbox>", debs: "<deb cache>"},
                 )
             if rc != 0:
                 raise BuildStepFailed(f"debootstrap exited {rc}: {_tail(lines, 5)}"[:2000])
@@ -511,6 +536,7 @@ async def fetch_packages(
         signed = f"[signed-by={KEYRING}] " if KEYRING.exists() else ""
         (state / "sources.list").write_text(f"deb {signed}{mirror} {suite} main\n")
         work = Path(tempfile.mkdtemp(prefix=".build-", dir=state))
+        hide = {work: "<apt state>", debs: "<deb cache>", cache_root: "<image cache>"}
         try:
             (work / "status").write_bytes(status)
             apt = [
@@ -530,13 +556,13 @@ async def fetch_packages(
             async with _cache_lock(debs, emit):
                 updated = False
                 if not _lists_fresh(state / "lists"):
-                    await _apt_update(apt, emit)
+                    await _apt_update(apt, emit, hide)
                     updated = True
                 while True:
-                    rc, plan = await _run_host([*apt, "-s", "install", *packages], None)
+                    rc, plan = await _run_host([*apt, "-s", "install", *packages], None, hide=hide)
                     if rc == 0:
                         rc, lines = await _run_host(
-                            [*apt, "-y", "--download-only", "install", *packages], emit
+                            [*apt, "-y", "--download-only", "install", *packages], emit, hide=hide
                         )
                     else:
                         lines = plan
@@ -546,7 +572,7 @@ async def fetch_packages(
                     if rc == 0 or updated:
                         break
                     # Stale lists name versions the mirror no longer has: refresh once.
-                    await _apt_update(apt, emit)
+                    await _apt_update(apt, emit, hide)
                     updated = True
                 if rc != 0:
                     raise BuildStepFailed(f"apt-get exited {rc}: {_tail(lines, 5)}"[:2000])
@@ -567,7 +593,7 @@ async def fetch_packages(
             shutil.rmtree(work, ignore_errors=True)
 
 
-async def _apt_update(apt: list[str], emit: Emit) -> None:
-    rc, lines = await _run_host([*apt, "update"], emit)
+async def _apt_update(apt: list[str], emit: Emit, hide: dict[Path, str]) -> None:
+    rc, lines = await _run_host([*apt, "update"], emit, hide=hide)
     if rc != 0:
         raise BuildStepFailed(f"apt-get update exited {rc}: {_tail(lines, 5)}"[:2000])

@@ -73,9 +73,13 @@ def image_filesystem(image: Path) -> str:
     raise SandboxFailed(f"{image}: unknown filesystem")
 
 
-async def mount_disk(image: Path, target: Path, *, readonly: bool = False) -> None:
-    """Loop-mount a disk image. Clones share their filesystem UUID, so XFS mounts with nouuid;
-    a read-only mount (a layer) skips log recovery: layers are captured frozen, hence clean."""
+async def mount_disk(
+    image: Path, target: Path, *, readonly: bool = False, devices: bool = False
+) -> None:
+    """Loop-mount a disk image, nosuid and nodev (`devices`: without nodev, for a host tool
+    that must make device nodes in it before any instance uses it). Clones share their
+    filesystem UUID, so XFS mounts with nouuid; a read-only mount (a layer) skips log recovery:
+    layers are captured frozen, hence clean."""
     target.mkdir(exist_ok=True)
     if is_mountpoint(target):
         return
@@ -89,10 +93,11 @@ async def mount_disk(image: Path, target: Path, *, readonly: bool = False) -> No
         opts.append("norecovery" if fs == "xfs" else "noload")
     try:
         # Direct ioctls: `mount -o loop` costs 50-100 ms under concurrent forks, this ~5 ms.
-        await asyncio.to_thread(_loop_mount, image, target, fs, ",".join(opts), readonly)
+        await asyncio.to_thread(_loop_mount, image, target, fs, ",".join(opts), readonly, devices)
     except OSError:
         all_opts = ",".join(
-            ["loop", "noatime", "nosuid", "nodev", *opts, *(["ro"] if readonly else [])]
+            ["loop", "noatime", "nosuid", "dev" if devices else "nodev", *opts]
+            + (["ro"] if readonly else [])
         )
         await _run("mount", "-t", fs, "-o", all_opts, str(image), str(target))
 
@@ -110,7 +115,9 @@ MS_NOATIME = 1024
 MS_UNTRUSTED = MS_NOSUID | MS_NODEV
 
 
-def _loop_mount(image: Path, target: Path, fs: str, data: str, readonly: bool) -> None:
+def _loop_mount(
+    image: Path, target: Path, fs: str, data: str, readonly: bool, devices: bool = False
+) -> None:
     """Attach image to a free loop device (autoclear: it detaches on umount) and mount it."""
     import struct
 
@@ -135,7 +142,8 @@ def _loop_mount(image: Path, target: Path, fs: str, data: str, readonly: bool) -
                         continue
                     raise
                 try:
-                    mflags = MS_NOATIME | MS_UNTRUSTED | (MS_RDONLY if readonly else 0)
+                    mflags = MS_NOATIME | (MS_NOSUID if devices else MS_UNTRUSTED)
+                    mflags |= MS_RDONLY if readonly else 0
                     if _libc.mount(dev.encode(), str(target).encode(), fs.encode(), mflags,
                                    data.encode()) != 0:  # fmt: skip
                         err = ctypes.get_errno()
