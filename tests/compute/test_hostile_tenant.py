@@ -1,6 +1,6 @@
 """A hostile tenant, through the public API only: root inside an instance holds no power over
 the host, the node or other tenants. Each attack runs as an exec an API key may send; each must
-fail, and what it aims at on the host stays as it was. (ADR 0009 says why each holds.)"""
+fail, and what it aims at on the host stays as it was. (ADR 0010 says why each holds.)"""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ owns nothing on the host. Files keep their ownership as the instance sees it on 
 root inside is uid 0 in the disk image), and the node shows them to the instance through
 idmapped mounts of that range. So checkpoints, forks, rollback, layer copies between servers
 and image builds move plain files, and a layer booted later under another range still reads
-right. See docs/adr/0009-user-namespaces.md.
+right. See docs/adr/0010-user-namespaces.md.
 
 Host ranges are claimed host-wide (several installations may share a machine) by files in
 CLAIMS_DIR; a claim whose sandbox has no process left is taken back after a grace period.

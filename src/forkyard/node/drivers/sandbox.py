@@ -12,7 +12,7 @@ Its root, the overlay of idmap/ (lower = layers + image, upper = the disk's uppe
 at /run/forkyard/roots/<node>/<id>: a path every uid can traverse, since bwrap resolves it as the
 instance's unprivileged host uid (a data dir under a 0700 directory would be out of its reach).
 Isolation: user namespace, capabilities and seccomp in node/isolation.py and node/seccomp.py
-(ADR 0009).
+(ADR 0010).
 The disk image itself (sparse, disk_mb) is <data_dir>/store/disks/<id>.img, on the layer store's
 filesystem so checkpoints, rollbacks and forks are reflink clones of it (see node/layers.py);
 an older instance may still have <data_dir>/instances/<id>/disk.img, which keeps working.
