@@ -15,6 +15,7 @@ from forkyard.db.engine import Database
 from forkyard.kit.body_limit import BodyLimitMiddleware
 from forkyard.kit.http import RequestContextMiddleware, install_error_handlers
 from forkyard.kit.routing import document_access, operation_id, summaries_from_docstrings
+from forkyard.tasks import load_all_tasks
 
 # Routes whose bodies carry file contents take the upload limit; every other the JSON limit.
 UPLOAD_ROUTES = r"/v1/instances/[^/]+/files"
@@ -72,11 +73,12 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         change_feed = asyncio.create_task(changes.run(app.state.db.url))
         worker_task = None
         worker = None
+        # Every subscriber registered before any request emits an event (also without a worker
+        # here: the jobs emit() queues are run by another process).
+        load_all_tasks()
         if settings.run_worker_in_api:
             from forkyard.jobs.worker import Worker
-            from forkyard.tasks import load_all_tasks
 
-            load_all_tasks()
             worker = Worker(app.state.db, settings, concurrency=settings.worker_concurrency)
             worker_task = asyncio.create_task(worker.run())
         app.state.started = True

@@ -1,11 +1,20 @@
-"""Imports every module that registers background jobs, so a worker knows all handlers."""
+"""Imports every module that registers background jobs or event subscribers, so a worker knows
+all handlers and `emit()` queues every subscriber of an event."""
+
+from forkyard.events.kernel import mark_subscribers_loaded
 
 
 def load_all_tasks() -> None:
+    import forkyard.compute.events
     import forkyard.compute.service
     import forkyard.compute.state.images
     import forkyard.compute.state.layers
+    import forkyard.events.kernel
+    import forkyard.identity.events
     import forkyard.identity.sms
     import forkyard.jobs.prune
     import forkyard.kit.idempotency
-    import forkyard.mail.sender  # noqa: F401
+    import forkyard.mail.sender
+    import forkyard.orgs.events  # noqa: F401
+
+    mark_subscribers_loaded()

@@ -1,0 +1,201 @@
+"""The events kernel: typed, versioned facts, `emit()` inside the transaction that caused
+them, and subscribers that each run as their own job, at least once and in effect once.
+
+    class InstanceRunning(InstanceEvent):
+        type = "instance.running"
+
+    await emit(session, InstanceRunning.of(instance))          # where the fact happens
+
+    @subscriber(InstanceRunning)                               # in the reacting domain's events.py
+    async def greet(ctx: JobContext, event: InstanceRunning) -> None: ...
+
+`emit` adds the event's row and, for each subscriber of its type, an `events.deliver` job to
+the caller's session: a rolled-back transaction leaves neither, a committed one both (see
+docs/adr/0011-domain-events.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from forkyard.events.models import EventRecord, SubscriberRun
+from forkyard.jobs import enqueue, job
+from forkyard.jobs.queue import JobContext
+
+DELIVER_JOB = "events.deliver"
+# A subscriber's job is retried with the queue's backoff this many times before it is kept as
+# failed (an operator can re-queue it; its SubscriberRun row is absent, so it runs in full).
+DELIVER_ATTEMPTS = 8
+
+
+class Acting(Protocol):
+    """Whoever caused a fact: a Principal fits (kind and actor_id)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def actor_id(self) -> str | None: ...
+
+
+class Actor(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    type: str = "system"  # user, api_key, node, system, anonymous
+    id: str | None = None
+
+    @classmethod
+    def of(cls, who: Acting | None) -> Actor:
+        return SYSTEM if who is None else cls(type=who.kind, id=who.actor_id)
+
+
+SYSTEM = Actor()
+
+# (type, version) -> class: every event class ever declared, for reading rows back and for the
+# catalogue (README, the events API of issue 14).
+CATALOGUE: dict[tuple[str, int], type[Event]] = {}
+
+
+class Event(BaseModel):
+    """A fact. Subclasses set `type` ("instance.running"), `version` (bumped when the payload
+    changes incompatibly; the old class stays to read old rows) and `resource_type`; their own
+    fields are the payload."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: ClassVar[str]
+    version: ClassVar[int] = 1
+    resource_type: ClassVar[str]
+    # Envelope: which org it concerns (None: none, e.g. a user's account before any org), on
+    # which resource, and who caused it.
+    ENVELOPE: ClassVar[frozenset[str]] = frozenset({"org_id", "resource_id", "actor"})
+
+    org_id: str | None
+    resource_id: str
+    actor: Actor = SYSTEM
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "type" in cls.__dict__:  # a concrete event, not an abstract base of a domain's events
+            key = (cls.type, cls.version)
+            if key in CATALOGUE and CATALOGUE[key].__qualname__ != cls.__qualname__:
+                raise TypeError(f"event {key} is declared twice")
+            CATALOGUE[key] = cls
+
+    def payload(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude=set(self.ENVELOPE))
+
+    @classmethod
+    def from_record(cls, row: EventRecord) -> Event:
+        """The typed event behind a stored row, whatever class it was emitted as."""
+        event_cls = CATALOGUE[(row.type, row.version)]
+        return event_cls(
+            org_id=row.org_id,
+            resource_id=row.resource_id,
+            actor=Actor(type=row.actor_type, id=row.actor_id),
+            **row.payload,
+        )
+
+
+E = TypeVar("E", bound=Event)
+SubscriberFn = Callable[[JobContext, Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    name: str  # stable: it is stored in jobs and in event_subscriber_runs
+    event_type: str
+    fn: SubscriberFn
+
+
+# event type -> its subscribers, filled as the domains' events.py modules are imported
+# (forkyard.tasks.load_all_tasks imports every one of them).
+SUBSCRIBERS: dict[str, list[Subscriber]] = {}
+_BY_NAME: dict[str, Subscriber] = {}
+_loaded = False
+
+
+def subscriber(
+    event: type[E] | str, *, name: str | None = None
+) -> Callable[
+    [Callable[[JobContext, E], Awaitable[None]]], Callable[[JobContext, E], Awaitable[None]]
+]:
+    """Run the decorated function as a job for each committed event of this type (by class or
+    by type name). It may run more than once for one event (at least once); its changes commit
+    with the record that it ran, so a second run does nothing."""
+    event_type = event if isinstance(event, str) else event.type
+
+    def register(
+        fn: Callable[[JobContext, E], Awaitable[None]],
+    ) -> Callable[[JobContext, E], Awaitable[None]]:
+        sub = Subscriber(name or f"{fn.__module__}.{fn.__qualname__}", event_type, fn)
+        if sub.name in _BY_NAME and _BY_NAME[sub.name].event_type != event_type:
+            raise TypeError(f"subscriber name {sub.name!r} is taken")
+        if sub.name not in _BY_NAME:
+            _BY_NAME[sub.name] = sub
+            SUBSCRIBERS.setdefault(event_type, []).append(sub)
+        return fn
+
+    return register
+
+
+def mark_subscribers_loaded() -> None:
+    """Every domain's subscribers are registered (called by forkyard.tasks.load_all_tasks)."""
+    global _loaded
+    _loaded = True
+
+
+async def emit(session: AsyncSession, event: Event) -> EventRecord:
+    """Record `event` in the caller's transaction and queue its subscribers there: both exist
+    only if that transaction commits."""
+    if not _loaded:
+        # A subscriber not yet imported would silently miss this event.
+        raise RuntimeError("emit() before forkyard.tasks.load_all_tasks() registered subscribers")
+    row = EventRecord(
+        org_id=event.org_id,
+        type=event.type,
+        version=event.version,
+        resource_type=event.resource_type,
+        resource_id=event.resource_id,
+        actor_type=event.actor.type,
+        actor_id=event.actor.id,
+        payload=event.payload(),
+    )
+    session.add(row)
+    for sub in SUBSCRIBERS.get(event.type, ()):
+        await enqueue(
+            session,
+            DELIVER_JOB,
+            {"event_id": row.id, "subscriber": sub.name},
+            max_attempts=DELIVER_ATTEMPTS,
+        )
+    return row
+
+
+@job(DELIVER_JOB)
+async def deliver(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Run one subscriber for one event, once in effect: the SubscriberRun row is claimed in
+    this job's transaction, beside the subscriber's own changes. A worker that dies after the
+    commit but before the job is marked done runs the job again, which finds the row (or waits
+    on the uncommitted one of a run still going) and does nothing."""
+    event_id, name = payload["event_id"], payload["subscriber"]
+    sub = _BY_NAME.get(name)
+    if sub is None:
+        raise LookupError(f"no subscriber named {name!r} is registered")
+    claimed = await ctx.session.execute(
+        insert(SubscriberRun)
+        .values(event_id=event_id, subscriber=name)
+        .on_conflict_do_nothing()
+        .returning(SubscriberRun.event_id)
+    )
+    if claimed.first() is None:
+        return  # ran already
+    row = await ctx.session.get(EventRecord, event_id)
+    if row is None:
+        return
+    await sub.fn(ctx, Event.from_record(row))
