@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from forkyard.node.layers import (
+    HonouredTickets,
     LayerInfo,
     LayerStore,
     LayerTransferFailed,
@@ -131,3 +132,15 @@ def test_export_tickets_are_per_layer_and_expire():
     expired = export_ticket("s3cret", "lyr_a", ttl_s=-1)
     assert not check_export_ticket("s3cret", "lyr_a", expired)
     assert int(ticket.split(".")[0]) > time.time()
+
+
+def test_an_export_ticket_is_honoured_once():
+    honoured = HonouredTickets()
+    ticket, other = export_ticket("s3cret", "lyr_a"), export_ticket("s3cret", "lyr_a")
+    assert ticket != other  # each carries its own nonce
+    assert check_export_ticket("s3cret", "lyr_a", ticket, honoured)
+    assert not check_export_ticket("s3cret", "lyr_a", ticket, honoured)  # a replay
+    assert check_export_ticket("s3cret", "lyr_a", other, honoured)
+    # a forged nonce does not pass the MAC, so it cannot be used to probe the ledger
+    expires, _, mac = ticket.split(".")
+    assert not check_export_ticket("s3cret", "lyr_a", f"{expires}.x{mac[:8]}.{mac}", honoured)

@@ -42,7 +42,7 @@ from forkyard.node import storage
 from forkyard.node.errors import NodeError
 
 if TYPE_CHECKING:
-    from forkyard.node.drivers.sandbox import SandboxDriver
+    from forkyard.node.drivers.base import Driver
 
 DEFAULT_SUITE = "bookworm"
 DEFAULT_PACKAGES = (
@@ -268,7 +268,7 @@ _steps: dict[tuple[str, str], asyncio.Task[Any]] = {}
 
 
 def event_stream(
-    driver: SandboxDriver, instance_id: str, work: Callable[[Emit], Awaitable[dict[str, Any]]]
+    driver: Driver, instance_id: str, work: Callable[[Emit], Awaitable[dict[str, Any]]]
 ) -> AsyncIterator[bytes]:
     """Run a build step as a task and stream its events as NDJSON: {"type": "log", "line"},
     {"type": "tick"} while it is quiet, then {"type": "done", ...} or {"type": "error", "code",
@@ -307,7 +307,7 @@ def event_stream(
     return body()
 
 
-async def cancel_step(driver: SandboxDriver, instance_id: str) -> None:
+async def cancel_step(driver: Driver, instance_id: str) -> None:
     """Stop the build step running for this sandbox, if any, and wait until it cleaned up."""
     task = _steps.get((str(driver.data_dir), instance_id))
     if task is not None and not task.done():
@@ -401,7 +401,7 @@ _PHASES = (
 
 
 async def bootstrap_build_disk(
-    driver: SandboxDriver,
+    driver: Driver,
     instance_id: str,
     *,
     suite: str,
@@ -513,7 +513,7 @@ async def _file_chunks(path: Path, size: int = 1 << 20) -> AsyncIterator[bytes]:
 
 
 async def fetch_packages(
-    driver: SandboxDriver,
+    driver: Driver,
     instance_id: str,
     *,
     packages: list[str],

@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
 import shutil
 import struct
 import subprocess
@@ -368,24 +369,50 @@ class LayerNotPortable(NodeError):
 
 
 def export_ticket(secret: str, layer_id: str, ttl_s: int = TICKET_TTL_S) -> str:
-    """A credential for GET /node/layers/{layer_id}/export only, valid for ttl_s."""
+    """A credential for one GET /node/layers/{layer_id}/export, valid for ttl_s: the source
+    honours it once (HonouredTickets), so a ticket seen in transit cannot pull the layer again."""
     expires = int(time.time()) + ttl_s
-    return f"{expires}.{_ticket_mac(secret, layer_id, expires)}"
+    nonce = secrets.token_hex(12)
+    return f"{expires}.{nonce}.{_ticket_mac(secret, layer_id, expires, nonce)}"
 
 
-def check_export_ticket(secret: str, layer_id: str, ticket: str) -> bool:
+class HonouredTickets:
+    """The nonces of the tickets this node has honoured, each remembered until its ticket
+    expires (after which the ticket is refused for its age anyway)."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, int] = {}
+
+    def claim(self, nonce: str, expires: int) -> bool:
+        """True the first time a nonce is presented, False ever after (until it expires)."""
+        now = time.time()
+        if self._until:
+            self._until = {n: t for n, t in self._until.items() if t >= now}
+        if nonce in self._until:
+            return False
+        self._until[nonce] = expires
+        return True
+
+
+def check_export_ticket(
+    secret: str, layer_id: str, ticket: str, honoured: HonouredTickets | None = None
+) -> bool:
+    """Whether the ticket opens this layer's export now; with `honoured`, it is spent by this
+    check (a second presentation is refused)."""
     try:
-        expires_s, mac = ticket.split(".", 1)
+        expires_s, nonce, mac = ticket.split(".", 2)
         expires = int(expires_s)
     except ValueError:
         return False
-    if expires < time.time():
+    if expires < time.time() or not nonce:
         return False
-    return hmac.compare_digest(mac, _ticket_mac(secret, layer_id, expires))
+    if not hmac.compare_digest(mac, _ticket_mac(secret, layer_id, expires, nonce)):
+        return False
+    return honoured is None or honoured.claim(nonce, expires)
 
 
-def _ticket_mac(secret: str, layer_id: str, expires: int) -> str:
-    msg = f"layer-export:{layer_id}:{expires}".encode()
+def _ticket_mac(secret: str, layer_id: str, expires: int, nonce: str) -> str:
+    msg = f"layer-export:{layer_id}:{expires}:{nonce}".encode()
     return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from forkyard.node.drivers.sandbox import SandboxDriver
+from forkyard.node.drivers.base import Driver
 
 
 @dataclass
@@ -15,7 +15,7 @@ class ReconcileReport:
 
 
 async def reconcile(
-    driver: SandboxDriver, keep: set[str], keep_layers: set[str] | None = None
+    driver: Driver, keep: set[str], keep_layers: set[str] | None = None
 ) -> ReconcileReport:
     """Destroy every instance the node holds that is not in `keep`.
 

@@ -1,13 +1,16 @@
-"""The driver interface the node calls: lifecycle, exec and files through the guest agent."""
+"""The driver interface the node calls: lifecycle, layers (checkpoint, rollback, fork, the
+store), and exec and files through the guest agent. The node's API calls nothing else of a
+driver (ADR 0012), so a microVM driver plugs in by implementing this class."""
 
 from __future__ import annotations
 
 import abc
+import asyncio
 import re
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from forkyard.node.agent_client import (
     DEFAULT_MAX_OUTPUT,
@@ -19,6 +22,9 @@ from forkyard.node.agent_client import (
     FileInfo,
     FileReader,
 )
+
+if TYPE_CHECKING:  # node/layers.py imports this module
+    from forkyard.node.layers import LayerInfo, LayerStore
 
 INSTANCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
@@ -101,10 +107,15 @@ class Driver(abc.ABC):
     an absent one)."""
 
     name: str
+    data_dir: Path  # everything of this node's driver lives under it
+    instances_dir: Path  # one directory per instance
+    store_dir: Path  # the filesystem that holds the layers and the instances' disks
+    layers: LayerStore  # this node's layers (node/layers.py): exported and imported as is
 
     @abc.abstractmethod
-    async def start(self, spec: SandboxSpec) -> InstanceInfo:
-        """Boot (creating the disk on first start) and return once the agent answers."""
+    async def start(self, spec: SandboxSpec, *, from_layer: str | None = None) -> InstanceInfo:
+        """Boot (creating the disk on first start) and return once the agent answers. With
+        `from_layer`, an instance's first boot clones its disk from that layer."""
 
     @abc.abstractmethod
     async def stop(self, instance_id: str) -> None:
@@ -136,7 +147,58 @@ class Driver(abc.ABC):
     async def close(self) -> None:
         """Drop agent connections (instances keep running)."""
 
-    # Filesystem layers (checkpoint, rollback, fork): see SandboxDriver and node/layers.py.
+    @abc.abstractmethod
+    def instance_dir(self, instance_id: str) -> Path:
+        """The instance's own directory (InstanceNotFound for an invalid id)."""
+
+    @abc.abstractmethod
+    def disk_image(self, instance_id: str) -> Path:
+        """The instance's disk (it may live in the layer store)."""
+
+    @abc.abstractmethod
+    def _lock(self, instance_id: str) -> asyncio.Lock:
+        """The lock every lifecycle step of the instance holds (image build steps too)."""
+
+    # --- filesystem layers: checkpoint, rollback, fork and the store (node/layers.py) ---
+
+    @abc.abstractmethod
+    def origin(self, instance_id: str) -> str | None:
+        """The layer the instance's disk was last cloned from or captured into."""
+
+    @abc.abstractmethod
+    async def checkpoint(self, instance_id: str, layer_id: str) -> LayerInfo:
+        """Capture the instance's disk as layer `layer_id`; processes pause only for the clone."""
+
+    @abc.abstractmethod
+    async def rollback(self, instance_id: str, layer_id: str) -> InstanceInfo | None:
+        """Make the instance's filesystem exactly the layer's; a running instance boots again
+        (its new InstanceInfo), a stopped one stays stopped (None)."""
+
+    @abc.abstractmethod
+    async def fork(
+        self, parent_id: str, child_specs: list[SandboxSpec], *, layer_id: str | None = None
+    ) -> list[InstanceInfo | Exception]:
+        """Capture the parent once as `layer_id`, boot each child on a clone of it; each
+        child's InstanceInfo or its error, in order."""
+
+    @abc.abstractmethod
+    def get_layer(self, layer_id: str) -> LayerInfo: ...
+
+    @abc.abstractmethod
+    def list_layers(self) -> list[LayerInfo]: ...
+
+    @abc.abstractmethod
+    async def delete_layer(self, layer_id: str) -> None:
+        """LayerInUse while an instance or another layer stacks on it."""
+
+    @abc.abstractmethod
+    async def sweep_layers(self, keep: set[str]) -> set[str]:
+        """Delete every layer neither kept nor under a kept one or an instance; the removed."""
+
+    @abc.abstractmethod
+    def layer_usage(self) -> dict[str, Any]:
+        """The store's space, each layer with what references it, each instance's disk
+        (contract.LayerUsageOut)."""
 
     # --- exec and files go through the agent; drivers rarely need to override these ---
     async def ping(self, instance_id: str, timeout: float = 2.0) -> dict[str, Any]:
