@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from forkyard.identity.account_deletion import register_personal_org_deletion_hook
+from forkyard.events.models import EventRecord
 from forkyard.identity.models import MfaFactor, SshKey
 from tests.fakes.identity_helpers import enroll_totp, last_sms_code, sudo
 from tests.helpers import PASSWORD, error_code, last_link, make_account, outbox
@@ -86,23 +86,16 @@ async def test_delete_cascades(client, db, new_client, tmp_path):
     assert (
         await client.post("/v1/account/ssh-keys", json={"name": "k", "public_key": pub})
     ).status_code == 201
-    seen: list[tuple[str, str]] = []
-
-    async def hook(session, org_id: str, user_id: str) -> None:
-        seen.append((org_id, user_id))
-
-    register_personal_org_deletion_hook(hook)
-    try:
-        r = await client.delete("/v1/auth/me")
-        assert r.status_code == 403
-        await sudo(client)
-        assert (await client.delete("/v1/auth/me")).status_code == 204
-    finally:
-        from forkyard.identity import account_deletion
-
-        account_deletion._personal_org_hooks.remove(hook)
-    assert seen == [(account.org_id, account.user_id)]
+    r = await client.delete("/v1/auth/me")
+    assert r.status_code == 403
+    await sudo(client)
+    assert (await client.delete("/v1/auth/me")).status_code == 204
     async with db.transaction() as s:
+        deleted = (
+            await s.execute(select(EventRecord).where(EventRecord.type == "user.deleted"))
+        ).scalar_one()
+        assert deleted.resource_id == account.user_id
+        assert deleted.payload == {"personal_org_id": account.org_id}
         for model in (MfaFactor, SshKey):
             count = (await s.execute(select(func.count()).select_from(model))).scalar()
             assert count == 0

@@ -14,6 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.compute import schemas
 from forkyard.compute.errors import EmailNotVerified, InvalidTransition, NoCapacity, NodeUnreachable
+from forkyard.compute.events import (
+    InstanceCreated,
+    InstanceDeleted,
+    InstanceError,
+    InstanceRunning,
+    InstanceStopped,
+)
 from forkyard.compute.models import (
     BaseImage,
     ComputeServer,
@@ -26,7 +33,7 @@ from forkyard.compute.models import (
 )
 from forkyard.compute.node_client import NodeClient, node_clients
 from forkyard.config import Settings
-from forkyard.identity.account_deletion import register_personal_org_deletion_hook
+from forkyard.events import Actor, emit
 from forkyard.identity.principal import Principal
 from forkyard.jobs import enqueue, job
 from forkyard.jobs.queue import JobContext, periodic
@@ -331,6 +338,7 @@ async def create_instance(
     stack.instance_id = instance.id
     session.add(stack)
     session.add(Vm(instance_id=instance.id, server_id=server.id, state="pending", boots=0))
+    await emit(session, InstanceCreated.of(instance, Actor.of(principal)))
     await enqueue(
         session,
         "instance.boot",
@@ -441,6 +449,7 @@ async def boot(
             "error",
             "boot failed: the compute server is not answering",
         )
+        await emit(session, InstanceError.of(instance))
         return instance
     except Exception as exc:
         vm.state = "failed"
@@ -449,6 +458,7 @@ async def boot(
         public = exc.message if isinstance(exc, ForkyardError) else "internal error"
         instance.status, instance.status_reason = "error", f"boot failed: {public}"[:500]
         log.warning("boot of %s failed: %s", instance.id, getattr(exc, "node_message", None) or exc)
+        await emit(session, InstanceError.of(instance))
         return instance
     now = utcnow()
     vm.state, vm.pid, vm.boot_ms, vm.started_at, vm.stopped_at = (
@@ -471,9 +481,11 @@ async def boot(
                     "error",
                     f"setup command failed ({result['exit_code']}): {command}"[:500],
                 )
+                await emit(session, InstanceError.of(instance))
                 return instance
         instance.setup_done = True
     instance.status, instance.status_reason = "running", None
+    await emit(session, InstanceRunning.of(instance))
     return instance
 
 
@@ -490,6 +502,7 @@ async def stop_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
     instance.status = "stopped"
     instance.status_reason = payload.get("reason")
     instance.updated_at = utcnow()
+    await emit(session, InstanceStopped.of(instance))
 
 
 @job("instance.destroy")
@@ -504,6 +517,7 @@ async def destroy_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
     from forkyard.compute.state.layers import release_instance
 
     await release_instance(session, instance.id)  # its checkpoints and stacked layers
+    await emit(session, InstanceDeleted.of(instance))
     await session.delete(instance)
 
 
@@ -532,11 +546,14 @@ async def mark_stale_servers(session: AsyncSession, settings: Settings) -> int:
             .where(Vm.server_id == server.id, Vm.state == "running")
             .values(state="unreachable")
         )
-        await session.execute(
+        failed = await session.execute(
             update(Instance)
             .where(Instance.server_id == server.id, Instance.status == "running")
             .values(status="error", status_reason="server_unreachable")
+            .returning(Instance)
         )
+        for instance in failed.scalars():
+            await emit(session, InstanceError.of(instance))
     return len(stale)
 
 
@@ -601,23 +618,3 @@ async def compute_sweep(ctx: JobContext, payload: dict[str, Any]) -> None:
     await mark_stale_servers(ctx.session, ctx.settings)
     await stop_idle_instances(ctx.session)
     await close_lost_execs(ctx.session)
-
-
-@register_personal_org_deletion_hook
-async def delete_personal_org_instances(session: AsyncSession, org_id: str, user_id: str) -> None:
-    """A deleted account's personal org: its instances stop and are queued for deletion."""
-    instances = (
-        (
-            await session.execute(
-                select(Instance)
-                .where(Instance.org_id == org_id, Instance.status != "deleting")
-                .with_for_update()
-            )
-        )
-        .scalars()
-        .all()
-    )
-    for instance in instances:
-        instance.status, instance.status_reason = "deleting", "account_deleted"
-        instance.updated_at = utcnow()
-        await enqueue(session, "instance.destroy", {"instance_id": instance.id})

@@ -3,20 +3,20 @@ keeping only the row (for audit references) under a tombstone address.
 
 The cascade: sessions revoked; API keys the user made, and every key of the personal org,
 revoked; memberships in team orgs removed (a last owner must hand over first); the personal org
-marked deleted and handed to the registered personal-org hooks (compute registers one that stops
-the org's instances and queues them for deletion); MFA factors, backup codes, pending codes and
+marked deleted and the `user.deleted` event emitted (compute's subscriber stops the org's
+instances and queues them for deletion); MFA factors, backup codes, pending codes and
 challenges, one-time tokens, OAuth links and SSH keys deleted; name, email, phone and password
 scrubbed."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.audit.service import record
+from forkyard.events import Actor, emit
 from forkyard.identity.errors import LastOwner
+from forkyard.identity.events import UserDeleted
 from forkyard.identity.models import (
     ApiKey,
     BackupCode,
@@ -32,18 +32,6 @@ from forkyard.identity.principal import Principal
 from forkyard.identity.service import revoke_sessions
 from forkyard.kit.clock import utcnow
 from forkyard.orgs.models import Membership, Org
-
-# Called inside the deleting transaction with (session, personal org id, user id).
-PersonalOrgHook = Callable[[AsyncSession, str, str], Awaitable[None]]
-_personal_org_hooks: list[PersonalOrgHook] = []
-
-
-def register_personal_org_deletion_hook(hook: PersonalOrgHook) -> PersonalOrgHook:
-    """Let another domain act on a deleted account's personal org, e.g. compute stopping its
-    instances and queueing them for deletion. Usable as a decorator; registering twice is a no-op."""
-    if hook not in _personal_org_hooks:
-        _personal_org_hooks.append(hook)
-    return hook
 
 
 async def delete_account(session: AsyncSession, user: User, principal: Principal) -> None:
@@ -85,11 +73,18 @@ async def delete_account(session: AsyncSession, user: User, principal: Principal
         personal = await session.get(Org, user.personal_org_id)
         if personal is not None:
             personal.deleted_at = now
-        for hook in list(_personal_org_hooks):
-            await hook(session, user.personal_org_id, user.id)
     for membership in memberships:
         if membership.org_id != user.personal_org_id:
             await session.delete(membership)
+    await emit(
+        session,
+        UserDeleted(
+            org_id=user.personal_org_id,
+            resource_id=user.id,
+            actor=Actor.of(principal),
+            personal_org_id=user.personal_org_id,
+        ),
+    )
     await record(
         session,
         "user.deleted",

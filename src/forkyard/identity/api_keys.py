@@ -11,7 +11,9 @@ from sqlalchemy import select
 
 from forkyard.audit.service import record
 from forkyard.db.session import DbSession
+from forkyard.events import Actor, emit
 from forkyard.identity.deps import Reader, SudoPrincipal, Writer, require_account
+from forkyard.identity.events import ApiKeyCreated, ApiKeyRevoked, ApiKeyRotated
 from forkyard.identity.models import ApiKey
 from forkyard.identity.principal import ALL_SCOPES, Principal
 from forkyard.kit.clock import utcnow
@@ -127,6 +129,7 @@ async def create_api_key(
     )
     session.add(key)
     await session.flush()
+    await emit(session, ApiKeyCreated.of(key, Actor.of(principal)))
     await record(
         session,
         "api_key.created",
@@ -162,6 +165,7 @@ async def revoke_api_key(id: str, session: DbSession, principal: Writer) -> Resp
         raise Forbidden("Only the key's creator or an org admin can revoke it.")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
+        await emit(session, ApiKeyRevoked.of(key, Actor.of(principal)))
         await record(
             session, "api_key.revoked", principal=principal, target_type="api_key", target_id=key.id
         )
@@ -182,6 +186,7 @@ async def rotate_api_key(id: str, session: DbSession, principal: SudoPrincipal) 
     key.key_hash = token_hash(secret)
     key.prefix = secret[:10]
     key.last_used_at = None
+    await emit(session, ApiKeyRotated.of(key, Actor.of(principal)))
     await record(
         session, "api_key.rotated", principal=principal, target_type="api_key", target_id=key.id
     )

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.audit.service import record
 from forkyard.config import Settings
+from forkyard.events import Actor, emit
 from forkyard.identity.deps import IpNotAllowed, ip_in_allowlist
 from forkyard.identity.errors import CookieSessionRequired
 from forkyard.identity.models import ApiKey, User
@@ -36,6 +37,14 @@ from forkyard.orgs.errors import (
     PersonalOrg,
     WouldLockOut,
 )
+from forkyard.orgs.events import (
+    InvitationAccepted,
+    InvitationCreated,
+    MemberAdded,
+    MemberRemoved,
+    MemberRoleChanged,
+)
+from forkyard.orgs.events import InvitationRevoked as InvitationRevokedEvent
 from forkyard.orgs.models import Invitation, IpAllowlistEntry, Membership, Org
 
 MAX_ALLOWLIST_ENTRIES = 200
@@ -258,6 +267,17 @@ async def change_role(
             await _check_not_last_owner(session, membership)
         membership.role = role
         revoked = await _revoke_keys_beyond(session, grant.org.id, user_id, ROLE_SCOPES[role])
+        await emit(
+            session,
+            MemberRoleChanged(
+                org_id=grant.org.id,
+                resource_id=user_id,
+                actor=Actor.of(grant.principal),
+                role=role,
+                previous_role=old,
+                revoked_api_keys=revoked,
+            ),
+        )
         await record(
             session,
             "member.role_changed",
@@ -282,6 +302,17 @@ async def remove_member(session: AsyncSession, grant: OrgGrant, user_id: str) ->
         await _check_not_last_owner(session, membership)
     revoked = await _revoke_keys_beyond(session, grant.org.id, user_id, frozenset())
     await session.delete(membership)
+    await emit(
+        session,
+        MemberRemoved(
+            org_id=grant.org.id,
+            resource_id=user_id,
+            actor=Actor.of(principal),
+            role=membership.role,
+            left=leaving,
+            revoked_api_keys=revoked,
+        ),
+    )
     await record(
         session,
         "member.left" if leaving else "member.removed",
@@ -375,6 +406,9 @@ async def invite(
         f"{settings.public_url}/v1/auth/invitations/{token}\n\n"
         f"The link expires on {inv.expires_at:%Y-%m-%d %H:%M} UTC.\n",
     )
+    await emit(
+        session, InvitationCreated.of(inv, Actor.of(grant.principal), superseded=list(superseded))
+    )
     await record(
         session,
         "invitation.created",
@@ -396,6 +430,7 @@ async def revoke_invitation(session: AsyncSession, grant: OrgGrant, inv_id: str)
         raise InvitationUsed("This invitation was already accepted; remove the member instead.")
     if inv.revoked_at is None:
         inv.revoked_at = utcnow()
+        await emit(session, InvitationRevokedEvent.of(inv, Actor.of(grant.principal)))
         await record(
             session,
             "invitation.revoked",
@@ -466,6 +501,17 @@ async def accept_invitation(
     inv.accepted_at = utcnow()
     inv.accepted_by = user_id
     await session.flush()
+    await emit(session, InvitationAccepted.of(inv, Actor.of(principal), user_id=user_id))
+    await emit(
+        session,
+        MemberAdded(
+            org_id=org.id,
+            resource_id=user_id,
+            actor=Actor.of(principal),
+            role=inv.role,
+            invitation_id=inv.id,
+        ),
+    )
     await record(
         session,
         "invitation.accepted",

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.compute.errors import InstanceNotRunning
+from forkyard.compute.events import CheckpointCreated, CheckpointDeleted, InstanceRolledBack
 from forkyard.compute.models import Checkpoint, Instance, InstanceStack, Layer, Snapshot
 from forkyard.compute.node_client import RemoteError
 from forkyard.compute.service import check_disk, get_instance, get_vm, instance_out, node_for
@@ -19,6 +20,7 @@ from forkyard.compute.state import schemas
 from forkyard.compute.state.layers import capture, ensure_stack, forget_node_layer, release
 from forkyard.config import Settings
 from forkyard.db.session import DbSession
+from forkyard.events import Actor, emit
 from forkyard.identity.deps import Reader, Writer, settings_of
 from forkyard.identity.principal import Principal
 from forkyard.kit.clock import utcnow
@@ -98,6 +100,7 @@ async def take_checkpoint(
         ),
     )
     stack.head_checkpoint_id = ckpt.id
+    await emit(session, CheckpointCreated.of(ckpt))
     return ckpt, layer
 
 
@@ -227,6 +230,7 @@ async def delete_checkpoint(
     if stack is not None and stack.head_checkpoint_id == ckpt.id:
         stack.head_checkpoint_id = ckpt.parent_id
     layer_id = ckpt.layer_id
+    await emit(session, CheckpointDeleted.of(ckpt, Actor.of(principal)))
     await session.delete(ckpt)
     await session.flush()
     await release(session, layer_id)
@@ -257,6 +261,17 @@ async def rollback(
     stack = await session.get(InstanceStack, instance.id)
     assert stack is not None
     stack.head_checkpoint_id = target.id
+    await emit(
+        session,
+        InstanceRolledBack.of(
+            instance,
+            Actor.of(principal),
+            to_checkpoint_id=target.id,
+            to_snapshot_id=None,
+            kept_checkpoint_id=before.id,
+            processes_restarted=rebooted,
+        ),
+    )
     return schemas.RollbackOut(
         instance=instance_out(instance),
         rolled_back_to=target.id,

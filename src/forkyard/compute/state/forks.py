@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from forkyard.audit.service import record
 from forkyard.compute.errors import NoCapacity
+from forkyard.compute.events import InstanceCreated, InstanceForked, InstanceRunning
 from forkyard.compute.models import ComputeServer, Instance, InstanceStack, Vm
 from forkyard.compute.service import (
     check_quota,
@@ -36,6 +37,7 @@ from forkyard.compute.state.layers import (
 )
 from forkyard.config import Settings
 from forkyard.db.session import DbSession
+from forkyard.events import Actor, emit
 from forkyard.identity.deps import Writer, settings_of
 from forkyard.jobs import enqueue
 from forkyard.kit.clock import utcnow
@@ -162,6 +164,12 @@ async def fork_instance(
         )
         for i in range(body.count)
     ]
+    forked = [c for i, c in enumerate(children) if i not in errors]
+    for child in forked:
+        await emit(session, InstanceCreated.of(child, Actor.of(principal), parent_id=parent.id))
+    await emit(
+        session, InstanceForked.of(parent, Actor.of(principal), children=[c.id for c in forked])
+    )
     await record(
         session,
         "instance.forked",
@@ -220,4 +228,5 @@ async def _fork_now(
             1,
         )
         child.status = "running"
+        await emit(session, InstanceRunning.of(child))
     await session.flush()

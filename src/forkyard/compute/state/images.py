@@ -32,6 +32,14 @@ from fastapi import Depends, Query, Request, Response
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from forkyard.compute.events import (
+    ImageAborted,
+    ImageBuildStarted,
+    ImageDeleted,
+    ImageFailed,
+    ImagePromoted,
+    ImageReady,
+)
 from forkyard.compute.models import (
     BaseImage,
     ComputeServer,
@@ -50,6 +58,7 @@ from forkyard.compute.state.errors import (
 )
 from forkyard.compute.state.layers import add_layer, ensure_on, release
 from forkyard.db.session import DbSession
+from forkyard.events import Actor, emit
 from forkyard.identity.deps import Reader, Writer, settings_of
 from forkyard.identity.principal import Principal
 from forkyard.jobs import enqueue, job
@@ -222,6 +231,7 @@ async def promote(session: AsyncSession, image: BaseImage) -> None:
         other.is_current = False
     image.is_current = True
     image.promoted_at = image.promoted_at or utcnow()
+    await emit(session, ImagePromoted.of(image))
     await session.flush()
 
 
@@ -336,6 +346,7 @@ async def delete_base_image(id: str, session: DbSession, principal: Writer) -> R
     if image.is_current or users:
         raise ImageInUse(details={"current": image.is_current, "instances": users})
     layer_id = image.layer_id
+    await emit(session, ImageDeleted.of(image, Actor.of(principal)))
     await session.delete(image)
     await session.flush()
     await release(session, layer_id)
@@ -399,6 +410,7 @@ async def prepare_image(
     session.add(image)
     await session.flush()
     await enqueue(session, "image.build", {"image_id": image.id})
+    await emit(session, ImageBuildStarted.of(image, Actor.of(principal)))
     return image_out(image)
 
 
@@ -427,6 +439,7 @@ async def abort_image(
         )
     image.status, image.finished_at = "aborted", utcnow()
     image.error = "aborted"
+    await emit(session, ImageAborted.of(image, Actor.of(principal)))
     return image_out(image)
 
 
@@ -472,11 +485,21 @@ class BuildReport:
 
     async def finish(self, session: AsyncSession, status: str, **values: Any) -> None:
         """The final state, unless someone aborted the build meanwhile."""
-        await session.execute(
-            update(BaseImage)
-            .where(BaseImage.id == self.image_id, BaseImage.status == "building")
-            .values(status=status, logs=self.logs, finished_at=utcnow(), **values)
-        )
+        image = (
+            await session.execute(
+                update(BaseImage)
+                .where(BaseImage.id == self.image_id, BaseImage.status == "building")
+                .values(status=status, logs=self.logs, finished_at=utcnow(), **values)
+                .returning(BaseImage)
+            )
+        ).scalar_one_or_none()
+        if image is not None:
+            finished = (
+                ImageReady.of(image)
+                if status == "ready"
+                else ImageFailed.of(image, error=image.error)
+            )
+            await emit(session, finished)
 
 
 @job("image.build")
@@ -492,11 +515,13 @@ async def build_image(ctx: JobContext, payload: dict[str, Any]) -> None:
         if snap is None or layer is None or layer.status != "ready":
             image.status, image.error = "failed", "the snapshot no longer exists"
             image.finished_at = utcnow()
+            await emit(session, ImageFailed.of(image, error=image.error))
             return
         # The image shares the snapshot's layer: nothing is copied.
         image.layer_id, image.server_id, image.rootfs = layer.id, layer.server_id, layer.rootfs
         _append(image, f"using snapshot {snap.id} ({snap.name}) as layer {layer.id}")
         image.status, image.progress, image.finished_at = "ready", 100, utcnow()
+        await emit(session, ImageReady.of(image))
         return
     await _build_in_sandbox(session, settings, image, BuildReport(session, image))
 

@@ -12,6 +12,12 @@ from fastapi import Depends, Request, Response
 from sqlalchemy import select
 
 from forkyard.audit.service import record
+from forkyard.compute.events import (
+    InstanceCreated,
+    InstanceRolledBack,
+    SnapshotCreated,
+    SnapshotDeleted,
+)
 from forkyard.compute.models import (
     BaseImage,
     Instance,
@@ -38,6 +44,7 @@ from forkyard.compute.state.checkpoints import (
 from forkyard.compute.state.errors import SnapshotInUse
 from forkyard.compute.state.layers import ensure_on, release
 from forkyard.db.session import DbSession
+from forkyard.events import Actor, emit
 from forkyard.identity.deps import Reader, Writer, settings_of
 from forkyard.identity.principal import Principal
 from forkyard.jobs import enqueue
@@ -132,6 +139,7 @@ async def create_snapshot(
             layer_id=layer.id,
         ),
     )
+    await emit(session, SnapshotCreated.of(snap, Actor.of(principal)))
     return snapshot_out(snap, layer)
 
 
@@ -171,6 +179,7 @@ async def delete_snapshot(
     if any(deps.values()):
         names = ", ".join(deps["images"] + deps["instances"])
         raise SnapshotInUse(f"Snapshot {snap.id} is used by {names}.", details=deps)
+    await emit(session, SnapshotDeleted.of(snap, Actor.of(principal)))
     await session.delete(snap)
     await session.flush()
     await release(session, layer.id)
@@ -201,6 +210,17 @@ async def restore_snapshot(
         stack = await session.get(InstanceStack, instance.id)
         assert stack is not None
         stack.head_checkpoint_id = None
+        await emit(
+            session,
+            InstanceRolledBack.of(
+                instance,
+                Actor.of(principal),
+                to_checkpoint_id=None,
+                to_snapshot_id=snap.id,
+                kept_checkpoint_id=before.id,
+                processes_restarted=rebooted,
+            ),
+        )
         return schemas.RestoreOut(
             instance=instance_out(instance),
             new_instance=False,
@@ -249,6 +269,7 @@ async def restore_snapshot(
     )
     await session.flush()
     await enqueue(session, "instance.boot", {"instance_id": instance.id})
+    await emit(session, InstanceCreated.of(instance, Actor.of(principal), snapshot_id=snap.id))
     await record(
         session,
         "instance.created",

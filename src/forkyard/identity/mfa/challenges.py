@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.audit.service import record_for_user
 from forkyard.config import Settings
+from forkyard.events import emit
 from forkyard.identity import schemas
+from forkyard.identity.events import UserSignedIn
 from forkyard.identity.mfa import backup_codes
 from forkyard.identity.mfa.errors import ChallengeInvalid
 from forkyard.identity.models import LoginChallenge, MfaFactor, OneTimeToken, User
@@ -167,6 +169,7 @@ async def sign_in(
             )
             .values(used_at=utcnow())
         )
+    await emit(session, UserSignedIn.of(user, issued.session, method, mfa_verified))
     await record_for_user(
         session,
         request,
