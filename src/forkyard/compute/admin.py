@@ -133,12 +133,12 @@ async def server_vm_storage(
     """Disk used per instance on this server, its layers (what stacks on each) and free space."""
     server = await _server(session, id)
     node = node_clients.for_server(server, settings_of(request).secret_key)
-    report: dict[str, Any] = await node.json("GET", "/node/storage")
-    usage: dict[str, Any] = await node.json("GET", "/node/layers/usage")
+    report: dict[str, Any] = (await node.storage()).model_dump()
+    usage = await node.layer_usage()
     report["server_id"] = server.id
-    report["storage_mode"] = usage.get("mode")
-    report["store"] = usage.get("store")
-    report["layers"] = usage.get("layers", [])
+    report["storage_mode"] = usage.mode
+    report["store"] = usage.store.model_dump()
+    report["layers"] = [x.model_dump() for x in usage.layers]
     # What the control plane records of each layer: the servers holding a replica of it, and
     # how this one got it (captured here or copied from another server).
     layer_ids = [x["layer_id"] for x in report["layers"]]

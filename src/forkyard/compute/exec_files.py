@@ -40,6 +40,7 @@ from forkyard.kit.errors import BadRequest, ForkyardError, NotFound
 from forkyard.kit.ids import has_prefix, new_id
 from forkyard.kit.pagination import Page
 from forkyard.kit.routing import protected_router
+from forkyard.node.contract import ExecStreamIn, ReadFileIn
 from forkyard.node.rpc import FILE_WRITE_MAX
 
 exec_router = protected_router("exec", prefix="/v1/instances")
@@ -383,7 +384,7 @@ async def stream_command(
     async def events() -> AsyncIterator[bytes]:
         seq = 0
         status, exit_code, duration = "killed", None, None
-        frames = node.stream(f"/node/instances/{instance_id}/exec/stream", node_body).__aiter__()
+        frames = node.exec_stream(instance_id, ExecStreamIn.model_validate(node_body)).__aiter__()
         pending: asyncio.Task[dict[str, Any]] | None = None
         try:
             while True:
@@ -531,9 +532,9 @@ async def read_file(
         )
     target = await _target(request, principal, id)
     try:
-        chunks = await target.node.read_stream(
-            f"/node/instances/{target.instance_id}/files/read",
-            {"path": path, "offset": offset, "limit": limit, "max_size": max_bytes},
+        chunks = await target.node.read_file(
+            target.instance_id,
+            ReadFileIn(path=path, offset=offset, limit=limit, max_size=max_bytes),
         )
     except RemoteError as exc:
         if exc.code == "file_too_large":
@@ -561,11 +562,10 @@ async def write_file(
     mode = body.mode if body.mode is not None else 0o644
     if len(raw) > FILE_WRITE_MAX:
         # Too large for one message on the node's shared call channel: streamed over HTTP.
-        info = await target.node.upload(
-            f"/node/instances/{target.instance_id}/files/content",
-            {"path": body.path, "mode": mode, "make_parents": body.make_parents},
-            raw,
+        written = await target.node.write_file(
+            target.instance_id, body.path, raw, mode=mode, make_parents=body.make_parents
         )
+        info = written.model_dump()
     else:
         info = await target.call(
             "files.write",

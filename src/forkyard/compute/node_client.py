@@ -9,16 +9,21 @@ import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
 
 import httpx
 import websockets
+from pydantic import BaseModel
 from websockets.asyncio.client import ClientConnection, connect
 
 from forkyard.compute.errors import CallTooLarge, NodeUnreachable
 from forkyard.kit.crypto import decrypt
 from forkyard.kit.errors import ForkyardError
+from forkyard.node import contract as c
 from forkyard.node.rpc import MAX_MESSAGE
+
+M = TypeVar("M", bound=BaseModel)
 
 SECRET_PURPOSE = "node-secret"
 
@@ -169,17 +174,28 @@ class NodeClient:
             _raise_remote(r.status_code, r.content)
         return r
 
-    async def json(
-        self, method: str, path: str, body: Any = None, *, timeout: float | None = None
-    ) -> Any:
-        r = await self._call(method, path, json=body, timeout=timeout)
-        return r.json()
+    async def _model(
+        self,
+        method: str,
+        path: str,
+        answer: type[M],
+        body: BaseModel | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> M:
+        """One contract call: the body is a contract model, so is the answer (node/contract.py)."""
+        payload = body.model_dump(mode="json") if body is not None else None
+        r = await self._call(method, path, json=payload, timeout=timeout)
+        return answer.model_validate_json(r.content)
 
-    async def read_stream(self, path: str, body: Any) -> AsyncIterator[bytes]:
+    async def _bytes(self, path: str, body: BaseModel) -> AsyncIterator[bytes]:
         """The node's streamed answer, chunk by chunk as it arrives; its error answer is raised
         here, before the first chunk. The caller iterates (or closes) what it gets."""
         request = self.http.build_request(
-            "POST", path, json=body, timeout=httpx.Timeout(60.0, connect=5.0)
+            "POST",
+            path,
+            json=body.model_dump(mode="json"),
+            timeout=httpx.Timeout(60.0, connect=5.0),
         )
         try:
             r = await self.http.send(request, stream=True)
@@ -201,23 +217,15 @@ class NodeClient:
 
         return chunks()
 
-    async def upload(self, path: str, params: dict[str, Any], content: bytes) -> Any:
-        """PUT a file's bytes to the node, which streams them to the agent (files too large
-        for one call-channel message)."""
-        r = await self._call(
-            "PUT",
-            path,
-            params=params,
-            content=content,
-            headers={"Content-Type": "application/octet-stream"},
-            timeout=300.0,
-        )
-        return r.json()
-
-    async def stream(self, path: str, body: Any) -> AsyncIterator[dict[str, Any]]:
+    async def _events(self, path: str, body: BaseModel) -> AsyncIterator[dict[str, Any]]:
+        """An NDJSON stream's events (contract.ExecEvent, contract.BuildEvent), as plain dicts:
+        a stream's lines are many and each is read once."""
         try:
             async with self.http.stream(
-                "POST", path, json=body, timeout=httpx.Timeout(None, connect=5.0)
+                "POST",
+                path,
+                json=body.model_dump(mode="json"),
+                timeout=httpx.Timeout(None, connect=5.0),
             ) as r:
                 if r.status_code >= 400:
                     _raise_remote(r.status_code, await r.aread())
@@ -227,15 +235,147 @@ class NodeClient:
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
             raise NodeUnreachable() from exc
 
+    # --- instances ---
+
+    async def instances(self) -> c.InstancesOut:
+        return await self._model("GET", "/node/instances", c.InstancesOut)
+
+    async def storage(self) -> c.StorageOut:
+        return await self._model("GET", "/node/storage", c.StorageOut)
+
+    async def boot(
+        self, instance_id: str, spec: c.SandboxSpecIn, *, timeout: float = 120
+    ) -> c.BootOut:
+        """Boot the instance (its first boot from `spec.from_layer` clones that layer)."""
+        path = f"/node/instances/{_seg(instance_id)}"
+        return await self._model("PUT", path, c.BootOut, spec, timeout=timeout)
+
+    async def stop(self, instance_id: str) -> c.StateOut:
+        path = f"/node/instances/{_seg(instance_id)}/stop"
+        return await self._model("POST", path, c.StateOut)
+
+    async def destroy(self, instance_id: str, *, timeout: float = 120) -> c.StateOut:
+        path = f"/node/instances/{_seg(instance_id)}"
+        return await self._model("DELETE", path, c.StateOut, timeout=timeout)
+
+    async def flush(self, instance_id: str) -> c.FlushOut:
+        path = f"/node/instances/{_seg(instance_id)}/flush"
+        return await self._model("POST", path, c.FlushOut)
+
+    async def stats(self, instance_id: str) -> c.StatsOut:
+        path = f"/node/instances/{_seg(instance_id)}/stats"
+        return await self._model("GET", path, c.StatsOut)
+
+    async def ping(self, instance_id: str) -> c.PingOut:
+        path = f"/node/instances/{_seg(instance_id)}/ping"
+        return await self._model("POST", path, c.PingOut)
+
+    # --- exec and files: the call channel, and HTTP for streams and large files ---
+
+    async def exec(
+        self, instance_id: str, params: c.ExecCall, *, timeout: float = 60.0
+    ) -> c.ExecAnswer:
+        """An exec to completion over the call channel (plain JSON: the hot path)."""
+        answer: c.ExecAnswer = await self.call("exec", instance_id, dict(params), timeout=timeout)
+        return answer
+
+    def exec_stream(self, instance_id: str, body: c.ExecStreamIn) -> AsyncIterator[dict[str, Any]]:
+        """A command's events as they happen (contract.ExecEvent)."""
+        return self._events(f"/node/instances/{_seg(instance_id)}/exec/stream", body)
+
+    async def read_file(self, instance_id: str, body: c.ReadFileIn) -> AsyncIterator[bytes]:
+        return await self._bytes(f"/node/instances/{_seg(instance_id)}/files/read", body)
+
+    async def write_file(
+        self, instance_id: str, path: str, content: bytes, *, mode: int, make_parents: bool
+    ) -> c.FileOut:
+        """PUT a file's bytes to the node, which streams them to the agent (files too large
+        for one call-channel message)."""
+        r = await self._call(
+            "PUT",
+            f"/node/instances/{_seg(instance_id)}/files/content",
+            params={"path": path, "mode": mode, "make_parents": make_parents},
+            content=content,
+            headers={"Content-Type": "application/octet-stream"},
+            timeout=300.0,
+        )
+        return c.FileOut.model_validate_json(r.content)
+
+    # --- layers ---
+
+    async def checkpoint(
+        self, instance_id: str, layer_id: str, *, timeout: float | None = None
+    ) -> c.LayerOut:
+        path = f"/node/instances/{_seg(instance_id)}/checkpoint"
+        body = c.LayerIn(layer_id=layer_id)
+        return await self._model("POST", path, c.LayerOut, body, timeout=timeout)
+
+    async def rollback(
+        self, instance_id: str, layer_id: str, *, timeout: float = 300
+    ) -> c.RollbackOut:
+        path = f"/node/instances/{_seg(instance_id)}/rollback"
+        body = c.LayerIn(layer_id=layer_id)
+        return await self._model("POST", path, c.RollbackOut, body, timeout=timeout)
+
+    async def fork(
+        self, instance_id: str, body: c.ForkIn, *, timeout: float | None = None
+    ) -> c.ForkOut:
+        path = f"/node/instances/{_seg(instance_id)}/fork"
+        return await self._model("POST", path, c.ForkOut, body, timeout=timeout)
+
+    async def layers(self) -> c.LayersOut:
+        return await self._model("GET", "/node/layers", c.LayersOut)
+
+    async def layer_usage(self) -> c.LayerUsageOut:
+        return await self._model("GET", "/node/layers/usage", c.LayerUsageOut)
+
+    async def get_layer(self, layer_id: str) -> c.LayerOut:
+        return await self._model("GET", f"/node/layers/{_seg(layer_id)}", c.LayerOut)
+
+    async def delete_layer(
+        self, layer_id: str, *, timeout: float | None = None
+    ) -> c.LayerDeletedOut:
+        path = f"/node/layers/{_seg(layer_id)}"
+        return await self._model("DELETE", path, c.LayerDeletedOut, timeout=timeout)
+
+    async def export_ticket(self, layer_id: str) -> c.ExportTicketOut:
+        path = f"/node/layers/{_seg(layer_id)}/export-ticket"
+        return await self._model("POST", path, c.ExportTicketOut)
+
+    async def import_layer(
+        self, layer_id: str, body: c.ImportIn, *, timeout: float | None = None
+    ) -> c.ImportOut:
+        path = f"/node/layers/{_seg(layer_id)}/import"
+        return await self._model("POST", path, c.ImportOut, body, timeout=timeout)
+
+    async def sweep_layers(self, keep: list[str]) -> c.SweepOut:
+        return await self._model("POST", "/node/layers/sweep", c.SweepOut, c.SweepIn(keep=keep))
+
+    # --- image builds ---
+
+    def bootstrap(self, build_id: str, body: c.BootstrapIn) -> AsyncIterator[dict[str, Any]]:
+        """Debootstrap into a new build sandbox's disk (contract.BuildEvent)."""
+        return self._events(f"/node/instances/{_seg(build_id)}/bootstrap", body)
+
+    def fetch_packages(self, build_id: str, body: c.PackagesIn) -> AsyncIterator[dict[str, Any]]:
+        """Download packages into a running build sandbox (contract.BuildEvent)."""
+        return self._events(f"/node/instances/{_seg(build_id)}/packages", body)
+
     async def call(
         self, op: str, instance_id: str, params: dict[str, Any], *, timeout: float = 60.0
     ) -> Any:
-        """A hot-path call (exec, small file operations) over the node's call channel."""
+        """A hot-path call (exec, small file operations) over the node's call channel: its
+        params and answer are the contract's CHANNEL_OPS shapes."""
         return await self.rpc.call(op, instance_id, params, timeout=timeout)
 
     async def close(self) -> None:
         await self.rpc.close()
         await self.http.aclose()
+
+
+def _seg(value: str) -> str:
+    """One path segment: an id cannot reach another route of the node."""
+    return quote(value, safe="")
 
 
 def _raise_remote(status: int, content: bytes) -> None:

@@ -171,13 +171,13 @@ async def get_vm_route(
     out = vm_out(vm)
     if vm.state == "running":
         node = await node_for(session, settings_of(request), vm.server_id)
-        stats = await node.json("GET", f"/node/instances/{instance.id}/stats")
-        out.cpu_seconds = stats["cpu_seconds"]
-        out.memory_bytes = stats["memory_bytes"]
-        out.memory_limit_bytes = stats["memory_limit_bytes"]
-        out.disk_used_bytes = stats["disk_used_bytes"]
-        out.disk_total_bytes = stats["disk_total_bytes"]
-        out.pids = stats["pids"]
+        stats = await node.stats(instance.id)
+        out.cpu_seconds = stats.cpu_seconds
+        out.memory_bytes = stats.memory_bytes
+        out.memory_limit_bytes = stats.memory_limit_bytes
+        out.disk_used_bytes = stats.disk_used_bytes
+        out.disk_total_bytes = stats.disk_total_bytes
+        out.pids = stats.pids
     return out
 
 
@@ -217,10 +217,10 @@ async def restart_vm(
     from forkyard.compute.state.layers import build_spec
 
     spec = await build_spec(session, instance, settings)
-    await node.json("POST", f"/node/instances/{instance.id}/stop")
-    info = await node.json("PUT", f"/node/instances/{instance.id}", spec, timeout=120)
+    await node.stop(instance.id)
+    info = await node.boot(instance.id, spec)
     now = utcnow()
-    vm.pid, vm.boot_ms, vm.started_at, vm.boots = info["pid"], info["boot_ms"], now, vm.boots + 1
+    vm.pid, vm.boot_ms, vm.started_at, vm.boots = info.pid, info.boot_ms, now, vm.boots + 1
     instance.last_activity_at = now
     return instance_out(instance)
 
@@ -236,7 +236,7 @@ async def flush_vm(
             f"Instance {instance.id} is {instance.status}.", details={"status": instance.status}
         )
     node = await node_for(session, settings_of(request), instance.server_id)
-    await node.json("POST", f"/node/instances/{instance.id}/flush")
+    await node.flush(instance.id)
     return vm_out(await get_vm(session, instance))
 
 

@@ -40,6 +40,7 @@ from forkyard.jobs.queue import JobContext, periodic
 from forkyard.kit.clock import utcnow
 from forkyard.kit.errors import ForkyardError, NotFound, QuotaExceeded, ValidationFailed
 from forkyard.kit.ids import has_prefix
+from forkyard.node.contract import SandboxSpecIn
 
 log = logging.getLogger("forkyard.compute")
 
@@ -366,17 +367,16 @@ def transition(instance: Instance, allowed_from: tuple[str, ...], to: str, actio
     instance.updated_at = utcnow()
 
 
-def sandbox_spec(instance: Instance, settings: Settings) -> dict[str, Any]:
-    return {
-        "instance_id": instance.id,
-        "image": str(image_path(settings, instance.image)),
-        "vcpus": instance.vcpus,
-        "memory_mb": instance.memory_mb,
-        "disk_mb": instance.disk_mb,
-        "env": instance.env,
-        "hostname": instance.id.replace("_", "-"),
-        "layers": [],
-    }
+def sandbox_spec(instance: Instance, settings: Settings) -> SandboxSpecIn:
+    return SandboxSpecIn(
+        instance_id=instance.id,
+        image=str(image_path(settings, instance.image)),
+        vcpus=instance.vcpus,
+        memory_mb=instance.memory_mb,
+        disk_mb=instance.disk_mb,
+        env=instance.env,
+        hostname=instance.id.replace("_", "-"),
+    )
 
 
 # Images a node provides itself, by name (every other image is a version in the database).
@@ -440,7 +440,7 @@ async def boot(
         # objects someone references) instead of loading it again.
         stack = await ensure_stack(session, instance)
         spec = await build_spec(session, instance, settings)
-        info = await node.json("PUT", f"/node/instances/{instance.id}", spec, timeout=120)
+        info = await node.boot(instance.id, spec)
     except NodeUnreachable:
         if retry_if_unreachable:
             raise  # tried again later: a restarting node re-registers meanwhile
@@ -463,8 +463,8 @@ async def boot(
     now = utcnow()
     vm.state, vm.pid, vm.boot_ms, vm.started_at, vm.stopped_at = (
         "running",
-        info["pid"],
-        info["boot_ms"],
+        info.pid,
+        info.boot_ms,
         now,
         None,
     )
@@ -473,8 +473,8 @@ async def boot(
     await after_boot(session, stack)
     if instance.setup_commands and not instance.setup_done:
         for command in instance.setup_commands:
-            result = await node.call(
-                "exec", instance.id, {"command": command, "timeout_s": 600}, timeout=660
+            result = await node.exec(
+                instance.id, {"command": command, "timeout_s": 600}, timeout=660
             )
             if result["exit_code"] != 0:
                 instance.status, instance.status_reason = (
@@ -497,7 +497,7 @@ async def stop_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
         return
     vm = await get_vm(session, instance)
     node = await node_for(session, settings, instance.server_id)
-    await node.json("POST", f"/node/instances/{instance.id}/stop")
+    await node.stop(instance.id)
     vm.state, vm.stopped_at, vm.pid = "stopped", utcnow(), None
     instance.status = "stopped"
     instance.status_reason = payload.get("reason")
@@ -513,7 +513,7 @@ async def destroy_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
         return
     if instance.server_id:
         node = await node_for(session, settings, instance.server_id)
-        await node.json("DELETE", f"/node/instances/{instance.id}", timeout=120)
+        await node.destroy(instance.id)
     from forkyard.compute.state.layers import release_instance
 
     await release_instance(session, instance.id)  # its checkpoints and stacked layers

@@ -117,12 +117,7 @@ async def roll_to_layer(
     before, before_layer = await take_checkpoint(session, settings, instance, label, reason)
     node = await node_for(session, settings, instance.server_id)
     try:
-        result = await node.json(
-            "POST",
-            f"/node/instances/{instance.id}/rollback",
-            {"layer_id": target.id},
-            timeout=300,
-        )
+        result = await node.rollback(instance.id, target.id)
     except RemoteError:
         # The node put the old disk back; nothing of this request will be recorded.
         await forget_node_layer(node, before_layer.id)
@@ -135,13 +130,13 @@ async def roll_to_layer(
         target.rootfs,
         target.image_id,
     )
-    rebooted = result.get("pid") is not None
+    rebooted = result.pid is not None
     now = utcnow()
     if rebooted:
         vm = await get_vm(session, instance)
         vm.pid, vm.boot_ms, vm.started_at, vm.boots = (
-            result["pid"],
-            result["boot_ms"],
+            result.pid,
+            result.boot_ms,
             now,
             vm.boots + 1,
         )

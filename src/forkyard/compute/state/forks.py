@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Query, Request, Response
 from sqlalchemy import func, select
@@ -43,6 +43,7 @@ from forkyard.jobs import enqueue
 from forkyard.kit.clock import utcnow
 from forkyard.kit.ids import new_id
 from forkyard.kit.routing import protected_router
+from forkyard.node.contract import ForkIn
 
 router = protected_router("instances", prefix="/v1/instances")
 FORK_TIMEOUT_S = 600
@@ -193,25 +194,23 @@ async def _fork_now(
     """One node call: capture the parent, boot every child on a clone. Children that fail are
     removed (the node left nothing of them) and reported by index."""
     node = await node_for(session, settings, parent.server_id)
-    specs: list[dict[str, Any]] = [await build_spec(session, c, settings) for c in children]
+    specs = [await build_spec(session, c, settings) for c in children]
     layer_id = new_id("lyr")
-    result = await node.json(
-        "POST",
-        f"/node/instances/{parent.id}/fork",
-        {"layer_id": layer_id, "children": specs},
-        timeout=FORK_TIMEOUT_S,
+    result = await node.fork(
+        parent.id, ForkIn(layer_id=layer_id, children=specs), timeout=FORK_TIMEOUT_S
     )
     # The children are clones: nothing depends on the fork layer any more.
     await forget_node_layer(node, layer_id)
     now = utcnow()
-    for i, (child, answer) in enumerate(zip(children, result["children"], strict=True)):
+    for i, (child, answer) in enumerate(zip(children, result.children, strict=True)):
         vm = await get_vm(session, child)
-        if "error" in answer:
+        if answer.error is not None or answer.pid is None:
             # The node's text names host paths and tool output: the log keeps it, the
             # caller gets the code and a plain message.
-            log.warning("fork child %s failed: %s", child.id, answer["error"])
+            log.warning("fork child %s failed: %s", child.id, answer.error)
             errors[i] = schemas.ForkError(
-                code=answer["error"]["code"], message="The compute server could not start it."
+                code=answer.error.code if answer.error else "sandbox_failed",
+                message="The compute server could not start it.",
             )
             stack = await session.get(InstanceStack, child.id)
             if stack is not None:
@@ -222,8 +221,8 @@ async def _fork_now(
             continue
         vm.state, vm.pid, vm.boot_ms, vm.started_at, vm.boots = (
             "running",
-            answer["pid"],
-            answer["boot_ms"],
+            answer.pid,
+            answer.boot_ms,
             now,
             1,
         )

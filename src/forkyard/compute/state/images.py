@@ -25,7 +25,7 @@ import contextlib
 import logging
 import shlex
 import weakref
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request, Response
@@ -68,6 +68,7 @@ from forkyard.kit.errors import Forbidden, ForkyardError, NotFound
 from forkyard.kit.ids import has_prefix, new_id
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
 from forkyard.kit.routing import protected_router
+from forkyard.node.contract import BootstrapIn, ExecStreamIn, PackagesIn, SandboxSpecIn
 from forkyard.node.images import DEB_INBOX, SCRATCH_IMAGE
 
 log = logging.getLogger("forkyard.compute.images")
@@ -555,11 +556,11 @@ async def _watched(report: BuildReport, work: Awaitable[T]) -> T:
 
 
 async def _relay(
-    node: NodeClient, path: str, body: dict[str, Any], report: BuildReport, span: tuple[int, int]
+    events: AsyncIterator[dict[str, Any]], report: BuildReport, span: tuple[int, int]
 ) -> dict[str, Any]:
     """Follow a node build step's event stream (node/images.py) into the report."""
     low, high = span
-    async for event in node.stream(path, body):
+    async for event in events:
         kind = event.get("type")
         if kind == "log":
             report.line(str(event.get("line", "")))
@@ -578,9 +579,9 @@ async def _run(
     node: NodeClient, build_id: str, command: str, report: BuildReport, env: dict[str, str]
 ) -> int:
     """Run a shell command in the build sandbox, its output streamed into the logs."""
-    body = {"command": command, "timeout_s": BUILD_COMMAND_TIMEOUT_S, "env": env}
+    body = ExecStreamIn(command=command, timeout_s=BUILD_COMMAND_TIMEOUT_S, env=env)
     exit_code: int | None = None
-    async for event in node.stream(f"/node/instances/{build_id}/exec/stream", body):
+    async for event in node.exec_stream(build_id, body):
         kind = event.get("type")
         if kind in ("stdout", "stderr"):
             out = base64.b64decode(event.get("data_b64") or "").decode(errors="replace")
@@ -647,7 +648,7 @@ async def _build_in_sandbox(
         assert server is not None
         node = await node_for(session, settings, server.id)
         # A crashed earlier attempt may have left its sandbox: start clean.
-        await node.json("DELETE", f"/node/instances/{build_id}", timeout=120)
+        await node.destroy(build_id)
         disk_mb = int(recipe.get("disk_mb") or 2048)
         if suite:
             report.line(f"bootstrapping Debian {suite} on server {server.id}")
@@ -656,9 +657,9 @@ async def _build_in_sandbox(
             await _watched(
                 report,
                 _relay(
-                    node,
-                    f"/node/instances/{build_id}/bootstrap",
-                    {"suite": suite, "packages": packages, "disk_mb": disk_mb},
+                    node.bootstrap(
+                        build_id, BootstrapIn(suite=suite, packages=packages, disk_mb=disk_mb)
+                    ),
                     report,
                     (0, first),
                 ),
@@ -671,28 +672,24 @@ async def _build_in_sandbox(
             copied = await ensure_on(session, settings, server.id, lower)
             if copied:
                 report.line(f"copied layers {', '.join(copied)} to server {server.id}")
-        await node.json(
-            "PUT",
-            f"/node/instances/{build_id}",
-            {
-                "image": rootfs,
-                "layer_ids": lower,
-                "vcpus": 1,
-                "memory_mb": BUILD_MEMORY_MB,
-                "disk_mb": disk_mb,
-                "env": {},
-                "hostname": "image-build",
-            },
-            timeout=120,
+        await node.boot(
+            build_id,
+            SandboxSpecIn(
+                image=rootfs,
+                layer_ids=lower,
+                vcpus=1,
+                memory_mb=BUILD_MEMORY_MB,
+                disk_mb=disk_mb,
+                env={},
+                hostname="image-build",
+            ),
         )
         if packages and not suite:
             report.line(f"fetching {' '.join(packages)}")
             fetched = await _watched(
                 report,
                 _relay(
-                    node,
-                    f"/node/instances/{build_id}/packages",
-                    {"packages": packages},
+                    node.fetch_packages(build_id, PackagesIn(packages=packages)),
                     report,
                     (5, first // 2),
                 ),
@@ -718,11 +715,9 @@ async def _build_in_sandbox(
         report.line("capturing the image")
         if not await report.push(90):
             raise _Aborted()
-        await node.json("POST", f"/node/instances/{build_id}/stop")
+        await node.stop(build_id)
         layer_id = new_id("lyr")
-        data = await node.json(
-            "POST", f"/node/instances/{build_id}/checkpoint", {"layer_id": layer_id}, timeout=300
-        )
+        data = await node.checkpoint(build_id, layer_id, timeout=300)
         stack = InstanceStack(
             instance_id=build_id, rootfs=rootfs, layer_ids=lower, image_id=image_id
         )
@@ -751,4 +746,4 @@ async def _build_in_sandbox(
         await report.finish(session, "failed", error=exc.message[:500], progress=report.progress)
     finally:
         if node is not None:
-            await node.json("DELETE", f"/node/instances/{build_id}", timeout=120)
+            await node.destroy(build_id)

@@ -41,6 +41,7 @@ from forkyard.jobs.queue import JobContext
 from forkyard.kit.clock import utcnow
 from forkyard.kit.errors import ForkyardError
 from forkyard.kit.ids import new_id
+from forkyard.node.contract import ImportIn, LayerOut, SandboxSpecIn
 
 log = logging.getLogger("forkyard.compute.state")
 
@@ -87,16 +88,17 @@ async def ensure_stack(session: AsyncSession, instance: Instance) -> InstanceSta
 
 async def build_spec(
     session: AsyncSession, instance: Instance, settings: Settings
-) -> dict[str, Any]:
+) -> SandboxSpecIn:
     """The node's sandbox spec with the instance's image and layers (and, before its first boot,
     the layer its disk is cloned from)."""
-    spec = sandbox_spec(instance, settings)
     stack = await ensure_stack(session, instance)
-    spec["image"] = stack.rootfs
-    spec.pop("layers", None)
-    spec["layer_ids"] = list(stack.layer_ids)
-    if stack.boot_layer_id:
-        spec["from_layer"] = stack.boot_layer_id
+    spec = sandbox_spec(instance, settings).model_copy(
+        update={
+            "image": stack.rootfs,
+            "layer_ids": list(stack.layer_ids),
+            "from_layer": stack.boot_layer_id or None,
+        }
+    )
     assert instance.server_id
     await ensure_on(
         session,
@@ -128,12 +130,7 @@ async def capture(
     node = node or await node_for(session, settings, instance.server_id)
     layer_id = new_id("lyr")
     try:
-        data = await node.json(
-            "POST",
-            f"/node/instances/{instance.id}/checkpoint",
-            {"layer_id": layer_id},
-            timeout=CAPTURE_TIMEOUT_S,
-        )
+        data = await node.checkpoint(instance.id, layer_id, timeout=CAPTURE_TIMEOUT_S)
     except RemoteError as exc:
         raise CaptureFailed(details={"reason": exc.message[:300]}) from exc
     assert instance.server_id
@@ -142,27 +139,27 @@ async def capture(
 
 async def add_layer(
     session: AsyncSession,
-    data: dict[str, Any],
+    data: LayerOut,
     server_id: str,
     org_id: str | None,
     kind: str,
     stack: InstanceStack,
 ) -> Layer:
     layer = Layer(
-        id=data["layer_id"],
+        id=data.layer_id,
         server_id=server_id,
         org_id=org_id,
         kind=kind,
         status="ready",
-        lower_ids=list(data.get("lower_layers") or []),
+        lower_ids=list(data.lower_layers),
         rootfs=stack.rootfs,
         image_id=stack.image_id,
-        disk_mb=data["disk_mb"],
-        data_bytes=data.get("data_bytes") or 0,
-        source_instance_id=data.get("source_instance"),
-        parent_layer_id=data.get("parent"),
-        pause_ms=data.get("pause_ms") or 0,
-        capture_ms=data.get("capture_ms") or 0,
+        disk_mb=data.disk_mb,
+        data_bytes=data.data_bytes,
+        source_instance_id=data.source_instance,
+        parent_layer_id=data.parent,
+        pause_ms=data.pause_ms,
+        capture_ms=data.capture_ms,
     )
     session.add(layer)
     await session.flush()
@@ -252,15 +249,14 @@ async def copy_layer(
     for source in holders:
         source_node = node_clients.for_server(source, settings.secret_key)
         try:
-            ticket = await source_node.json("POST", f"/node/layers/{layer.id}/export-ticket")
+            ticket = await source_node.export_ticket(layer.id)
         except (RemoteError, NodeUnreachable) as exc:
             failures[source.id] = f"{exc.code}: {exc.message}"[:300]
             continue
         try:
-            result = await target_node.json(
-                "POST",
-                f"/node/layers/{layer.id}/import",
-                {"source_url": source.url, "ticket": ticket["ticket"], "image": layer.rootfs},
+            result = await target_node.import_layer(
+                layer.id,
+                ImportIn(source_url=source.url, ticket=ticket.ticket, image=layer.rootfs),
                 timeout=TRANSFER_TIMEOUT_S,
             )
         except RemoteError as exc:
@@ -275,8 +271,8 @@ async def copy_layer(
                 layer_id=layer.id,
                 server_id=server_id,
                 origin="copied",
-                copied_bytes=result.get("received_bytes") or 0,
-                copy_ms=result.get("copy_ms"),
+                copied_bytes=result.received_bytes,
+                copy_ms=result.copy_ms,
                 created_at=utcnow(),
             )
             .on_conflict_do_nothing()
@@ -286,8 +282,8 @@ async def copy_layer(
             layer.id,
             source.id,
             server_id,
-            result.get("received_bytes"),
-            result.get("copy_ms"),
+            result.received_bytes,
+            result.copy_ms,
         )
         replica = await session.get(LayerReplica, (layer.id, server_id))
         assert replica is not None
@@ -302,7 +298,7 @@ async def copy_layer(
 async def forget_node_layer(node: NodeClient, layer_id: str) -> None:
     """Best-effort removal of a layer nothing recorded (the sweeper gets it otherwise)."""
     try:
-        await node.json("DELETE", f"/node/layers/{layer_id}")
+        await node.delete_layer(layer_id)
     except Exception as exc:  # the sweeper is the fallback
         log.info("could not delete unrecorded layer %s: %s", layer_id, exc)
 
@@ -387,7 +383,7 @@ async def delete_layer(ctx: JobContext, payload: dict[str, Any]) -> None:
     for replica in replicas:
         node = await node_for(session, ctx.settings, replica.server_id)
         try:
-            await node.json("DELETE", f"/node/layers/{layer.id}", timeout=120)
+            await node.delete_layer(layer.id, timeout=120)
         except RemoteError as exc:
             # layer_in_use: an instance on the node still stacks on it (its destroy is
             # pending); the job is retried with backoff.
