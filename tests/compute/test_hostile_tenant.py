@@ -244,3 +244,20 @@ async def test_no_api_input_names_a_host_path(platform: Platform):
         assert "/var/" not in r.text and "/tmp/" not in r.text
     listed = (await api.get("/v1/instances")).json()["data"]
     assert listed == []
+
+
+async def test_the_sandbox_output_cannot_fill_the_host(platform: Platform):
+    """The sandbox's own output (its init's stdout, which a process inside can reopen through
+    /proc/1/fd) reaches the host through a pipe the node drains: at most LOG_MAX_BYTES are kept
+    and the instance keeps working."""
+    from forkyard.node.drivers.sandbox import LOG_MAX_BYTES
+
+    api = platform.api
+    iid = (await create_running(api))["id"]
+    out = await sh(api, iid, "head -c 50000000 /dev/zero > /proc/1/fd/1; echo $?")
+    assert out["exit_code"] == 0, out
+    driver = platform.node.driver
+    assert driver is not None
+    log = driver.instance_dir(iid) / "agent.log"  # type: ignore[attr-defined]
+    assert log.stat().st_size <= LOG_MAX_BYTES
+    assert (await sh(api, iid, "echo still"))["stdout"] == "still\n"

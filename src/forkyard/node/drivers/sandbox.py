@@ -132,6 +132,7 @@ class SandboxDriver(Driver):
             guest_dir or Path(forkyard.guest.__file__).resolve().parent
         )
         self._running: dict[str, _Running] = {}
+        self._logs: dict[str, asyncio.Task[None]] = {}  # draining each sandbox's output
         self._locks: dict[str, asyncio.Lock] = {}
 
     def _install_guest(self, source: Path) -> Path:
@@ -301,22 +302,26 @@ class SandboxDriver(Driver):
             os.chmod(sock, 0o600)
             listener.listen(128)
             argv = self._bwrap_argv(spec, root, userns, filter_fd, listener.fileno())
-            with open(d / "agent.log", "ab") as log:
-                proc = await asyncio.create_subprocess_exec(
-                    "/bin/sh",
-                    "-c",
-                    LAUNCHER,
-                    "forkyard-launcher",
-                    *argv,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    pass_fds=(listener.fileno(), filter_fd),
-                    env={
-                        "FORKYARD_CGROUPS": " ".join(str(p) for p in cg.paths),
-                        **BASE_ENV,
-                    },
-                )
+            # Output goes through a pipe the node drains, not into a host file the sandbox
+            # holds: whatever writes there (a process inside can ptrace the sandbox's init),
+            # the host keeps at most LOG_MAX_BYTES of it.
+            proc = await asyncio.create_subprocess_exec(
+                "/bin/sh",
+                "-c",
+                LAUNCHER,
+                "forkyard-launcher",
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                pass_fds=(listener.fileno(), filter_fd),
+                env={
+                    "FORKYARD_CGROUPS": " ".join(str(p) for p in cg.paths),
+                    **BASE_ENV,
+                },
+            )
+            assert proc.stdout is not None
+            self._drain_log(spec.instance_id, proc.stdout, d / "agent.log")
         finally:
             listener.close()  # the agent holds it now; the node only connects
             os.close(filter_fd)
@@ -378,6 +383,16 @@ class SandboxDriver(Driver):
         argv += [GUEST_PYTHON, "-I", "-S", "-c", AGENT_BOOT, "--listen-fd", str(agent_fd)]
         return argv
 
+    def _drain_log(self, instance_id: str, stream: asyncio.StreamReader, path: Path) -> None:
+        task = asyncio.create_task(_keep_log(stream, path))
+        self._logs[instance_id] = task  # a strong reference until it ends (at the pipe's EOF)
+
+        def done(t: asyncio.Task[None]) -> None:
+            if self._logs.get(instance_id) is t:
+                del self._logs[instance_id]
+
+        task.add_done_callback(done)
+
     async def _wait_for_agent(
         self, sock: Path, proc: asyncio.subprocess.Process, d: Path
     ) -> AgentClient:
@@ -385,6 +400,9 @@ class SandboxDriver(Driver):
         delay = 0.001
         while True:
             if proc.returncode is not None:
+                log = self._logs.get(d.name)
+                if log is not None:  # the sandbox's last words, before reading them
+                    await asyncio.wait({log}, timeout=1.0)
                 raise SandboxFailed(f"sandbox exited with {proc.returncode}: {_tail(d)}")
             if sock.exists():
                 try:
@@ -782,6 +800,23 @@ def _frozen(cg: InstanceCgroup) -> bool:
         return (cg.path("freezer") / "freezer.state").read_text().strip() == "FROZEN"
     except OSError:
         return False
+
+
+LOG_MAX_BYTES = 1 << 20  # of one boot's output kept in agent.log; the rest is read and dropped
+
+
+async def _keep_log(stream: asyncio.StreamReader, path: Path) -> None:
+    """Write the sandbox's output to `path` (new for each boot), up to LOG_MAX_BYTES, and keep
+    reading past that, so nothing inside ever blocks on a full pipe; ends when the last process
+    holding the pipe is gone."""
+    written = 0
+    with open(path, "wb") as f:
+        while chunk := await stream.read(65536):
+            if written < LOG_MAX_BYTES:
+                kept = chunk[: LOG_MAX_BYTES - written]
+                f.write(kept)
+                f.flush()
+                written += len(kept)
 
 
 def _tail(d: Path, n: int = 2000) -> str:
