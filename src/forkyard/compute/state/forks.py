@@ -15,7 +15,12 @@ from sqlalchemy import func, select
 
 from forkyard.audit.service import record
 from forkyard.compute.errors import NoCapacity
-from forkyard.compute.events import InstanceCreated, InstanceForked, InstanceRunning
+from forkyard.compute.events import (
+    InstanceCreated,
+    InstanceDeleted,
+    InstanceForked,
+    InstanceRunning,
+)
 from forkyard.compute.models import ComputeServer, Instance, InstanceStack, Vm
 from forkyard.compute.service import (
     check_quota,
@@ -139,6 +144,8 @@ async def fork_instance(
                 layer_ids=list(parent_stack.layer_ids),
             )
         )
+    for child in children:
+        await emit(session, InstanceCreated.of(child, Actor.of(principal), parent_id=parent.id))
     await session.flush()
     errors: dict[int, schemas.ForkError] = {
         i: schemas.ForkError(code="no_capacity", message="No server has room for this child.")
@@ -166,8 +173,6 @@ async def fork_instance(
         for i in range(body.count)
     ]
     forked = [c for i, c in enumerate(children) if i not in errors]
-    for child in forked:
-        await emit(session, InstanceCreated.of(child, Actor.of(principal), parent_id=parent.id))
     await emit(
         session, InstanceForked.of(parent, Actor.of(principal), children=[c.id for c in forked])
     )
@@ -217,6 +222,7 @@ async def _fork_now(
                 await session.delete(stack)
             await session.delete(vm)
             await session.flush()
+            await emit(session, InstanceDeleted.of(child))
             await session.delete(child)
             continue
         vm.state, vm.pid, vm.boot_ms, vm.started_at, vm.boots = (
