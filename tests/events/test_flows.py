@@ -10,8 +10,8 @@ from forkyard.compute.models import Instance
 from forkyard.events.models import EventRecord
 from forkyard.identity.models import User
 from tests.compute.conftest import create_running, wait_status
-from tests.helpers import make_account, make_api_key
 from tests.fakes.identity_helpers import sudo
+from tests.helpers import make_account, make_api_key
 
 
 async def events(db: Any, *types: str) -> list[EventRecord]:

@@ -49,7 +49,7 @@ class InstanceCreated(InstanceEvent):
 
     @classmethod
     def of(cls, instance: Instance, actor: Actor = SYSTEM, **source: Any) -> InstanceCreated:
-        return super().of(  # type: ignore[no-any-return]
+        return super().of(
             instance,
             actor,
             image=instance.image,
@@ -131,7 +131,7 @@ class CheckpointCreated(CheckpointEvent):
 
     @classmethod
     def of(cls, ckpt: Checkpoint, actor: Actor = SYSTEM, **extra: Any) -> CheckpointCreated:
-        return super().of(ckpt, actor, reason=ckpt.reason, parent_id=ckpt.parent_id)  # type: ignore[no-any-return]
+        return super().of(ckpt, actor, reason=ckpt.reason, parent_id=ckpt.parent_id)
 
 
 class CheckpointDeleted(CheckpointEvent):
