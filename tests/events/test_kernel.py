@@ -66,7 +66,9 @@ def thing(resource_id: str = "thing_1", size: int = 3) -> ThingHappened:
 
 async def count(db: Any, model: Any, *where: Any) -> int:
     async with db.transaction() as s:
-        return int((await s.execute(select(func.count()).select_from(model).where(*where))).scalar_one())
+        return int(
+            (await s.execute(select(func.count()).select_from(model).where(*where))).scalar_one()
+        )
 
 
 async def test_rolled_back_emit_leaves_no_event_and_runs_no_subscriber(db, settings):
