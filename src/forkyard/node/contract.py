@@ -302,6 +302,17 @@ class BuildEvent(Contract):
     type: Literal["log", "progress", "tick", "done", "error"]
 
 
+# --- ports (node/api/ports.py) ---
+
+
+class PortConnectOut(Contract):
+    """The first message on a port's WebSocket: connected, or why not."""
+
+    ok: bool
+    code: str | None
+    message: str | None
+
+
 # --- the call channel (node/rpc.py): exec and the small file operations ---
 
 

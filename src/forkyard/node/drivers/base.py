@@ -22,6 +22,7 @@ from forkyard.node.agent_client import (
     FileInfo,
     FileReader,
 )
+from forkyard.node.errors import InstanceNotRunning
 
 if TYPE_CHECKING:  # node/layers.py imports this module
     from forkyard.node.layers import LayerInfo, LayerStore
@@ -134,6 +135,11 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     async def stats(self, instance_id: str) -> InstanceStats: ...
+
+    def network_namespace(self, instance_id: str) -> str:
+        """The /proc path of a running instance's network namespace (node/ports.py enters
+        it to reach the instance's ports); InstanceNotRunning otherwise."""
+        raise InstanceNotRunning("This driver cannot reach ports inside its instances.")
 
     @abc.abstractmethod
     async def flush(self, instance_id: str) -> None:

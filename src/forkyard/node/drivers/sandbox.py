@@ -479,6 +479,19 @@ class SandboxDriver(Driver):
     def info(self, instance_id: str) -> InstanceInfo:
         return self._require(instance_id).info
 
+    def network_namespace(self, instance_id: str) -> str:
+        """Read-only: the sandbox's network namespace, as the /proc path of bwrap's child (the
+        instance's pid-namespace init; bwrap itself stays in the host's namespaces)."""
+        running = self._require(instance_id)
+        pid = running.proc.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            children = []
+        if not children:
+            raise InstanceNotRunning()
+        return f"/proc/{children[0]}/ns/net"
+
     def _require(self, instance_id: str) -> _Running:
         running = self._running.get(instance_id)
         if running is None or running.proc.returncode is not None:

@@ -1,0 +1,90 @@
+"""Ports inside instances: a WebSocket per TCP connection, relayed by the node from a socket
+it made in the instance's network namespace (node/ports.py, docs/adr/0013-port-forwards.md).
+
+Protocol: the node accepts, connects, and sends one text message, `contract.PortConnectOut`
+as JSON. When it says `ok`, binary messages carry the bytes both ways; an empty binary message
+is the end of that direction (a TCP half-close); closing the WebSocket closes the connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from forkyard.kit.errors import ForkyardError
+from forkyard.node import contract as c
+from forkyard.node import ports
+from forkyard.node.api.deps import Node
+
+router = APIRouter(prefix="/node")
+
+
+@router.websocket("/instances/{instance_id}/ports/{port}/connect")
+async def port_connect(websocket: WebSocket, instance_id: str, port: int, node: Node) -> None:
+    """One TCP connection to 127.0.0.1:port inside the instance, relayed over this WebSocket."""
+    await websocket.accept()
+    try:
+        if not 1 <= port <= 65535:
+            raise ports.PortUnreachable("The port must be 1-65535.")
+        netns = node.driver.network_namespace(instance_id)
+        reader, writer = await ports.connect(netns, port)
+    except ForkyardError as exc:
+        out = c.PortConnectOut(ok=False, code=exc.code, message=exc.message)
+        await websocket.send_text(out.model_dump_json())
+        await websocket.close()
+        return
+    await websocket.send_text(c.PortConnectOut(ok=True, code=None, message=None).model_dump_json())
+    await relay(websocket, reader, writer)
+
+
+async def relay(
+    websocket: WebSocket, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Bytes both ways until both directions ended or either side closed. Flow control is
+    TCP's: a write waits for the socket to drain before the next message is read, and a send
+    waits for the WebSocket's transport."""
+
+    async def inbound() -> bool:
+        """True at the caller's half-close (the answer may still come), False when it left."""
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return False
+            data = message.get("bytes")
+            if data is None:
+                continue
+            if not data:
+                if writer.can_write_eof():
+                    writer.write_eof()
+                return True
+            writer.write(data)
+            await writer.drain()
+
+    async def outbound() -> None:
+        while True:
+            data = await reader.read(ports.RELAY_CHUNK)
+            await websocket.send_bytes(data)
+            if not data:
+                return
+
+    tasks = [asyncio.create_task(inbound()), asyncio.create_task(outbound())]
+    try:
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if any(t.exception() is not None for t in done):
+                break
+            if tasks[0] in done and not tasks[0].result():
+                break
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+        with contextlib.suppress(Exception, WebSocketDisconnect):
+            await websocket.close()
