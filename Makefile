@@ -7,10 +7,12 @@ BIN := $(VENV)/bin
 # image building (debootstrap), and oathtool (an independent TOTP implementation for tests).
 DEBIAN_PACKAGES := bubblewrap debootstrap xfsprogs e2fsprogs iproute2 procps util-linux oathtool openssh-client ca-certificates
 STAMP := $(VENV)/.installed
+TS_SDK := sdk/typescript
+TS_STAMP := $(TS_SDK)/node_modules/.installed
 
 .PHONY: install run test lint fmt openapi migration bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(TS_STAMP)
 
 $(STAMP): requirements.lock pyproject.toml scripts/install-debian-packages.sh
 	@bash scripts/install-debian-packages.sh $(DEBIAN_PACKAGES)
@@ -19,6 +21,12 @@ $(STAMP): requirements.lock pyproject.toml scripts/install-debian-packages.sh
 	@$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
 	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
+
+# The TypeScript SDK's build and test tools (typescript, openapi-typescript), where npm exists.
+$(TS_STAMP): $(TS_SDK)/package.json $(TS_SDK)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd $(TS_SDK) && npm ci -s --no-audit --no-fund && touch node_modules/.installed; \
+	else echo "npm not found: the TypeScript SDK's tests will be skipped"; fi
 
 run: install
 	$(BIN)/forkyard serve
@@ -43,4 +51,4 @@ lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -q -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(TS_SDK)/node_modules $(TS_SDK)/dist
