@@ -38,6 +38,16 @@ class ErrorOut(Contract):
 # --- instances ---
 
 
+class NetworkIn(Contract):
+    """An instance's egress policy (node/egress.py): `allow` holds host names (the node
+    resolves them), IPv4 addresses and CIDRs; `blocked` the ranges never reachable (the node
+    adds its own: loopback, link-local, its instances' links)."""
+
+    egress: Literal["none", "allowlist", "open"] = "none"
+    allow: list[str] = Field(default_factory=list, max_length=256)
+    blocked: list[str] = Field(default_factory=list, max_length=256)
+
+
 class SandboxSpecIn(Contract):
     """What to boot. The control plane names the image (`default`, a version's rootfs name) and
     the store layers stacked above it (`layer_ids`, topmost first); the node turns both into
@@ -54,6 +64,12 @@ class SandboxSpecIn(Contract):
     pids_max: int = 512
     layer_ids: list[str] = Field(default_factory=list)
     from_layer: str | None = None
+    network: NetworkIn | None = None  # None: egress "none"
+
+
+class NetworkOut(Contract):
+    state: InstanceState  # "running": the policy is in force now; otherwise at the next boot
+    egress: Literal["none", "allowlist", "open"]
 
 
 class BootOut(Contract):

@@ -12,8 +12,9 @@ import httpx
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from forkyard.node.contract import SandboxSpecIn
+from forkyard.node.contract import NetworkIn, SandboxSpecIn
 from forkyard.node.drivers.base import Driver, SandboxSpec
+from forkyard.node.egress import DEFAULT_BLOCKED, NetworkPolicy, valid_ranges
 from forkyard.node.errors import NodeError
 from forkyard.node.layers import HonouredTickets, check_layer_id, transfer_client
 
@@ -75,7 +76,20 @@ class NodeContext:
             hostname=spec.hostname,
             pids_max=spec.pids_max,
             layers=layers,
+            network=network_policy(spec.network),
         )
+
+
+def network_policy(network: NetworkIn | None) -> NetworkPolicy:
+    if network is None:
+        return NetworkPolicy()
+    if not valid_ranges(network.blocked):
+        raise InvalidSpec("network.blocked holds IPv4 CIDRs only")
+    return NetworkPolicy(
+        egress=network.egress,
+        allow=tuple(network.allow),
+        blocked=tuple(network.blocked) or DEFAULT_BLOCKED,
+    )
 
 
 def node_of(connection: HTTPConnection) -> NodeContext:

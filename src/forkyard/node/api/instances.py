@@ -11,7 +11,7 @@ from fastapi import APIRouter
 
 from forkyard.node import contract as c
 from forkyard.node import images as node_images
-from forkyard.node.api.deps import Node
+from forkyard.node.api.deps import Node, network_policy
 from forkyard.node.drivers.base import Driver
 
 router = APIRouter(prefix="/node")
@@ -39,6 +39,13 @@ async def boot(instance_id: str, spec: c.SandboxSpecIn, node: Node) -> c.BootOut
     from_layer = spec.from_layer if driver.state(instance_id) == "absent" else None
     info = await driver.start(sandbox_spec, from_layer=from_layer)
     return c.BootOut(pid=info.pid, boot_ms=info.boot_ms, created_disk=info.created_disk)
+
+
+@router.put("/instances/{instance_id}/network")
+async def set_network(instance_id: str, network: c.NetworkIn, node: Node) -> c.NetworkOut:
+    """Change the instance's egress policy; a running instance's changes at once."""
+    await node.driver.set_network(instance_id, network_policy(network))
+    return c.NetworkOut(state=node.driver.state(instance_id), egress=network.egress)
 
 
 @router.post("/instances/{instance_id}/stop")

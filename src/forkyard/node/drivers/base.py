@@ -22,7 +22,8 @@ from forkyard.node.agent_client import (
     FileInfo,
     FileReader,
 )
-from forkyard.node.errors import InstanceNotRunning
+from forkyard.node.egress import NetworkPolicy
+from forkyard.node.errors import InstanceNotRunning, SandboxFailed
 
 if TYPE_CHECKING:  # node/layers.py imports this module
     from forkyard.node.layers import LayerInfo, LayerStore
@@ -45,6 +46,7 @@ class SandboxSpec:
     hostname: str | None = None
     pids_max: int = 512
     layers: tuple[Path, ...] = ()
+    network: NetworkPolicy = field(default_factory=NetworkPolicy)  # egress (node/egress.py)
 
     def __post_init__(self) -> None:
         if not INSTANCE_ID_RE.match(self.instance_id):
@@ -61,6 +63,7 @@ class SandboxSpec:
             "hostname": self.hostname,
             "pids_max": self.pids_max,
             "layers": [str(p) for p in self.layers],
+            "network": self.network.to_json(),
         }
 
     @classmethod
@@ -75,6 +78,7 @@ class SandboxSpec:
             hostname=d.get("hostname"),
             pids_max=d.get("pids_max", 512),
             layers=tuple(Path(p) for p in d.get("layers") or ()),
+            network=NetworkPolicy.from_json(d.get("network")),
         )
 
 
@@ -140,6 +144,11 @@ class Driver(abc.ABC):
         """The /proc path of a running instance's network namespace (node/ports.py enters
         it to reach the instance's ports); InstanceNotRunning otherwise."""
         raise InstanceNotRunning("This driver cannot reach ports inside its instances.")
+
+    async def set_network(self, instance_id: str, policy: NetworkPolicy) -> None:
+        """Change the instance's egress policy: kept in its spec for every later boot, and
+        applied at once if it runs (node/egress.py)."""
+        raise SandboxFailed("This driver cannot give its instances a network.")
 
     @abc.abstractmethod
     async def flush(self, instance_id: str) -> None:

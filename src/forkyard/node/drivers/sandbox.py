@@ -47,6 +47,7 @@ from forkyard.node.drivers.base import (
     InstanceStats,
     SandboxSpec,
 )
+from forkyard.node.egress import EgressManager, NetworkPolicy, link_addresses
 from forkyard.node.errors import (
     AgentUnavailable,
     InstanceNotFound,
@@ -134,6 +135,7 @@ class SandboxDriver(Driver):
         self._running: dict[str, _Running] = {}
         self._logs: dict[str, asyncio.Task[None]] = {}  # draining each sandbox's output
         self._locks: dict[str, asyncio.Lock] = {}
+        self.network = EgressManager()  # egress links and rules (node/egress.py, ADR 0015)
 
     def _install_guest(self, source: Path) -> Path:
         """A root-owned copy of the guest agent's code, bound read-only into every instance: not
@@ -253,7 +255,49 @@ class SandboxDriver(Driver):
             layers=tuple(sorted(self.layers.lower_refs(spec.layers))),
         )
         self._running[spec.instance_id] = _Running(spec, proc, client, info)
+        if spec.network.egress != "none":  # "none" costs nothing: no device, rule or process
+            try:
+                await self._apply_network(spec.instance_id, spec.network)
+            except BaseException:
+                await self._teardown(spec.instance_id)
+                raise
         return info
+
+    # --- egress (node/egress.py, ADR 0015): set up once the agent answers, dropped at stop ---
+    async def _apply_network(self, instance_id: str, policy: NetworkPolicy) -> None:
+        d = self.instance_dir(instance_id)
+        slot = int((d / "uid-range").read_text())
+        had_link = self.network.policy(instance_id) is not None
+        if policy.egress != "none":
+            (d / "egress-slot").write_text(str(slot))  # what teardown removes, even after a crash
+        await self.network.apply(instance_id, slot, self.network_namespace(instance_id), policy)
+        if policy.egress == "none":
+            (d / "egress-slot").unlink(missing_ok=True)
+        if policy.egress != "none" and not had_link:  # DNS inside: the node's relay
+            client = await self.agent(instance_id)
+            await client.write_file("/etc/resolv.conf", f"nameserver {link_addresses(slot)[0]}\n")
+
+    async def set_network(self, instance_id: str, policy: NetworkPolicy) -> None:
+        async with self._lock(instance_id):
+            spec = self.load_spec(instance_id)
+            if spec is None:
+                raise InstanceNotFound(f"no instance {instance_id} on this node")
+            if self.state(instance_id) == "running":
+                await self._apply_network(instance_id, policy)
+                running = self._running[instance_id]
+                running.spec = replace(running.spec, network=policy)
+            spec = replace(spec, network=policy)
+            (self.instance_dir(instance_id) / "spec.json").write_text(json.dumps(spec.to_json()))
+
+    async def _remove_network(self, instance_id: str) -> None:
+        """Nothing to do (no process run) unless the instance had egress."""
+        marker = self.instance_dir(instance_id) / "egress-slot"
+        try:
+            slot = int(marker.read_text())
+        except (OSError, ValueError):
+            return
+        await self.network.remove(instance_id, slot)
+        marker.unlink(missing_ok=True)
 
     async def _boot(
         self, spec: SandboxSpec, d: Path
@@ -440,6 +484,7 @@ class SandboxDriver(Driver):
             storage.unmount(mp)
         with contextlib.suppress(OSError):
             root.rmdir()
+        await self._remove_network(instance_id)  # its rules, while its slot is still claimed
         self._release_range(instance_id)
         cg.remove()
 
@@ -551,6 +596,7 @@ class SandboxDriver(Driver):
         return SandboxSpec.from_json(data)
 
     async def close(self) -> None:
+        await self.network.close()
         for running in list(self._running.values()):
             await running.client.close()
 
