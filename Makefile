@@ -10,16 +10,17 @@ STAMP := $(VENV)/.installed
 TS_SDK := sdk/typescript
 TS_STAMP := $(TS_SDK)/node_modules/.installed
 
-.PHONY: install run test lint fmt openapi migration bench clean
+.PHONY: install run test lint fmt openapi docs migration bench clean
 
 install: $(STAMP) $(TS_STAMP)
 
-$(STAMP): requirements.lock pyproject.toml scripts/install-debian-packages.sh
+$(STAMP): requirements.lock pyproject.toml sdk/python/pyproject.toml scripts/install-debian-packages.sh
 	@bash scripts/install-debian-packages.sh $(DEBIAN_PACKAGES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q uv==0.13.9
 	@$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
 	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e sdk/python
 	@touch $(STAMP)
 
 # The TypeScript SDK's build and test tools (typescript, openapi-typescript), where npm exists.
@@ -32,17 +33,21 @@ run: install
 	$(BIN)/forkyard serve
 
 test: install
-	$(BIN)/ruff check src tests bench scripts
-	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/ruff check src tests bench scripts sdk/python
+	$(BIN)/ruff format --check src tests bench scripts sdk/python
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint fmt: install
-	$(BIN)/ruff check --fix src tests bench scripts
-	$(BIN)/ruff format src tests bench scripts
+	$(BIN)/ruff check --fix src tests bench scripts sdk/python
+	$(BIN)/ruff format src tests bench scripts sdk/python
 
 openapi: install
 	$(BIN)/forkyard openapi > docs/openapi.snapshot.json
+
+# The API reference (docs/build/reference, served at /reference) and the Python SDK's typed layer.
+docs: install
+	$(BIN)/python -m forkyard.reference
 
 migration: install
 	PATH=$(BIN):$$PATH $(BIN)/python scripts/make_migration.py

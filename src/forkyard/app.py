@@ -110,6 +110,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         app.include_router(router)
     summaries_from_docstrings(app.routes)
     document_access(app.routes)
+    # The generated reference (make docs), beside the interactive /docs.
+    from forkyard.reference.serve import ReferenceSite
+
+    app.mount("/reference", ReferenceSite(app, settings.data_dir / "reference"))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

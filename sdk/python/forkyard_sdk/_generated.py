@@ -157,6 +157,7 @@ ERROR_CODES: dict[str, int] = {
     "capture_failed": 500,
     "conflict": 409,
     "cookie_session_required": 403,
+    "delivery_not_dead_lettered": 409,
     "edit_no_match": 409,
     "edit_not_unique": 409,
     "email_not_verified": 403,
@@ -206,6 +207,9 @@ ERROR_CODES: dict[str, int] = {
     "unauthenticated": 401,
     "validation_failed": 422,
     "webauthn_failed": 400,
+    "webhook_disabled": 409,
+    "webhook_limit_reached": 403,
+    "webhook_url_refused": 422,
     "would_lock_out": 409,
 }
 

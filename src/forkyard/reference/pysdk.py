@@ -5,7 +5,9 @@ committed file differs from what the snapshot generates."""
 
 from __future__ import annotations
 
+import ast
 import keyword
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +16,65 @@ from forkyard.reference.schema import ROOT, Operation, non_null, operations, ref
 TARGET = ROOT / "sdk" / "python" / "forkyard_sdk" / "_generated.py"
 
 
+@dataclass(frozen=True)
+class ErrorClass:
+    module: str
+    name: str
+    code: str
+    status: int
+
+
+def error_classes() -> list[ErrorClass]:
+    """Every error class of the server, read from the source of its `errors.py` modules (no
+    import: a module that does not import today still documents its codes)."""
+    src = ROOT / "src"
+    found: dict[str, tuple[str, list[str], str | None, int | None]] = {}
+    for path in sorted(src.glob("forkyard/**/errors.py")):
+        module = ".".join(path.relative_to(src).with_suffix("").parts)
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, ast.ClassDef):
+                continue
+            code: str | None = None
+            status: int | None = None
+            for stmt in node.body:
+                target = value = None
+                if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                    target, value = stmt.targets[0], stmt.value
+                elif isinstance(stmt, ast.AnnAssign):
+                    target, value = stmt.target, stmt.value
+                if isinstance(target, ast.Name) and isinstance(value, ast.Constant):
+                    if target.id == "code" and isinstance(value.value, str):
+                        code = value.value
+                    elif target.id == "status_code" and isinstance(value.value, int):
+                        status = value.value
+            bases = [b.id if isinstance(b, ast.Name) else ast.unparse(b) for b in node.bases]
+            found[f"{module}.{node.name}"] = (module, bases, code, status)
+    by_name = {key.rsplit(".", 1)[1]: key for key in found}
+
+    def inherited(key: str, index: int) -> Any:
+        seen = set()
+        while key in found and key not in seen:
+            seen.add(key)
+            value = found[key][index]
+            if value is not None:
+                return value
+            bases = found[key][1]
+            key = by_name.get(bases[0].rsplit(".", 1)[-1], "") if bases else ""
+        return None
+
+    out = []
+    for key, (module, _, _, _) in found.items():
+        code, status = inherited(key, 2), inherited(key, 3)
+        if code and status:
+            out.append(ErrorClass(module, key.rsplit(".", 1)[1], code, status))
+    return out
+
+
 def error_codes() -> dict[str, tuple[int, str]]:
     """Every error code the server can answer: code -> (HTTP status, class name)."""
-    import importlib
-    import pkgutil
-
-    import forkyard
-    from forkyard.kit.errors import ForkyardError
-
-    for mod in pkgutil.walk_packages(forkyard.__path__, "forkyard."):
-        if mod.name.endswith(".errors"):
-            importlib.import_module(mod.name)
     codes: dict[str, tuple[int, str]] = {}
-
-    def walk(cls: type[ForkyardError]) -> None:
-        codes.setdefault(cls.code, (cls.status_code, cls.__name__))
-        for sub in cls.__subclasses__():
-            walk(sub)
-
-    walk(ForkyardError)
+    for cls in error_classes():
+        codes.setdefault(cls.code, (cls.status, cls.name))
     codes.setdefault("validation_failed", (422, "ValidationFailed"))
     return dict(sorted(codes.items()))
 

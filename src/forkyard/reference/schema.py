@@ -180,14 +180,15 @@ ID_PREFIXES = {
 
 
 def example_id(name: str, path: str) -> str:
-    """A plausible id for a path parameter: `id` takes the prefix of the collection before it."""
+    """A plausible id for a path parameter; a bare `{id}` takes the prefix of the collection
+    just before it (`/v1/instances/{id}` -> `inst_...`)."""
     stem = name.removesuffix("_id")
     if stem == "id":
-        segments = [s for s in path.split("/") if s and not s.startswith("{")]
-        stem = segments[-1].rstrip("s") if segments else "id"
+        segments = path.split("/")
+        at = segments.index("{id}") if "{id}" in segments else len(segments)
+        before = segments[at - 1] if at > 0 else "id"
+        stem = before.removesuffix("s")
         stem = {"base-image": "image", "api-key": "key", "ssh-key": "key"}.get(stem, stem)
-        if stem in ("vm", "drain", "metric"):
-            stem = "instance" if "/instances/" in path else "server"
     if stem in ("provider", "family", "token", "slug"):
         return {"provider": "github", "family": "default", "token": "TOKEN", "slug": "pro"}[stem]
     prefix = ID_PREFIXES.get(stem, stem[:4])
