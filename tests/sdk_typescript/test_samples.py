@@ -1,0 +1,34 @@
+"""TypeScript samples type-check against the SDK, and a wrong one does not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.sdk_typescript.conftest import SDK, node_tools
+from tests.sdk_typescript.tsc import typecheck_samples
+
+
+def test_the_sdks_samples_type_check() -> None:
+    node_tools()
+    result = typecheck_samples(SDK / "samples")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_sample_that_misuses_the_sdk_fails(tmp_path: Path) -> None:
+    node_tools()
+    (tmp_path / "good.ts").write_text(
+        'import { Forkyard } from "@forkyard/sdk";\n'
+        "const inst = await new Forkyard().instances.create({ memory_mb: 512 });\n"
+        "console.log((await inst.exec('true')).exit_code);\n"
+    )
+    (tmp_path / "bad.ts").write_text(
+        'import { Forkyard } from "@forkyard/sdk";\n'
+        "const inst = await new Forkyard().instances.create({ memory_mb: '512' });\n"
+        "await inst.files.write('/a', 1);\n"
+        "console.log((await inst.exec('true')).exitCode);\n"
+    )
+    result = typecheck_samples(tmp_path)
+    assert result.returncode != 0
+    errors = [line for line in result.stdout.splitlines() if "error TS" in line]
+    assert len(errors) == 3, result.stdout
+    assert all("bad.ts" in line for line in errors)
