@@ -1,4 +1,5 @@
-"""The TypeScript SDK's tests: node and its npm packages (make install runs npm ci)."""
+"""The TypeScript SDK's tests: node and its npm packages (make install runs npm ci), and the
+compute tests' live platform."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.compute.conftest import compute_settings, control_plane, platform  # noqa: F401
 
 SDK = Path(__file__).resolve().parents[2] / "sdk" / "typescript"
 

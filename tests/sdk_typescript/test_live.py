@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.compute.conftest import Platform, compute_settings, control_plane, platform  # noqa: F401
+from tests.compute.conftest import Platform
 from tests.sdk_typescript.conftest import SDK
 
 pytestmark = pytest.mark.sandbox
