@@ -28,6 +28,8 @@ def _routers() -> list[APIRouter]:
     from forkyard.compute.internal import router as internal
     from forkyard.compute.routes import instances, profiles, vms
     from forkyard.compute.state.routers import routers as state_routers
+    from forkyard.forwards.routes import router as port_forwards
+    from forkyard.forwards.routes import tunnels as port_tunnels
     from forkyard.health.routes import router as health
     from forkyard.identity.account_routers import routers as account_routers
     from forkyard.identity.api_keys import router as api_keys
@@ -55,6 +57,8 @@ def _routers() -> list[APIRouter]:
         compute_servers,
         internal,
         *state_routers,
+        port_forwards,
+        port_tunnels,
     ]
 
 
@@ -133,4 +137,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         larger=[(UPLOAD_ROUTES, settings.max_upload_body_bytes)],
     )
     app.add_middleware(RequestContextMiddleware)
+    from forkyard.forwards.proxy import PreviewProxy
+
+    # Outermost: a preview host's requests belong to the app inside the instance, not the API.
+    app.add_middleware(PreviewProxy)
     return app

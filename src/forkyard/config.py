@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     exec_default_timeout_s: float = 300.0
     file_read_max_bytes: int = 64 * 1024 * 1024  # a larger file is read in ranges (offset, limit)
 
+    # --- preview URLs and port forwards ---
+    # wildcard domain pointed at Forkyard (`{port}-{instance}.<domain>`); unset: localhost:<API port>
+    preview_domain: str | None = None
+    preview_share_ttl_s: int = 900  # share links of private forwards (and the cookie they set)
+
     # --- request bodies (checked before any body is read: 413 payload_too_large) ---
     max_json_body_bytes: int = 10 * 1024 * 1024
     max_upload_body_bytes: int = 64 * 1024 * 1024  # file writes (POST /v1/instances/{id}/files)

@@ -3,6 +3,7 @@
 from forkyard.compute import models as compute_models  # noqa: F401
 from forkyard.db.base import Base
 from forkyard.events import models as event_models  # noqa: F401
+from forkyard.forwards import models as forward_models  # noqa: F401
 from forkyard.identity import models as identity_models  # noqa: F401
 from forkyard.jobs import models as job_models  # noqa: F401
 from forkyard.orgs import models as org_models  # noqa: F401

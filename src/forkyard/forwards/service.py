@@ -1,0 +1,244 @@
+"""The rules of port forwards: one per (instance, port), in the instance's org; preview URLs by
+host name; share links signed for one forward; where a preview request goes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from sqlalchemy import bindparam, literal_column, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from forkyard.compute.models import ComputeServer, Instance
+from forkyard.compute.service import get_instance
+from forkyard.config import Settings
+from forkyard.db.engine import plain_sql
+from forkyard.events import Actor, emit
+from forkyard.forwards import schemas
+from forkyard.forwards.errors import NotHttpForward, PortAlreadyForwarded
+from forkyard.forwards.events import PortForwardCreated, PortForwardDeleted
+from forkyard.forwards.models import PortForward
+from forkyard.identity.principal import Principal
+from forkyard.kit.errors import NotFound
+from forkyard.kit.ids import has_prefix
+
+SHARE_PURPOSE = b"forkyard-preview-share"
+
+
+def preview_domain(settings: Settings) -> str:
+    """The wildcard domain preview hosts live under: the setting, else `localhost:<API port>`
+    (`*.localhost` resolves to loopback in curl and browsers, with no DNS)."""
+    if settings.preview_domain:
+        return settings.preview_domain.lower().strip(".")
+    parts = urlsplit(settings.public_url)
+    return f"localhost:{parts.port}" if parts.port else "localhost"
+
+
+def preview_host(settings: Settings, instance_id: str, port: int) -> str:
+    return f"{port}-{instance_id}.{preview_domain(settings)}"
+
+
+def preview_url(settings: Settings, instance_id: str, port: int) -> str:
+    scheme = urlsplit(settings.public_url).scheme or "http"
+    return f"{scheme}://{preview_host(settings, instance_id, port)}/"
+
+
+def parse_preview_host(settings: Settings, host: str) -> tuple[str, int] | None:
+    """(instance id, port) of a preview host, or None for any other host."""
+    host = host.lower()
+    domain = preview_domain(settings)
+    if ":" not in domain:
+        host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    suffix = "." + domain
+    if not host.endswith(suffix):
+        return None
+    label = host[: -len(suffix)]
+    port_text, sep, instance_id = label.partition("-")
+    if not sep or "." in instance_id or not port_text.isdigit() or len(port_text) > 5:
+        return None
+    port = int(port_text)
+    if not 1 <= port <= 65535 or not has_prefix(instance_id, "inst"):
+        return None
+    return instance_id, port
+
+
+def forward_out(settings: Settings, fwd: PortForward) -> schemas.PortForwardOut:
+    if fwd.protocol == "http":
+        url = preview_url(settings, fwd.instance_id, fwd.port)
+    else:
+        base = "ws" + settings.public_url.rstrip("/").removeprefix("http")
+        url = f"{base}/v1/instances/{fwd.instance_id}/port-forwards/{fwd.id}/connect"
+    return schemas.PortForwardOut(
+        id=fwd.id,
+        instance_id=fwd.instance_id,
+        port=fwd.port,
+        protocol=fwd.protocol,  # type: ignore[arg-type]
+        visibility=fwd.visibility,  # type: ignore[arg-type]
+        name=fwd.name,
+        url=url,
+        created_at=fwd.created_at,
+    )
+
+
+def _event(fwd: PortForward, cls: type[PortForwardCreated | PortForwardDeleted], who: Principal):
+    return cls(
+        org_id=fwd.org_id,
+        resource_id=fwd.id,
+        actor=Actor.of(who),
+        instance_id=fwd.instance_id,
+        port=fwd.port,
+        protocol=fwd.protocol,
+        visibility=fwd.visibility,
+    )
+
+
+async def create_forward(
+    session: AsyncSession, principal: Principal, instance_id: str, body: schemas.PortForwardCreate
+) -> PortForward:
+    instance = await get_instance(session, principal, instance_id)
+    fwd = PortForward(
+        org_id=instance.org_id,
+        instance_id=instance.id,
+        port=body.port,
+        protocol=body.protocol,
+        visibility=body.visibility,
+        name=body.name,
+        created_by=principal.actor_id,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(fwd)
+            await session.flush()
+    except IntegrityError as exc:
+        raise PortAlreadyForwarded(details={"port": body.port}) from exc
+    await emit(session, _event(fwd, PortForwardCreated, principal))
+    return fwd
+
+
+def forwards_query(principal: Principal, instance_id: str):  # type: ignore[no-untyped-def]
+    """The instance's forwards, in the caller's org only."""
+    return select(PortForward).where(
+        PortForward.instance_id == instance_id, PortForward.org_id == principal.org_id
+    )
+
+
+async def get_forward(
+    session: AsyncSession, principal: Principal, instance_id: str, forward_id: str
+) -> PortForward:
+    if not has_prefix(forward_id, "pf"):
+        raise NotFound.of("Port forward", forward_id)
+    fwd = (
+        await session.execute(
+            forwards_query(principal, instance_id).where(PortForward.id == forward_id)
+        )
+    ).scalar_one_or_none()
+    if fwd is None:
+        raise NotFound.of("Port forward", forward_id)
+    return fwd
+
+
+async def delete_forward(
+    session: AsyncSession, principal: Principal, instance_id: str, forward_id: str
+) -> None:
+    fwd = await get_forward(session, principal, instance_id, forward_id)
+    await session.delete(fwd)
+    await emit(session, _event(fwd, PortForwardDeleted, principal))
+
+
+# --- share links: a signed, expiring token for one forward ---
+
+
+def _share_key(settings: Settings) -> bytes:
+    return hmac.new(settings.secret_key.encode(), SHARE_PURPOSE, hashlib.sha256).digest()
+
+
+def share_token(settings: Settings, forward_id: str, expires: int) -> str:
+    payload = f"{forward_id}.{expires}"
+    sig = hmac.new(_share_key(settings), payload.encode(), hashlib.sha256).digest()
+    return payload + "." + base64.urlsafe_b64encode(sig).decode().rstrip("=")
+
+
+def share_token_forward(settings: Settings, token: str) -> str | None:
+    """The forward a live, untampered token opens, else None."""
+    forward_id, _, rest = token.partition(".")
+    expires_text, _, _sig = rest.partition(".")
+    if not expires_text.isdigit() or int(expires_text) <= time.time():
+        return None
+    expected = share_token(settings, forward_id, int(expires_text))
+    return forward_id if hmac.compare_digest(expected.encode(), token.encode()) else None
+
+
+async def share_forward(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    instance_id: str,
+    forward_id: str,
+) -> schemas.ShareOut:
+    fwd = await get_forward(session, principal, instance_id, forward_id)
+    if fwd.protocol != "http":
+        raise NotHttpForward()
+    expires = int(time.time()) + settings.preview_share_ttl_s
+    token = share_token(settings, fwd.id, expires)
+    url = preview_url(settings, fwd.instance_id, fwd.port) + f"?{SHARE_PARAM}={token}"
+    return schemas.ShareOut(url=url, expires_at=datetime.fromtimestamp(expires, UTC))
+
+
+SHARE_PARAM = "forkyard_share"
+SHARE_COOKIE = "fy_preview"
+
+
+# --- where a preview request goes: one statement on a plain connection (hot path) ---
+
+
+def _preview_statements() -> tuple[str, str]:
+    lookup = (
+        select(
+            PortForward.id,
+            PortForward.org_id,
+            PortForward.protocol,
+            PortForward.visibility,
+            Instance.status,
+            ComputeServer.id,
+            ComputeServer.url,
+            ComputeServer.secret_encrypted,
+        )
+        .join(Instance, Instance.id == PortForward.instance_id)
+        .outerjoin(ComputeServer, ComputeServer.id == Instance.server_id)
+        .where(
+            PortForward.instance_id == bindparam("p_instance_id"),
+            PortForward.port == bindparam("p_port"),
+        )
+    )
+    touch = (
+        update(Instance)
+        .where(Instance.id == bindparam("p_instance_id"), Instance.status == literal_column("'running'"))
+        .values(last_activity_at=bindparam("p_now"))
+    )
+    return plain_sql(lookup), plain_sql(touch)
+
+
+PREVIEW_LOOKUP, PREVIEW_TOUCH = _preview_statements()
+
+
+@dataclass(frozen=True)
+class PreviewServer:
+    id: str
+    url: str
+    secret_encrypted: str
+
+
+@dataclass(frozen=True)
+class PreviewTarget:
+    forward_id: str
+    org_id: str
+    protocol: str
+    visibility: str
+    instance_status: str
+    server: PreviewServer | None

@@ -1,0 +1,183 @@
+"""Port forwards and preview URLs, end to end: real servers inside an instance, reached by
+curl, httpx and a websocket client through preview hosts, and the refusals around them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import websockets
+from websockets.asyncio.client import connect
+
+from tests.compute.conftest import create_running, signed_in, wait_status
+from tests.compute.port_forward_apps import HEADERS_APP, WS_ECHO
+
+pytestmark = pytest.mark.sandbox
+
+
+async def _start(api: httpx.AsyncClient, iid: str, script: str, name: str, port: int) -> None:
+    r = await api.post(f"/v1/instances/{iid}/files", json={"path": f"/srv/{name}", "content": script})
+    assert r.status_code == 200, r.text
+    r = await api.post(
+        f"/v1/instances/{iid}/exec",
+        json={"command": f"setsid python3 /srv/{name} {port} >/dev/null 2>&1 < /dev/null &"},
+    )
+    assert r.status_code == 200, r.text
+    r = await api.post(
+        f"/v1/instances/{iid}/exec",
+        json={"command": f"for i in $(seq 100); do python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}))' 2>/dev/null && exit 0; sleep 0.05; done; exit 1"},
+    )
+    assert r.json()["exit_code"] == 0, r.text
+
+
+def _preview(platform: Any, url: str, **headers: str) -> httpx.AsyncClient:
+    """A client that reaches a preview URL on loopback (glibc does not resolve *.localhost)."""
+    host = urlsplit(url).netloc
+    return httpx.AsyncClient(base_url=platform.url, headers={"Host": host, **headers}, timeout=30)
+
+
+async def test_preview_urls_and_tunnel(platform: Any, compute_settings: Any, run_jobs: Any) -> None:
+    api = platform.api
+    key = api.headers["Authorization"].removeprefix("Bearer ")
+    iid = (await create_running(api))["id"]
+    await _start(api, iid, HEADERS_APP, "headers.py", 8001)
+    await _start(api, iid, WS_ECHO, "echo.py", 8002)
+    r = await api.post(f"/v1/instances/{iid}/exec", json={
+        "command": "cd /srv && setsid python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 </dev/null &"})  # fmt: skip
+    assert r.status_code == 200
+
+    forwards = f"/v1/instances/{iid}/port-forwards"
+    made = {}
+    for port in (8000, 8001, 8002):
+        r = await api.post(forwards, json={"port": port})
+        assert r.status_code == 201, r.text
+        made[port] = r.json()
+    pub = (await api.post(forwards, json={"port": 8003, "visibility": "public"})).json()
+    assert made[8000]["url"] == f"http://8000-{iid}.localhost:{urlsplit(platform.url).port}/"
+    assert made[8000]["id"].startswith("pf_") and made[8000]["visibility"] == "private"
+    assert (await api.post(forwards, json={"port": 8000})).json()["error"]["code"] == "port_forward_exists"
+    assert (await api.post(forwards, json={"port": 0})).status_code == 422
+    listed = (await api.get(forwards)).json()["data"]
+    assert [f["port"] for f in listed] == [8000, 8001, 8002, 8003]
+
+    # curl, as a user would, with *.localhost resolved by curl itself
+    out = subprocess.run(
+        ["curl", "-s", "-H", f"Authorization: Bearer {key}", made[8000]["url"]],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert "headers.py" in out.stdout and "echo.py" in out.stdout  # http.server's listing
+
+    # httpx: what the app sees (X-Forwarded-*, none of our credentials), bodies both ways
+    async with _preview(platform, made[8001]["url"], Authorization=f"Bearer {key}") as c:
+        r = await c.get("/seen?a=1", headers={"Cookie": "fy_access=secret; theirs=1"})
+        assert r.status_code == 200, r.text
+        seen = r.json()
+        headers = {k.lower(): v for k, v in seen["headers"].items()}
+        assert seen["path"] == "/seen?a=1"
+        assert "authorization" not in headers and headers["cookie"] == "theirs=1"
+        assert headers["x-forwarded-host"] == urlsplit(made[8001]["url"]).netloc
+        assert headers["x-forwarded-proto"] == "http" and headers["x-forwarded-for"] == "127.0.0.1"
+        r = await c.put("/up", content=b"x" * 3_000_000)
+        assert r.json() == {"method": "PUT", "length": 3_000_000}
+
+        async def chunks():  # type: ignore[no-untyped-def]
+            for _ in range(5):
+                yield b"y" * 100_000
+
+        r = await c.put("/up", content=chunks())
+        assert r.json() == {"method": "PUT", "length": 500_000}
+        async with c.stream("GET", "/events") as r:
+            assert r.headers["content-type"] == "text/event-stream"
+            body = b"".join([chunk async for chunk in r.aiter_raw()])
+        assert body == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+
+    # a websocket echo server inside, through the preview host
+    ws_url = made[8002]["url"].replace("http://", "ws://")
+    async with connect(
+        ws_url, host="127.0.0.1", port=urlsplit(platform.url).port,
+        additional_headers={"Authorization": f"Bearer {key}"}, proxy=None,
+    ) as ws:  # fmt: skip
+        for message in ("hello", "x" * 70_000):
+            await ws.send(message)
+            assert await ws.recv() == message
+        await ws.send(b"\x00\x01")
+        assert await ws.recv() == b"\x00\x01"
+
+    # refusals: no credentials, another org's key, a share link for another port
+    async with _preview(platform, made[8001]["url"], Accept="application/json") as c:
+        r = await c.get("/")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
+    other, other_browser, _ = await signed_in(
+        platform.url, "other@example.com", compute_settings, run_jobs
+    )
+    other_key = other.headers["Authorization"]
+    async with _preview(platform, made[8001]["url"], Authorization=other_key) as c:
+        assert (await c.get("/")).status_code == 404
+    assert (await other.get(forwards)).status_code == 404
+    assert (await other.delete(f"{forwards}/{made[8001]['id']}")).status_code == 404
+    await other.aclose()
+    await other_browser.aclose()
+
+    share = (await api.post(f"{forwards}/{made[8001]['id']}/share")).json()
+    token = share["url"].split("forkyard_share=")[1]
+    async with _preview(platform, made[8000]["url"]) as c:  # the link is for 8001, not 8000
+        assert (await c.get("/", params={"forkyard_share": token})).status_code == 401
+        assert (await c.get("/", cookies={"fy_preview": token})).status_code == 401
+    async with _preview(platform, share["url"]) as c:
+        r = await c.get(share["url"].split(urlsplit(share["url"]).netloc)[1])
+        assert r.status_code == 303 and r.headers["location"] == "/"
+        assert "fy_preview=" in r.headers["set-cookie"] and "Domain" not in r.headers["set-cookie"]
+        r = await c.get("/shared", cookies={"fy_preview": token})
+        assert r.status_code == 200 and r.json()["path"] == "/shared"
+        assert "cookie" not in {k.lower() for k in r.json()["headers"]}
+
+    # a public forward is open; nothing listens on 8003: a clear 502
+    async with _preview(platform, pub["url"], Accept="text/html") as c:
+        r = await c.get("/")
+        assert r.status_code == 502 and "port_refused" in r.text
+
+    # the TCP tunnel of a tcp forward: raw HTTP/1.0 over it
+    tcp = (await api.post(forwards, json={"port": 8001, "protocol": "tcp"}))
+    assert tcp.status_code == 409
+    await api.delete(f"{forwards}/{made[8001]['id']}")
+    tcp_fwd = (await api.post(forwards, json={"port": 8001, "protocol": "tcp"})).json()
+    assert tcp_fwd["url"].endswith(f"/port-forwards/{tcp_fwd['id']}/connect")
+    async with connect(tcp_fwd["url"], additional_headers={"Authorization": f"Bearer {key}"}, proxy=None) as ws:
+        await ws.send(b"GET /tunnel HTTP/1.0\r\n\r\n")
+        await ws.send(b"")
+        got = b""
+        while (chunk := await ws.recv()) != b"":
+            got += chunk  # type: ignore[operator]
+    assert got.startswith(b"HTTP/1.0 200") and b'"/tunnel"' in got
+    with pytest.raises(websockets.InvalidStatus):
+        async with connect(tcp_fwd["url"], proxy=None):
+            pass
+
+    # a deleted forward: its URL is gone, even for members
+    await api.delete(f"{forwards}/{made[8000]['id']}")
+    async with _preview(platform, made[8000]["url"], Authorization=f"Bearer {key}") as c:
+        assert (await c.get("/")).status_code == 404
+
+    # traffic is activity; a stopped instance answers 502 naming its status
+    before = (await api.get(f"/v1/instances/{iid}")).json()["last_activity_at"]
+    await asyncio.sleep(0.05)
+    assert (await api.post(f"/v1/instances/{iid}/stop")).status_code == 202
+    await wait_status(api, iid, "stopped")
+    async with _preview(platform, made[8002]["url"], Authorization=f"Bearer {key}") as c:
+        r = await c.get("/")
+        assert r.status_code == 502
+        assert r.json()["error"]["code"] == "instance_not_running"
+        assert r.json()["error"]["details"]["status"] == "stopped"
+    assert before
+
+    # forwards go with their instance
+    assert (await api.delete(f"/v1/instances/{iid}")).status_code == 202
+    await wait_status(api, iid, "gone")
+    async with _preview(platform, made[8002]["url"], Authorization=f"Bearer {key}") as c:
+        assert (await c.get("/")).status_code == 404
+    assert json.dumps(listed)
