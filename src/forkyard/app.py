@@ -15,6 +15,8 @@ from forkyard.db.engine import Database
 from forkyard.kit.body_limit import BodyLimitMiddleware
 from forkyard.kit.http import RequestContextMiddleware, install_error_handlers
 from forkyard.kit.routing import document_access, operation_id, summaries_from_docstrings
+from forkyard.mcp.http import mount as mount_mcp
+from forkyard.mcp.http import running as mcp_running
 from forkyard.tasks import load_all_tasks
 
 # Routes whose bodies carry file contents take the upload limit; every other the JSON limit.
@@ -87,7 +89,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             worker_task = asyncio.create_task(worker.run())
         app.state.started = True
         try:
-            yield
+            async with mcp_running(app.state.mcp):
+                yield
         finally:
             app.state.started = False
             change_feed.cancel()
@@ -112,6 +115,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     install_error_handlers(app)
     for router in _routers():
         app.include_router(router)
+    app.state.mcp = mount_mcp(app)  # /mcp: the MCP server over streamable HTTP
     summaries_from_docstrings(app.routes)
     document_access(app.routes)
     # The generated reference (make docs), beside the interactive /docs.

@@ -291,6 +291,25 @@ def openapi() -> None:
     typer.echo(json.dumps(schema, indent=2, sort_keys=True))
 
 
+@app.command()
+def mcp(
+    base_url: Annotated[
+        str, typer.Option(envvar="FORKYARD_BASE_URL", help="The Forkyard API to call.")
+    ] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None, typer.Option(envvar="FORKYARD_API_KEY", help="An API key (`fy_...`).")
+    ] = None,
+) -> None:
+    """Run the MCP server on stdin/stdout, for an assistant that starts it (tools: instances,
+    exec, files, checkpoints, forks)."""
+    if not api_key:
+        console.print("Set FORKYARD_API_KEY (or pass --api-key): an API key of your org.")
+        raise typer.Exit(2)
+    from forkyard.mcp.stdio import serve_stdio
+
+    serve_stdio(api_key, base_url)
+
+
 @admin.command("create-user")
 def create_user_command(
     email: Annotated[str, typer.Option(help="Email address (verified on creation).")],
