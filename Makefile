@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the platform needs: the sandbox (bubblewrap, overlay and loop tools, cgroups),
 # image building (debootstrap), and oathtool (an independent TOTP implementation for tests).
-DEBIAN_PACKAGES := bubblewrap debootstrap xfsprogs e2fsprogs iproute2 procps util-linux oathtool openssh-client ca-certificates
+DEBIAN_PACKAGES := bubblewrap debootstrap xfsprogs e2fsprogs iproute2 procps util-linux oathtool openssh-client ca-certificates nftables
 STAMP := $(VENV)/.installed
 TS_SDK := sdk/typescript
 TS_STAMP := $(TS_SDK)/node_modules/.installed

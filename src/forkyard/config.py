@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from forkyard.node.egress import DEFAULT_BLOCKED, valid_ranges
+
 # A secret still at this value is refused outside development mode.
 PLACEHOLDER_SECRET = "change-me-in-production"
 
@@ -115,6 +117,11 @@ class Settings(BaseSettings):
     exec_max_output_bytes: int = 1024 * 1024
     exec_default_timeout_s: float = 300.0
     file_read_max_bytes: int = 64 * 1024 * 1024  # a larger file is read in ranges (offset, limit)
+    # egress of instances created without a `network` (none, allowlist, open); ADR 0015
+    default_egress: Literal["none", "allowlist", "open"] = "none"
+    # IPv4 CIDRs no instance ever reaches, whatever its policy (a JSON list); the node adds
+    # loopback, link-local and its instances' links. Default: every non-public range.
+    egress_blocked_ranges: list[str] = Field(default_factory=lambda: list(DEFAULT_BLOCKED))
 
     # --- preview URLs and port forwards ---
     # wildcard domain pointed at Forkyard (`{port}-{instance}.<domain>`); unset: localhost:<API port>
@@ -130,6 +137,13 @@ class Settings(BaseSettings):
     job_retention_s: int = 7 * 24 * 3600  # finished jobs are deleted this long after they end
     worker_concurrency: int = 4
     run_worker_in_api: bool = True
+
+    @field_validator("egress_blocked_ranges")
+    @classmethod
+    def _blocked_are_ipv4_networks(cls, value: list[str]) -> list[str]:
+        if not valid_ranges(value):
+            raise ValueError("egress_blocked_ranges holds IPv4 addresses and CIDRs only")
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

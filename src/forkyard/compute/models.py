@@ -64,6 +64,7 @@ class Profile(IdMixin, Base):
     env: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
     idle_timeout_s: Mapped[int | None] = mapped_column(Integer)
     setup_commands: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    network: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # None: the default egress
     updated_at: Mapped[datetime | None]
 
     __table_args__ = (UniqueConstraint("org_id", "name"),)
@@ -88,6 +89,8 @@ class Instance(IdMixin, Base):
     labels: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
     idle_timeout_s: Mapped[int | None] = mapped_column(Integer)
     setup_commands: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    # egress policy {egress, allow} (ADR 0015); None: a row older than policies (no network)
+    network: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     setup_done: Mapped[bool] = mapped_column(Boolean, default=False)
     last_activity_at: Mapped[datetime]
     updated_at: Mapped[datetime | None]

@@ -258,6 +258,10 @@ class NodeClient:
         path = f"/node/instances/{_seg(instance_id)}"
         return await self._model("DELETE", path, c.StateOut, timeout=timeout)
 
+    async def set_network(self, instance_id: str, network: c.NetworkIn) -> c.NetworkOut:
+        path = f"/node/instances/{_seg(instance_id)}/network"
+        return await self._model("PUT", path, c.NetworkOut, body=network)
+
     async def flush(self, instance_id: str) -> c.FlushOut:
         path = f"/node/instances/{_seg(instance_id)}/flush"
         return await self._model("POST", path, c.FlushOut)

@@ -18,6 +18,7 @@ from forkyard.compute.service import (
     get_profile,
     get_vm,
     instance_out,
+    network_in,
     node_for,
     transition,
 )
@@ -110,10 +111,25 @@ async def get_instance_route(
 
 @instances.patch("/{id}", response_model=schemas.InstanceOut)
 async def update_instance(
-    id: str, body: schemas.InstanceUpdate, session: DbSession, principal: Writer
+    id: str, body: schemas.InstanceUpdate, request: Request, session: DbSession, principal: Writer
 ) -> schemas.InstanceOut:
-    """Rename an instance or change its labels or idle timeout."""
+    """Rename an instance or change its labels, idle timeout or egress policy (`network`: a
+    running instance's changes at once; if its node cannot apply it, nothing changes)."""
     instance = await get_instance(session, principal, id, lock=True)
+    if body.network is not None:
+        settings = settings_of(request)
+        instance.network = body.network.model_dump()
+        if instance.status == "running":
+            node = await node_for(session, settings, instance.server_id)
+            await node.set_network(instance.id, network_in(instance.network, settings))
+        await record(
+            session,
+            "instance.network_changed",
+            principal=principal,
+            target_type="instance",
+            target_id=instance.id,
+            data={"egress": body.network.egress, "allow": body.network.allow},
+        )
     if body.name is not None:
         instance.name = body.name
     if body.labels is not None:
@@ -255,6 +271,7 @@ def profile_out(p: Profile) -> schemas.ProfileOut:
         env=p.env,
         idle_timeout_s=p.idle_timeout_s,
         setup_commands=list(p.setup_commands),
+        network=schemas.Network.model_validate(p.network) if p.network else None,
         created_at=p.created_at,
         updated_at=p.updated_at,
     )

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from forkyard.node.egress import HOST_RE, MAX_ALLOW, valid_ranges
 
 
 def _check_env(env: dict[str, str]) -> dict[str, str]:
@@ -23,10 +25,30 @@ def _check_env(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _check_allow(entry: str) -> str:
+    if not (valid_ranges([entry]) or (len(entry) <= 253 and HOST_RE.match(entry))):
+        raise ValueError(f"not a host name, IPv4 address or IPv4 CIDR: {entry[:100]!r}")
+    return entry
+
+
 EnvMap = Annotated[dict[str, str], AfterValidator(_check_env)]
 # An image is named, never a path: a path would let a caller stack any host directory under
 # their instance's root.
 IMAGE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+
+
+class Network(BaseModel):
+    """What an instance may reach (ADR 0015). "none": loopback only. "allowlist": only `allow`
+    (host names, resolved by the node when applied and every 5 minutes; IPv4 addresses; IPv4
+    CIDRs). "open": anything public. Never: the control plane, the node, other instances, the
+    host, private, link-local, CGNAT and metadata addresses (FORKYARD_EGRESS_BLOCKED_RANGES)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    egress: Literal["none", "allowlist", "open"] = "none"
+    allow: list[Annotated[str, AfterValidator(_check_allow)]] = Field(
+        default_factory=list, max_length=MAX_ALLOW
+    )
 
 
 class InstanceCreate(BaseModel):
@@ -44,12 +66,18 @@ class InstanceCreate(BaseModel):
     env: EnvMap | None = None
     labels: dict[str, str] | None = None
     idle_timeout_s: int | None = Field(default=None, ge=10, le=30 * 86400)
+    network: Network | None = Field(
+        default=None, description="Default: the profile's, else FORKYARD_DEFAULT_EGRESS."
+    )
 
 
 class InstanceUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     labels: dict[str, str] | None = None
     idle_timeout_s: int | None = Field(default=None, ge=10, le=30 * 86400)
+    network: Network | None = Field(
+        default=None, description="Applied at once to a running instance."
+    )
 
 
 class VmOut(BaseModel):
@@ -93,6 +121,7 @@ class InstanceOut(BaseModel):
     env: dict[str, str]
     labels: dict[str, str]
     idle_timeout_s: int | None
+    network: Network
     created_at: datetime
     updated_at: datetime | None
     last_activity_at: datetime
@@ -108,6 +137,7 @@ class ProfileCreate(BaseModel):
     env: EnvMap = Field(default_factory=dict)
     idle_timeout_s: int | None = Field(default=None, ge=10, le=30 * 86400)
     setup_commands: list[str] = Field(default_factory=list, max_length=50)
+    network: Network | None = None  # None: FORKYARD_DEFAULT_EGRESS
 
 
 class ProfileUpdate(BaseModel):
@@ -119,6 +149,7 @@ class ProfileUpdate(BaseModel):
     env: EnvMap | None = None
     idle_timeout_s: int | None = Field(default=None, ge=10, le=30 * 86400)
     setup_commands: list[str] | None = Field(default=None, max_length=50)
+    network: Network | None = None
 
 
 class ProfileOut(BaseModel):
@@ -132,6 +163,7 @@ class ProfileOut(BaseModel):
     env: dict[str, str]
     idle_timeout_s: int | None
     setup_commands: list[str]
+    network: Network | None
     created_at: datetime
     updated_at: datetime | None
 

@@ -40,7 +40,7 @@ from forkyard.jobs.queue import JobContext, periodic
 from forkyard.kit.clock import utcnow
 from forkyard.kit.errors import ForkyardError, NotFound, QuotaExceeded, ValidationFailed
 from forkyard.kit.ids import has_prefix
-from forkyard.node.contract import SandboxSpecIn
+from forkyard.node.contract import NetworkIn, SandboxSpecIn
 
 log = logging.getLogger("forkyard.compute")
 
@@ -78,6 +78,7 @@ def instance_out(instance: Instance) -> schemas.InstanceOut:
         env=instance.env,
         labels=instance.labels,
         idle_timeout_s=instance.idle_timeout_s,
+        network=network_of(instance.network),
         created_at=instance.created_at,
         updated_at=instance.updated_at,
         last_activity_at=instance.last_activity_at,
@@ -330,6 +331,7 @@ async def create_instance(
         if body.idle_timeout_s is not None
         else (profile.idle_timeout_s if profile else None),
         setup_commands=list(profile.setup_commands) if profile else [],
+        network=initial_network(body.network, profile, settings),
         setup_done=False,
         last_activity_at=now,
     )
@@ -376,6 +378,30 @@ def sandbox_spec(instance: Instance, settings: Settings) -> SandboxSpecIn:
         disk_mb=instance.disk_mb,
         env=instance.env,
         hostname=instance.id.replace("_", "-"),
+        network=network_in(instance.network, settings),
+    )
+
+
+def initial_network(
+    asked: schemas.Network | None, profile: Profile | None, settings: Settings
+) -> dict[str, Any]:
+    """A new instance's egress policy: the request's, else its profile's, else the default."""
+    if asked is not None:
+        return asked.model_dump()
+    if profile is not None and profile.network is not None:
+        return dict(profile.network)
+    return schemas.Network(egress=settings.default_egress).model_dump()
+
+
+def network_of(network: dict[str, Any] | None) -> schemas.Network:
+    """An instance's policy (None: a row older than egress policies, which had none)."""
+    return schemas.Network.model_validate(network or {})
+
+
+def network_in(network: dict[str, Any] | None, settings: Settings) -> NetworkIn:
+    policy = network_of(network)
+    return NetworkIn(
+        egress=policy.egress, allow=policy.allow, blocked=settings.egress_blocked_ranges
     )
 
 

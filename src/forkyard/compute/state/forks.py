@@ -128,6 +128,7 @@ async def fork_instance(
             labels={**parent.labels, **(over.labels or {})},
             idle_timeout_s=parent.idle_timeout_s,
             setup_commands=list(parent.setup_commands),
+            network=parent.network,  # a fork reaches what its parent reaches
             setup_done=True,
             last_activity_at=now,
         )

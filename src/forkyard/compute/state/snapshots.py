@@ -30,6 +30,7 @@ from forkyard.compute.service import (
     check_quota,
     get_instance,
     get_profile,
+    initial_network,
     instance_out,
     place,
     require_verified,
@@ -251,6 +252,7 @@ async def restore_snapshot(
         labels=new.labels or {},
         idle_timeout_s=new.idle_timeout_s,
         setup_commands=[],
+        network=initial_network(new.network, profile, settings),
         setup_done=True,
         last_activity_at=now,
     )
