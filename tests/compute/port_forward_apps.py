@@ -1,7 +1,7 @@
 """Apps the port-forward tests run inside an instance (python3 of the image, stdlib only): an
 HTTP server that shows what it received, and a websocket echo server."""
 
-HEADERS_APP = r'''
+HEADERS_APP = r"""
 import json, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -44,9 +44,9 @@ class H(BaseHTTPRequestHandler):
         pass
 
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-'''
+"""
 
-WS_ECHO = r'''
+WS_ECHO = r"""
 import base64, hashlib, socketserver, struct, sys
 
 class Echo(socketserver.StreamRequestHandler):
@@ -80,4 +80,4 @@ class Echo(socketserver.StreamRequestHandler):
 
 socketserver.ThreadingTCPServer.allow_reuse_address = True
 socketserver.ThreadingTCPServer(("127.0.0.1", int(sys.argv[1])), Echo).serve_forever()
-'''
+"""

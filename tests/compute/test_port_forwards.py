@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +20,9 @@ pytestmark = pytest.mark.sandbox
 
 
 async def _start(api: httpx.AsyncClient, iid: str, script: str, name: str, port: int) -> None:
-    r = await api.post(f"/v1/instances/{iid}/files", json={"path": f"/srv/{name}", "content": script})
+    r = await api.post(
+        f"/v1/instances/{iid}/files", json={"path": f"/srv/{name}", "content": script}
+    )
     assert r.status_code == 200, r.text
     r = await api.post(
         f"/v1/instances/{iid}/exec",
@@ -30,7 +31,9 @@ async def _start(api: httpx.AsyncClient, iid: str, script: str, name: str, port:
     assert r.status_code == 200, r.text
     r = await api.post(
         f"/v1/instances/{iid}/exec",
-        json={"command": f"for i in $(seq 100); do python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}))' 2>/dev/null && exit 0; sleep 0.05; done; exit 1"},
+        json={
+            "command": f"for i in $(seq 100); do python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}))' 2>/dev/null && exit 0; sleep 0.05; done; exit 1"
+        },
     )
     assert r.json()["exit_code"] == 0, r.text
 
@@ -60,17 +63,21 @@ async def test_preview_urls_and_tunnel(platform: Any, compute_settings: Any, run
     pub = (await api.post(forwards, json={"port": 8003, "visibility": "public"})).json()
     assert made[8000]["url"] == f"http://8000-{iid}.localhost:{urlsplit(platform.url).port}/"
     assert made[8000]["id"].startswith("pf_") and made[8000]["visibility"] == "private"
-    assert (await api.post(forwards, json={"port": 8000})).json()["error"]["code"] == "port_forward_exists"
+    assert (await api.post(forwards, json={"port": 8000})).json()["error"][
+        "code"
+    ] == "port_forward_exists"
     assert (await api.post(forwards, json={"port": 0})).status_code == 422
     listed = (await api.get(forwards)).json()["data"]
     assert [f["port"] for f in listed] == [8000, 8001, 8002, 8003]
 
     # curl, as a user would, with *.localhost resolved by curl itself
-    out = subprocess.run(
-        ["curl", "-s", "-H", f"Authorization: Bearer {key}", made[8000]["url"]],
-        capture_output=True, text=True, timeout=30, check=True,
+    # (a subprocess of the event loop: the API under test serves on this same loop)
+    curl = await asyncio.create_subprocess_exec(
+        "curl", "-s", "-H", f"Authorization: Bearer {key}", made[8000]["url"],
+        stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    assert "headers.py" in out.stdout and "echo.py" in out.stdout  # http.server's listing
+    listing = (await asyncio.wait_for(curl.communicate(), 30))[0].decode()
+    assert "headers.py" in listing and "echo.py" in listing  # http.server's listing
 
     # httpx: what the app sees (X-Forwarded-*, none of our credentials), bodies both ways
     async with _preview(platform, made[8001]["url"], Authorization=f"Bearer {key}") as c:
@@ -142,12 +149,14 @@ async def test_preview_urls_and_tunnel(platform: Any, compute_settings: Any, run
         assert r.status_code == 502 and "port_refused" in r.text
 
     # the TCP tunnel of a tcp forward: raw HTTP/1.0 over it
-    tcp = (await api.post(forwards, json={"port": 8001, "protocol": "tcp"}))
+    tcp = await api.post(forwards, json={"port": 8001, "protocol": "tcp"})
     assert tcp.status_code == 409
     await api.delete(f"{forwards}/{made[8001]['id']}")
     tcp_fwd = (await api.post(forwards, json={"port": 8001, "protocol": "tcp"})).json()
     assert tcp_fwd["url"].endswith(f"/port-forwards/{tcp_fwd['id']}/connect")
-    async with connect(tcp_fwd["url"], additional_headers={"Authorization": f"Bearer {key}"}, proxy=None) as ws:
+    async with connect(
+        tcp_fwd["url"], additional_headers={"Authorization": f"Bearer {key}"}, proxy=None
+    ) as ws:
         await ws.send(b"GET /tunnel HTTP/1.0\r\n\r\n")
         await ws.send(b"")
         got = b""

@@ -74,7 +74,10 @@ class PreviewProxy:
         if where is None:
             return await self.app(scope, receive, send)
         instance_id, port = where
-        request = Request(scope)
+        # A websocket's scope read as the HTTP upgrade request it is (for the credentials in it).
+        request = Request(
+            scope if scope["type"] == "http" else {**scope, "type": "http", "method": "GET"}
+        )
         try:
             target = await self._admit(request, settings, instance_id, port)
         except Refused as refused:
@@ -346,8 +349,7 @@ async def _proxy_http(
             await tcp.write(conn.send(h11.Data(data=body)) or b"")
         if not message.get("more_body", False):
             break
-    if expects_body:
-        await tcp.write(conn.send(h11.EndOfMessage()) or b"")
+    await tcp.write(conn.send(h11.EndOfMessage()) or b"")
 
     started = False
     while True:
