@@ -26,6 +26,7 @@ UPLOAD_ROUTES = r"/v1/instances/[^/]+/files"
 def _routers() -> list[APIRouter]:
     from forkyard.audit.routes import router as audit
     from forkyard.compute.admin import router as compute_servers
+    from forkyard.compute.consoles import terminals, watch_router
     from forkyard.compute.exec_files import exec_router, files_router
     from forkyard.compute.internal import router as internal
     from forkyard.compute.routes import instances, profiles, vms
@@ -40,6 +41,7 @@ def _routers() -> list[APIRouter]:
     from forkyard.identity.sessions import router as sessions
     from forkyard.identity.users import router as users
     from forkyard.orgs.routes import routers as org_routers
+    from forkyard.ssh.routes import router as ssh
 
     return [
         health,
@@ -55,6 +57,9 @@ def _routers() -> list[APIRouter]:
         vms,
         exec_router,
         files_router,
+        watch_router,
+        terminals,
+        ssh,
         profiles,
         compute_servers,
         internal,
@@ -64,7 +69,10 @@ def _routers() -> list[APIRouter]:
     ]
 
 
-def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, db: Database | None = None, *, ssh_gateway: bool = False
+) -> FastAPI:
+    """`ssh_gateway`: this process also runs the SSH gateway (`serve` does; ssh/gateway.py)."""
     settings = ensure_secrets(settings or get_settings())
 
     @contextlib.asynccontextmanager
@@ -87,12 +95,20 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
             worker = Worker(app.state.db, settings, concurrency=settings.worker_concurrency)
             worker_task = asyncio.create_task(worker.run())
+        if ssh_gateway and settings.ssh_enabled:
+            from forkyard.ssh.gateway import SshGateway
+
+            app.state.ssh_gateway = SshGateway(settings, app.state.db)
+            await app.state.ssh_gateway.start()
         app.state.started = True
         try:
             async with mcp_running(app.state.mcp):
                 yield
         finally:
             app.state.started = False
+            if app.state.ssh_gateway is not None:
+                await app.state.ssh_gateway.close()
+                app.state.ssh_gateway = None
             change_feed.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await change_feed
@@ -112,6 +128,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.settings = settings
     app.state.db = db
     app.state.started = False
+    app.state.ssh_gateway = None
     install_error_handlers(app)
     for router in _routers():
         app.include_router(router)

@@ -128,6 +128,13 @@ class Settings(BaseSettings):
     preview_domain: str | None = None
     preview_share_ttl_s: int = 900  # share links of private forwards (and the cookie they set)
 
+    # --- SSH gateway (docs/adr/0014-ssh-gateway.md) ---
+    ssh_enabled: bool = True  # `serve` runs the SSH gateway
+    ssh_port: int = 2222  # the gateway's port (0: any free port)
+    ssh_listen_host: str = "0.0.0.0"  # the interface the gateway listens on
+    ssh_public_host: str | None = None  # the host name users ssh to; unset: public_url's host
+    ssh_auth_attempts_per_min: int = 30  # failed sign-ins (and connections) per client address
+
     # --- request bodies (checked before any body is read: 413 payload_too_large) ---
     max_json_body_bytes: int = 10 * 1024 * 1024
     max_upload_body_bytes: int = 64 * 1024 * 1024  # file writes (POST /v1/instances/{id}/files)

@@ -97,7 +97,11 @@ def serve(
             console.print(f"Embedded PostgreSQL: {settings.data_dir / 'pg'}")
         server = _Server(
             uvicorn.Config(
-                create_app(settings), host=host, port=port, log_config=None, proxy_headers=False
+                create_app(settings, ssh_gateway=True),
+                host=host,
+                port=port,
+                log_config=None,
+                proxy_headers=False,
             )
         )
         server.run()

@@ -26,6 +26,8 @@ from forkyard.node.rpc import MAX_MESSAGE
 M = TypeVar("M", bound=BaseModel)
 
 SECRET_PURPOSE = "node-secret"
+# A session message carries at most one agent frame of output (64 KiB) or a stdin chunk.
+SESSION_MAX_MESSAGE = 1024 * 1024
 
 
 class RemoteError(ForkyardError):
@@ -364,6 +366,33 @@ class NodeClient:
     def fetch_packages(self, build_id: str, body: c.PackagesIn) -> AsyncIterator[dict[str, Any]]:
         """Download packages into a running build sandbox (contract.BuildEvent)."""
         return self._events(f"/node/instances/{_seg(build_id)}/packages", body)
+
+    # --- sessions and watches (node/api/sessions.py) ---
+
+    async def open_session(self, instance_id: str, body: c.SessionOpenIn) -> ClientConnection:
+        """A terminal or a command with streamed stdin: the node's WebSocket, its opening
+        message sent. The caller speaks the rest of the protocol and closes it."""
+        base = self.rpc.url.removesuffix("/node/rpc")
+        url = f"{base}/node/instances/{_seg(instance_id)}/session"
+        try:
+            ws = await connect(
+                url,
+                additional_headers={"Authorization": f"Bearer {self.rpc.secret}"},
+                compression=None,
+                proxy=None,
+                max_size=SESSION_MAX_MESSAGE,
+                open_timeout=5,
+                ping_interval=20,
+                ping_timeout=20,
+            )
+        except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+            raise NodeUnreachable(details={"server": self.base_url.split("//")[-1]}) from exc
+        await ws.send(body.model_dump_json(exclude_none=True))
+        return ws
+
+    def watch(self, instance_id: str, body: c.WatchIn) -> AsyncIterator[dict[str, Any]]:
+        """A directory's changes inside the instance (contract.WatchEventOut, as dicts)."""
+        return self._events(f"/node/instances/{_seg(instance_id)}/files/watch", body)
 
     async def call(
         self, op: str, instance_id: str, params: dict[str, Any], *, timeout: float = 60.0

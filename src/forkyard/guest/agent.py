@@ -21,6 +21,8 @@ from . import files
 from . import protocol as p
 from .channel import ChannelClosed, Credit, Inbox
 from .execution import Execution, handle_exec
+from .terminal import PtySession
+from .watch import Watch
 
 # typing costs the agent's cold start milliseconds; the annotations are strings (from
 # __future__), so only type checkers need these.
@@ -109,6 +111,9 @@ class Connection:
         elif op in ("read", "write"):
             handler = FileStream(self, channel, req)
             work = handler.run
+        elif op in STREAM_OPS:
+            handler = STREAM_OPS[op](self.send, channel, req)
+            work = handler.serve
         else:
             self.respond(channel, _error(p.E_INVALID, f"unknown op {op!r}"))
             return
@@ -242,6 +247,15 @@ SIMPLE_OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "mkdir": files.do_mkdir,
     "remove": files.do_remove,
     "edit": files.do_edit,
+}
+
+
+# Long-lived calls with a handler of their own: (send, channel, request) -> .serve() runs on
+# the call's thread and sends the answer; on_stdin/on_control/on_connection_lost and .credit
+# as FileStream has them.
+STREAM_OPS: dict[str, Any] = {
+    "pty": PtySession,
+    "watch": Watch,
 }
 
 

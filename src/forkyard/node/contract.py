@@ -329,6 +329,62 @@ class PortConnectOut(Contract):
     message: str | None
 
 
+# --- terminals, sessions and watches (node/api/sessions.py) ---
+
+
+class SessionOpenIn(Contract):
+    """The first message on a session's WebSocket: a shell under a terminal (`pty`, for SSH
+    with a terminal and web consoles) or a command with piped stdin (`exec`, for `ssh host
+    cmd`). Then binary messages from the caller are stdin; text ones are SessionControlIn."""
+
+    kind: Literal["pty", "exec"] = "pty"
+    command: str | list[str] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    term: str | None = Field(default=None, max_length=64)
+    rows: int = Field(default=24, ge=1, le=10000)
+    cols: int = Field(default=80, ge=1, le=10000)
+
+
+class SessionControlIn(Contract):
+    """A text message from the caller: a new terminal size, stdin's end, or a signal."""
+
+    type: Literal["resize", "eof", "signal"]
+    rows: int | None = Field(default=None, ge=1, le=10000)
+    cols: int | None = Field(default=None, ge=1, le=10000)
+    signal: int | None = Field(default=None, ge=1, le=64)
+
+
+class SessionEventOut(Contract):
+    """A text message from the node: `start` {pid}, `exit` {exit_code, signal}, or `error`
+    {code, message}. Output is binary: one byte of stream (1 stdout, 2 stderr), then bytes."""
+
+    type: Literal["start", "exit", "error"]
+    pid: int | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+class WatchIn(Contract):
+    path: str = Field(default="/root", min_length=1, max_length=4096)
+    recursive: bool = False
+
+
+class WatchEventOut(Contract):
+    """One NDJSON line of a watch: `ready` once watching, then created, modified, deleted,
+    moved (`from` is the old path) or overflow (events were lost; list again), or `error`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    type: Literal["ready", "created", "modified", "deleted", "moved", "overflow", "error"]
+    path: str | None = None
+    is_dir: bool | None = None
+    from_path: str | None = Field(default=None, alias="from")
+    code: str | None = None
+    message: str | None = None
+
+
 # --- the call channel (node/rpc.py): exec and the small file operations ---
 
 

@@ -1,0 +1,297 @@
+"""SFTP (and so scp) on an instance, served by the gateway from the files operations: reads in
+ranges and whole-file writes through the node, and the metadata calls (stat, list, mkdir,
+rename, chmod ...) as one small python3 program run inside the instance per call."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import json
+import os
+import posixpath
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import asyncssh
+
+from forkyard.compute.node_client import NodeClient, node_clients
+from forkyard.kit.errors import ForkyardError
+from forkyard.node import contract as c
+from forkyard.ssh import access
+
+if TYPE_CHECKING:
+    from forkyard.ssh.gateway import SshGateway
+
+HOME = "/root"
+READ_MAX = 1024 * 1024  # one SFTP read asks for far less (32-256 KiB)
+
+# Runs inside the instance with the request as its one argument; prints one JSON answer.
+HELPER = r"""
+import json, os, sys
+r = json.loads(sys.argv[1])
+def st(s):
+    return {"mode": s.st_mode, "size": s.st_size, "uid": s.st_uid, "gid": s.st_gid,
+            "atime": int(s.st_atime), "mtime": int(s.st_mtime)}
+try:
+    op, p = r["op"], r.get("path")
+    out = None
+    if op == "stat": out = st(os.stat(p))
+    elif op == "lstat": out = st(os.lstat(p))
+    elif op == "list":
+        out = []
+        with os.scandir(p) as it:
+            for e in it:
+                try: out.append([e.name, st(e.stat(follow_symlinks=False))])
+                except OSError: pass
+    elif op == "mkdir": os.mkdir(p, r.get("mode") or 0o755)
+    elif op == "rmdir": os.rmdir(p)
+    elif op == "remove": os.remove(p)
+    elif op == "rename":
+        if not r.get("replace") and os.path.lexists(r["to"]):
+            raise FileExistsError(17, "File exists")
+        os.rename(p, r["to"])
+    elif op == "chmod": os.chmod(p, r["mode"])
+    elif op == "utime": os.utime(p, (r["atime"], r["mtime"]))
+    elif op == "truncate": os.truncate(p, r["size"])
+    elif op == "readlink": out = os.readlink(p)
+    elif op == "symlink": os.symlink(r["target"], p)
+    print(json.dumps({"ok": out}))
+except OSError as e:
+    print(json.dumps({"errno": e.errno, "message": e.strerror or ""}))
+"""
+
+_ERRORS: dict[
+    int,
+    type[
+        asyncssh.SFTPNoSuchFile
+        | asyncssh.SFTPPermissionDenied
+        | asyncssh.SFTPFileAlreadyExists
+        | asyncssh.SFTPDirNotEmpty
+        | asyncssh.SFTPFailure
+    ],
+] = {
+    errno.ENOENT: asyncssh.SFTPNoSuchFile,
+    errno.EACCES: asyncssh.SFTPPermissionDenied,
+    errno.EPERM: asyncssh.SFTPPermissionDenied,
+    errno.EEXIST: asyncssh.SFTPFileAlreadyExists,
+    errno.ENOTEMPTY: asyncssh.SFTPDirNotEmpty,
+}
+_CODES: dict[
+    str,
+    type[
+        asyncssh.SFTPNoSuchFile
+        | asyncssh.SFTPPermissionDenied
+        | asyncssh.SFTPFileAlreadyExists
+        | asyncssh.SFTPFailure
+    ],
+] = {
+    "not_found": asyncssh.SFTPNoSuchFile,
+    "permission_denied": asyncssh.SFTPPermissionDenied,
+    "already_exists": asyncssh.SFTPFileAlreadyExists,
+}
+
+
+def _decode(path: bytes) -> str:
+    return os.fsdecode(path)
+
+
+def _attrs(d: dict[str, Any]) -> asyncssh.SFTPAttrs:
+    return asyncssh.SFTPAttrs(
+        size=d["size"],
+        uid=d["uid"],
+        gid=d["gid"],
+        permissions=d["mode"],
+        atime=d["atime"],
+        mtime=d["mtime"],
+    )
+
+
+class _Handle:
+    def __init__(self, path: str, writing: bool, mode: int) -> None:
+        self.path = path
+        self.writing = writing
+        self.mode = mode
+        self.buffer = bytearray()
+
+
+class InstanceSftp(asyncssh.SFTPServer):
+    """One SFTP session on one instance. Paths are the instance's own; relative ones start at
+    /root."""
+
+    def __init__(self, chan: Any, gateway: SshGateway, instance_id: str) -> None:
+        super().__init__(chan)
+        self.gateway = gateway
+        self.instance_id = instance_id
+        self._node: NodeClient | None = None
+
+    async def _client(self) -> NodeClient:
+        if self._node is None:
+            server = await access.running_server(self.gateway.db, self.instance_id)
+            if server is None:
+                raise asyncssh.SFTPFailure("the instance is not running")
+            self._node = node_clients.for_server(server, self.gateway.settings.secret_key)
+        return self._node
+
+    async def _helper(self, **request: Any) -> Any:
+        node = await self._client()
+        try:
+            answer = await node.exec(
+                self.instance_id,
+                {"command": ["python3", "-c", HELPER, json.dumps(request)], "timeout_s": 30},
+                timeout=40,
+            )
+        except ForkyardError as exc:
+            raise asyncssh.SFTPFailure(exc.message) from None
+        try:
+            out = json.loads(base64.b64decode(answer["stdout_b64"]))
+        except ValueError:
+            raise asyncssh.SFTPFailure("the instance could not do that") from None
+        if "errno" in out:
+            raise _ERRORS.get(out["errno"], asyncssh.SFTPFailure)(out["message"] or "failed")
+        return out["ok"]
+
+    def exit(self) -> None:
+        # sshd's sftp-server exits 0 and the client reads that status; scp fails without it.
+        with contextlib.suppress(Exception):
+            self.channel.exit(0)
+
+    # --- paths and metadata ---
+    def realpath(self, path: bytes) -> bytes:
+        text = _decode(path) or "."
+        return os.fsencode(posixpath.normpath(posixpath.join(HOME, text)))
+
+    def _p(self, path: bytes) -> str:
+        return os.fsdecode(self.realpath(path))
+
+    async def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
+        return _attrs(await self._helper(op="stat", path=self._p(path)))
+
+    async def lstat(self, path: bytes) -> asyncssh.SFTPAttrs:
+        return _attrs(await self._helper(op="lstat", path=self._p(path)))
+
+    async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
+        entries = await self._helper(op="list", path=self._p(path))
+        for name, st in entries:
+            yield asyncssh.SFTPName(os.fsencode(name), attrs=_attrs(st))
+
+    async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        p = self._p(path)
+        if attrs.size is not None:
+            await self._helper(op="truncate", path=p, size=attrs.size)
+        if attrs.permissions is not None:
+            await self._helper(op="chmod", path=p, mode=attrs.permissions & 0o7777)
+        if attrs.atime is not None and attrs.mtime is not None:
+            await self._helper(op="utime", path=p, atime=attrs.atime, mtime=attrs.mtime)
+
+    async def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        mode = (attrs.permissions or 0o755) & 0o7777
+        await self._helper(op="mkdir", path=self._p(path), mode=mode)
+
+    async def rmdir(self, path: bytes) -> None:
+        await self._helper(op="rmdir", path=self._p(path))
+
+    async def remove(self, path: bytes) -> None:
+        await self._helper(op="remove", path=self._p(path))
+
+    async def rename(self, oldpath: bytes, newpath: bytes) -> None:
+        await self._helper(op="rename", path=self._p(oldpath), to=self._p(newpath))
+
+    async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
+        await self._helper(op="rename", path=self._p(oldpath), to=self._p(newpath), replace=True)
+
+    async def readlink(self, path: bytes) -> bytes:
+        return os.fsencode(await self._helper(op="readlink", path=self._p(path)))
+
+    async def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        await self._helper(op="symlink", path=self._p(newpath), target=_decode(oldpath))
+
+    # --- files ---
+    async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> _Handle:
+        p = self._p(path)
+        writing = bool(pflags & asyncssh.FXF_WRITE)
+        mode = (attrs.permissions or 0o644) & 0o7777
+        if not writing:
+            st = await self._helper(op="stat", path=p)
+            if (st["mode"] & 0o170000) == 0o040000:
+                raise asyncssh.SFTPFailure("is a directory")
+            return _Handle(p, False, mode)
+        handle = _Handle(p, True, mode)
+        if pflags & asyncssh.FXF_EXCL or not pflags & asyncssh.FXF_TRUNC:
+            try:
+                st = await self._helper(op="stat", path=p)
+            except asyncssh.SFTPNoSuchFile:
+                if not pflags & asyncssh.FXF_CREAT:
+                    raise
+                st = None
+            if st is not None and pflags & asyncssh.FXF_EXCL:
+                raise asyncssh.SFTPFileAlreadyExists("file exists")
+            if st is not None:
+                handle.mode = st["mode"] & 0o7777
+                handle.buffer += await self._read(p, 0, None)
+        return handle
+
+    async def _read(self, path: str, offset: int, size: int | None) -> bytes:
+        node = await self._client()
+        settings = self.gateway.settings
+        body = c.ReadFileIn(
+            path=path, offset=offset, limit=size, max_size=settings.max_upload_body_bytes
+        )
+        try:
+            chunks = await node.read_file(self.instance_id, body)
+            return b"".join([chunk async for chunk in chunks])
+        except ForkyardError as exc:
+            raise _CODES.get(exc.code, asyncssh.SFTPFailure)(exc.message) from None
+
+    async def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        assert isinstance(file_obj, _Handle)
+        if file_obj.writing:
+            return bytes(file_obj.buffer[offset : offset + size])
+        return await self._read(file_obj.path, offset, min(size, READ_MAX))
+
+    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        assert isinstance(file_obj, _Handle)
+        if not file_obj.writing:
+            raise asyncssh.SFTPPermissionDenied("opened for reading")
+        end = offset + len(data)
+        if end > self.gateway.settings.max_upload_body_bytes:
+            raise asyncssh.SFTPFailure("file too large for SFTP here; use the files API")
+        buf = file_obj.buffer
+        if end > len(buf):
+            buf.extend(b"\0" * (end - len(buf)))
+        buf[offset:end] = data
+        return len(data)
+
+    async def fstat(self, file_obj: object) -> asyncssh.SFTPAttrs:
+        assert isinstance(file_obj, _Handle)
+        if file_obj.writing:
+            return asyncssh.SFTPAttrs(
+                size=len(file_obj.buffer), permissions=0o100000 | file_obj.mode
+            )
+        return await self.stat(os.fsencode(file_obj.path))
+
+    async def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
+        assert isinstance(file_obj, _Handle)
+        if file_obj.writing:
+            if attrs.permissions is not None:
+                file_obj.mode = attrs.permissions & 0o7777
+            if attrs.size is not None:
+                del file_obj.buffer[attrs.size :]
+            return
+        await self.setstat(os.fsencode(file_obj.path), attrs)
+
+    async def close(self, file_obj: object) -> None:
+        assert isinstance(file_obj, _Handle)
+        if not file_obj.writing:
+            return
+        node = await self._client()
+        try:
+            await node.write_file(
+                self.instance_id,
+                file_obj.path,
+                bytes(file_obj.buffer),
+                mode=file_obj.mode,
+                make_parents=False,
+            )
+        except ForkyardError as exc:
+            raise _CODES.get(exc.code, asyncssh.SFTPFailure)(exc.message) from None

@@ -1,0 +1,276 @@
+"""The SSH gateway, web terminals and file watching, with real clients: OpenSSH's ssh, scp and
+sftp against the gateway; a websocket client on the terminal; an SSE reader on the watch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from forkyard.config import Settings
+from forkyard.db.engine import Database
+from forkyard.ssh.gateway import SshGateway
+from forkyard.ssh.hostkey import public_line
+from tests.compute.conftest import Platform, create_running, signed_in
+
+pytestmark = pytest.mark.sandbox
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Ssh:
+    port: int
+    key: Path
+    known_hosts: Path
+
+    def options(self, key: Path | None = None) -> list[str]:
+        return [
+            "-o", "BatchMode=yes",
+            "-o", "IdentitiesOnly=yes",
+            "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", "LogLevel=ERROR",
+            "-i", str(key or self.key),
+        ]  # fmt: skip
+
+    async def run(
+        self, argv: list[str], stdin: bytes | None = None, timeout: float = 60
+    ) -> tuple[int, bytes, bytes]:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        assert proc.returncode is not None
+        return proc.returncode, out, err
+
+    async def ssh(
+        self, target: str, *args: str, stdin: bytes | None = None, key: Path | None = None
+    ) -> tuple[int, bytes, bytes]:
+        argv = ["ssh", "-p", str(self.port), *self.options(key), f"{target}@127.0.0.1", *args]
+        return await self.run(argv, stdin)
+
+
+def _keypair(path: Path) -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path.with_suffix(".pub").read_text()
+
+
+@pytest.fixture
+async def gateway(compute_settings: Settings, db: Database) -> AsyncIterator[SshGateway]:
+    settings = compute_settings.model_copy(
+        update={"ssh_port": _free_port(), "ssh_listen_host": "127.0.0.1"}
+    )
+    gw = SshGateway(settings, db)
+    await gw.start()
+    yield gw
+    await gw.close()
+
+
+async def test_ssh_terminal_and_watch(
+    platform: Platform,
+    gateway: SshGateway,
+    tmp_path: Path,
+    compute_settings: Settings,
+    run_jobs: Any,
+) -> None:
+    # The account's key, and a known_hosts line for the gateway's host key.
+    pub = _keypair(tmp_path / "id_ed25519")
+    r = await platform.browser.post("/v1/account/ssh-keys", json={"name": "t", "public_key": pub})
+    assert r.status_code == 201, r.text
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{gateway.port} {public_line(gateway.host_key)}\n")
+    ssh = Ssh(gateway.port, tmp_path / "id_ed25519", known)
+
+    inst = await create_running(platform.api)
+    iid = inst["id"]
+
+    # How to reach it.
+    r = await platform.api.get(f"/v1/instances/{iid}/ssh")
+    assert r.status_code == 200, r.text
+    access = r.json()
+    assert access["username"] == iid
+    assert access["host_key_fingerprint"] == gateway.host_key.get_fingerprint("sha256")
+    assert access["command"].startswith("ssh -p ")
+
+    # A command: its output, its exit status, its stdin.
+    rc, out, _ = await ssh.ssh(iid, "echo hello; exit 3")
+    assert (rc, out) == (3, b"hello\n")
+    rc, out, _ = await ssh.ssh(iid, "tr a-z A-Z", stdin=b"piped input\n")
+    assert (rc, out) == (0, b"PIPED INPUT\n")
+    rc, _, err = await ssh.ssh(iid, "echo oops >&2; false")
+    assert rc == 1 and err == b"oops\n"
+
+    # A terminal: TERM and the size the client asked for.
+    rc, out, _ = await ssh.run(
+        ["ssh", "-tt", "-p", str(ssh.port), *ssh.options(), f"{iid}@127.0.0.1",
+         "echo $TERM; stty size; test -t 0 && echo tty"],
+    )  # fmt: skip
+    assert rc == 0, out
+    text = out.decode().replace("\r", "")
+    assert text.split("\n")[:3] == [os.environ.get("TERM", "dumb"), "24 80", "tty"] or (
+        "tty" in text
+    ), text
+
+    # scp and sftp, both ways.
+    local = tmp_path / "up.bin"
+    local.write_bytes(bytes(range(256)) * 400)
+    scp = [
+        "scp",
+        "-P",
+        str(ssh.port),
+        *[
+            o.replace("LogLevel=ERROR", os.environ.get("SCP_LOG", "LogLevel=ERROR"))
+            for o in ssh.options()
+        ],
+    ]
+    rc, _, err = await ssh.run([*scp, str(local), f"{iid}@127.0.0.1:/root/up.bin"])
+    Path("/tmp/scp_err.txt").write_bytes(err)
+    assert rc == 0, err
+    rc, out, _ = await ssh.ssh(iid, "sha256sum /root/up.bin")
+    assert rc == 0
+    import hashlib
+
+    assert out.split()[0].decode() == hashlib.sha256(local.read_bytes()).hexdigest()
+    back = tmp_path / "down.bin"
+    rc, _, err = await ssh.run([*scp, f"{iid}@127.0.0.1:/root/up.bin", str(back)])
+    assert rc == 0, err
+    assert back.read_bytes() == local.read_bytes()
+    batch = tmp_path / "batch"
+    batch.write_text("mkdir /root/sdir\nput " + str(local) + " /root/sdir/x\nls -l /root/sdir\n")
+    rc, out, err = await ssh.run(
+        ["sftp", "-P", str(ssh.port), *ssh.options(), "-b", str(batch), f"{iid}@127.0.0.1"]
+    )
+    assert rc == 0, err
+    assert b"x" in out
+
+    # ssh -L to a port inside the instance.
+    server = await platform.api.post(
+        f"/v1/instances/{iid}/exec",
+        json={"command": "cd /root && (nohup python3 -m http.server 8765 >/dev/null 2>&1 &)"},
+    )
+    assert server.status_code == 200, server.text
+    local_port = _free_port()
+    forward = await asyncio.create_subprocess_exec(
+        "ssh", "-N", "-L", f"{local_port}:localhost:8765", "-p", str(ssh.port), *ssh.options(),
+        f"{iid}@127.0.0.1",
+    )  # fmt: skip
+    try:
+        body = b""
+        async with httpx.AsyncClient() as client:
+            for _ in range(100):
+                try:
+                    got = await client.get(f"http://127.0.0.1:{local_port}/up.bin")
+                    if got.status_code == 200:
+                        body = got.content
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        assert body == local.read_bytes()
+    finally:
+        forward.terminate()
+        await forward.wait()
+
+    # Denied alike: another org's user's key, an unknown instance, an unregistered key.
+    _, other_browser, _ = await signed_in(
+        platform.url, "other@example.com", compute_settings, run_jobs
+    )
+    other_pub = _keypair(tmp_path / "other")
+    r = await other_browser.post(
+        "/v1/account/ssh-keys", json={"name": "o", "public_key": other_pub}
+    )
+    assert r.status_code == 201
+    await other_browser.aclose()
+    stranger = tmp_path / "stranger"
+    _keypair(stranger)
+    refusals = [
+        await ssh.ssh(iid, "true", key=tmp_path / "other"),
+        await ssh.ssh("inst_00000000000000000000000000", "true"),
+        await ssh.ssh(iid, "true", key=stranger),
+    ]
+    for rc, _, err in refusals:
+        assert rc == 255 and b"Permission denied" in err, err
+
+    # A web terminal: ready, input, output, resize, exit.
+    key = platform.api.headers["authorization"]
+    ws_url = platform.url.replace("http", "ws") + f"/v1/instances/{iid}/terminal?cols=100&rows=30"
+    async with websockets.connect(ws_url, additional_headers={"Authorization": key}) as term:
+        assert json.loads(await term.recv()) == {"type": "ready"}
+        await term.send(json.dumps({"type": "resize", "cols": 132, "rows": 43}))
+        await term.send(json.dumps({"type": "input", "data": "stty size; exit 7\r"}))
+        seen = b""
+        end: dict[str, Any] = {}
+        async for message in term:
+            if isinstance(message, bytes):
+                seen += message
+            else:
+                end = json.loads(message)
+                break
+        assert b"43 132" in seen, seen
+        assert end == {"type": "exit", "exit_code": 7}
+    # No credentials: refused before any shell starts.
+    with pytest.raises(websockets.InvalidStatus):
+        async with websockets.connect(ws_url):
+            pass
+
+    # File watching: created, modified, moved, deleted, with the instance's own paths.
+    await platform.api.post(f"/v1/instances/{iid}/exec", json={"command": "mkdir -p /root/w"})
+    events: list[tuple[str, dict[str, Any]]] = []
+    async with platform.api.stream(
+        "GET", f"/v1/instances/{iid}/files/watch", params={"path": "/root/w", "recursive": "true"}
+    ) as stream:
+        assert stream.status_code == 200
+        lines = stream.aiter_lines()
+        kind = ""
+        changed = False
+        async for line in lines:
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line[6:])))
+                if kind == "ready" and not changed:
+                    changed = True
+                    cmd = "cd /root/w && echo a > f && echo b >> f && mv f g && rm g"
+                    r = await platform.api.post(f"/v1/instances/{iid}/exec", json={"command": cmd})
+                    assert r.status_code == 200
+                if kind == "deleted":
+                    break
+    kinds = [k for k, _ in events]
+    assert kinds[0] == "ready"
+    assert "created" in kinds and "modified" in kinds and "moved" in kinds
+    moved = next(d for k, d in events if k == "moved")
+    assert moved["from"] == "/root/w/f" and moved["path"] == "/root/w/g"
+    assert events[-1] == ("deleted", {"path": "/root/w/g", "is_dir": False})
+
+    # A watch of a missing directory is an error answer, not a stream.
+    r = await platform.api.get(f"/v1/instances/{iid}/files/watch", params={"path": "/nope"})
+    assert r.status_code == 404
+
+    # A session ends when its instance stops.
+    proc = await asyncio.create_subprocess_exec(
+        "ssh", "-p", str(ssh.port), *ssh.options(), f"{iid}@127.0.0.1", "sleep 300",
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    await asyncio.sleep(1.0)
+    r = await platform.api.delete(f"/v1/instances/{iid}")
+    assert r.status_code in (200, 202, 204), r.text
+    rc = await asyncio.wait_for(proc.wait(), 30)
+    assert rc != 0
