@@ -18,6 +18,7 @@ from forkyard.kit.routing import document_access, operation_id, summaries_from_d
 from forkyard.mcp.http import mount as mount_mcp
 from forkyard.mcp.http import running as mcp_running
 from forkyard.tasks import load_all_tasks
+from forkyard.webhooks.catalogue import publish as publish_event_catalogue
 
 # Routes whose bodies carry file contents take the upload limit; every other the JSON limit.
 UPLOAD_ROUTES = r"/v1/instances/[^/]+/files"
@@ -31,6 +32,7 @@ def _routers() -> list[APIRouter]:
     from forkyard.compute.internal import router as internal
     from forkyard.compute.routes import instances, profiles, vms
     from forkyard.compute.state.routers import routers as state_routers
+    from forkyard.events.routes import router as events
     from forkyard.forwards.routes import router as port_forwards
     from forkyard.forwards.routes import tunnels as port_tunnels
     from forkyard.health.routes import router as health
@@ -40,7 +42,10 @@ def _routers() -> list[APIRouter]:
     from forkyard.identity.routes import router as auth
     from forkyard.identity.sessions import router as sessions
     from forkyard.identity.users import router as users
+    from forkyard.notifications.routes import router as notifications
     from forkyard.orgs.routes import routers as org_routers
+    from forkyard.webhooks.admin import router as webhooks_admin
+    from forkyard.webhooks.routes import router as webhooks
     from forkyard.ssh.routes import router as ssh
 
     return [
@@ -64,6 +69,10 @@ def _routers() -> list[APIRouter]:
         compute_servers,
         internal,
         *state_routers,
+        events,
+        webhooks,
+        webhooks_admin,
+        notifications,
         port_forwards,
         port_tunnels,
     ]
@@ -133,6 +142,9 @@ def create_app(
     for router in _routers():
         app.include_router(router)
     app.state.mcp = mount_mcp(app)  # /mcp: the MCP server over streamable HTTP
+    # The event catalogue, as the OpenAPI document's `webhooks` (every domain's events loaded).
+    load_all_tasks()
+    publish_event_catalogue(app)
     summaries_from_docstrings(app.routes)
     document_access(app.routes)
     # The generated reference (make docs), beside the interactive /docs.

@@ -139,6 +139,15 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = 10 * 1024 * 1024
     max_upload_body_bytes: int = 64 * 1024 * 1024  # file writes (POST /v1/instances/{id}/files)
 
+    # --- webhooks (docs/adr/0016-webhooks.md) ---
+    # deliver to loopback, private, link-local and metadata addresses (tests, a lab; never public)
+    webhooks_allow_private: bool = False
+    webhooks_timeout_s: float = 10.0  # one delivery attempt, connect to last byte
+    # an endpoint whose every attempt has failed for this long is disabled and its owners told
+    webhooks_disable_after_s: int = 5 * 24 * 3600
+    webhooks_max_per_org: int = 20
+    webhooks_test_per_min: int = 10  # POST /v1/webhooks/{id}/test per org
+
     # --- worker ---
     worker_heartbeat_stale_s: int = 30
     job_retention_s: int = 7 * 24 * 3600  # finished jobs are deleted this long after they end

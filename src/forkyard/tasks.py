@@ -16,6 +16,11 @@ def load_all_tasks() -> None:
     import forkyard.jobs.prune
     import forkyard.kit.idempotency
     import forkyard.mail.sender
-    import forkyard.orgs.events  # noqa: F401
+    import forkyard.orgs.events
+    import forkyard.notifications.events
+    import forkyard.webhooks.service  # noqa: F401
+    from forkyard.webhooks.events import subscribe_to_catalogue
 
+    # Last: webhooks subscribe to every catalogued type, so every domain's events come first.
+    subscribe_to_catalogue()
     mark_subscribers_loaded()

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -78,6 +78,15 @@ class Event(BaseModel):
     org_id: str | None
     resource_id: str
     actor: Actor = SYSTEM
+    # The stored row this event was read from (Event.from_record): subscribers that keep
+    # their own record per event (a webhook delivery, a notice) key it on the row's id.
+    _record: EventRecord | None = PrivateAttr(default=None)
+
+    @property
+    def record(self) -> EventRecord:
+        if self._record is None:
+            raise RuntimeError("this event was not read from a stored row")
+        return self._record
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -94,12 +103,14 @@ class Event(BaseModel):
     def from_record(cls, row: EventRecord) -> Event:
         """The typed event behind a stored row, whatever class it was emitted as."""
         event_cls = CATALOGUE[(row.type, row.version)]
-        return event_cls(
+        event = event_cls(
             org_id=row.org_id,
             resource_id=row.resource_id,
             actor=Actor(type=row.actor_type, id=row.actor_id),
             **row.payload,
         )
+        event._record = row
+        return event
 
 
 E = TypeVar("E", bound=Event)
