@@ -5,6 +5,7 @@ limits apply to it exactly as to a direct call."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -78,6 +79,24 @@ def mount(app: FastAPI) -> McpEndpoint:
 
 @contextlib.asynccontextmanager
 async def running(endpoint: McpEndpoint) -> AsyncIterator[None]:
-    """The MCP transport's task group, for the app's lifespan."""
-    async with endpoint.sessions.run():
+    """The MCP transport's task group, for the app's lifespan. It lives in a task of its own:
+    an anyio task group must be left by the task that entered it, and a lifespan is not always
+    entered and left by one task (test fixtures, some servers)."""
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with endpoint.sessions.run():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(hold())
+    waiter = asyncio.create_task(started.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiter.cancel()
+        task.result()  # raises why it could not start
+    try:
         yield
+    finally:
+        stop.set()
+        await task
