@@ -132,17 +132,8 @@ async def test_ssh_terminal_and_watch(
     # scp and sftp, both ways.
     local = tmp_path / "up.bin"
     local.write_bytes(bytes(range(256)) * 400)
-    scp = [
-        "scp",
-        "-P",
-        str(ssh.port),
-        *[
-            o.replace("LogLevel=ERROR", os.environ.get("SCP_LOG", "LogLevel=ERROR"))
-            for o in ssh.options()
-        ],
-    ]
+    scp = ["scp", "-P", str(ssh.port), *ssh.options()]
     rc, _, err = await ssh.run([*scp, str(local), f"{iid}@127.0.0.1:/root/up.bin"])
-    Path("/tmp/scp_err.txt").write_bytes(err)
     assert rc == 0, err
     rc, out, _ = await ssh.ssh(iid, "sha256sum /root/up.bin")
     assert rc == 0
