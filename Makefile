@@ -44,6 +44,7 @@ lint fmt: install
 
 openapi: install
 	$(BIN)/forkyard openapi > docs/openapi.snapshot.json
+	@if command -v npm >/dev/null; then cd $(TS_SDK) && npm run -s generate; fi
 
 # The API reference (docs/build/reference, served at /reference) and the Python SDK's typed layer.
 docs: install
