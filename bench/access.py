@@ -1,19 +1,164 @@
-"""Reaching an instance: figures for the SSH gateway (`ssh host true` round trip).
+"""Reaching an instance: figures (ADR 0013, ADR 0014; prints, asserts nothing). Each way in is a
+subcommand; add yours beside the others.
 
-Against a running installation (`forkyard serve`), with a key on your account and an instance:
+`ssh`: the SSH gateway's `ssh host true` round trip, against a running installation
+(`forkyard serve`), with a key on your account and an instance:
 
     python bench/access.py ssh --instance inst_... --identity ~/.ssh/id_ed25519 [--port 2222]
 
 Prints p50/p90/max of N sequential `ssh -p PORT inst@host true` runs (a new connection each:
 key exchange, sign-in, a command through the node and the agent). Aim: under 50 ms.
+
+`preview`: preview URLs, on a platform of the bench's own (bench/harness.py; run as root):
+
+    python bench/access.py preview [--requests 300] [--mb 200]
+
+A `python3 -m http.server` inside an instance, asked for a 2 KiB file
+- directly: a socket this bench makes in the instance's network namespace, a new connection
+  per request, as the app's own clients on loopback would;
+- through the node: `open_instance_tcp`, the WebSocket to the node's port route that the
+  preview proxy, the tunnel and the SSH gateway all use (a new one per request, as the proxy
+  opens one per request);
+- through the preview URL: HTTP to the API with the preview host name (keep-alive to the API,
+  a new tunnel per request behind it).
+p50/p90 of each in the same run, alternated; the preview's p50 as a ratio of the direct p50 and
+the milliseconds it adds (aim: under 2 ms). Then one large download, direct and proxied, in MB/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import subprocess
 import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from harness import Platform, first_instance, platform
+
+from forkyard.forwards.tunnel import open_instance_tcp
+from forkyard.node import ports
+
+SMALL_PORT = 8780
+REQUEST = b"GET /small HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n"
+
+
+async def sh(api: httpx.AsyncClient, iid: str, command: str) -> None:
+    r = await api.post(f"/v1/instances/{iid}/exec", json={"command": command})
+    r.raise_for_status()
+    if r.json()["exit_code"] != 0:
+        raise RuntimeError(r.text)
+
+
+async def start_server(p: Platform, iid: str, mb: int) -> str:
+    """http.server in /srv serving `small` (2 KiB) and `big` (`mb` MiB); the path of its
+    network namespace, found from the host by its command line."""
+    await sh(p.api, iid, f"mkdir -p /srv && head -c 2048 /dev/urandom > /srv/small && "
+             f"head -c {mb}M /dev/zero > /srv/big")  # fmt: skip
+    await sh(p.api, iid, f"cd /srv && setsid python3 -m http.server {SMALL_PORT} "
+             "--bind 127.0.0.1 >/dev/null 2>&1 </dev/null &")  # fmt: skip
+    for _ in range(200):
+        found = subprocess.run(
+            ["pgrep", "-f", f"http.server {SMALL_PORT}"], capture_output=True, text=True
+        ).stdout.split()
+        if found:
+            netns = f"/proc/{found[0]}/ns/net"
+            try:
+                _, writer = await ports.connect(netns, SMALL_PORT)
+                writer.close()
+                return netns
+            except ports.PortRefused:
+                pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError("the server inside did not start")
+
+
+async def direct(netns: str, request: bytes = REQUEST) -> int:
+    reader, writer = await ports.connect(netns, SMALL_PORT)
+    writer.write(request)
+    got = 0
+    while data := await reader.read(1 << 20):
+        got += len(data)
+    writer.close()
+    return got
+
+
+async def via_node(p: Platform, iid: str) -> int:
+    async with await open_instance_tcp(p.db, p.settings.secret_key, iid, SMALL_PORT) as tcp:
+        await tcp.write(REQUEST)
+        got = 0
+        while data := await tcp.read():
+            got += len(data)
+    return got
+
+
+async def via_preview(client: httpx.AsyncClient) -> int:
+    r = await client.get("/small")
+    r.raise_for_status()
+    return len(r.content)
+
+
+def pct(values: list[float], q: float) -> float:
+    return sorted(values)[min(len(values) - 1, int(q * len(values)))]
+
+
+async def latency(p: Platform, iid: str, netns: str, preview: httpx.AsyncClient, n: int) -> None:
+    ways: dict[str, Any] = {
+        "direct (socket in the instance's netns)": lambda: direct(netns),
+        "through the node (open_instance_tcp)": lambda: via_node(p, iid),
+        "preview URL (API proxy + node)": lambda: via_preview(preview),
+    }
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(10):  # warm: caches, the node's client, keep-alive to the API
+        for way in ways.values():
+            await way()
+    for _ in range(n):
+        for name, way in ways.items():
+            t = time.perf_counter()
+            await way()
+            times[name].append((time.perf_counter() - t) * 1000)
+    print(f"\nGET of a 2 KiB file, {n} requests each, alternated (ms)")
+    for name, values in times.items():
+        print(f"  {name:42s} p50 {statistics.median(values):6.2f}  p90 {pct(values, 0.9):6.2f}")
+    d = statistics.median(times["direct (socket in the instance's netns)"])
+    node = statistics.median(times["through the node (open_instance_tcp)"])
+    pv = statistics.median(times["preview URL (API proxy + node)"])
+    print(f"  preview / direct p50: {pv / d:.2f}x  (+{pv - d:.2f} ms per request)")
+    print(f"  node hop alone: +{node - d:.2f} ms; API proxy on top: +{pv - node:.2f} ms")
+
+
+async def throughput(netns: str, preview: httpx.AsyncClient, mb: int) -> None:
+    t = time.perf_counter()
+    got = await direct(netns, b"GET /big HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
+    direct_mbs = got / (1 << 20) / (time.perf_counter() - t)
+    t = time.perf_counter()
+    got = 0
+    async with preview.stream("GET", "/big") as r:
+        async for chunk in r.aiter_raw():
+            got += len(chunk)
+    proxied_mbs = got / (1 << 20) / (time.perf_counter() - t)
+    print(f"\nOne {mb} MiB download (MB/s)")
+    print(f"  direct {direct_mbs:8.1f}")
+    print(f"  preview URL {proxied_mbs:8.1f}  ({proxied_mbs / direct_mbs:.2f} of direct)")
+
+
+async def preview(requests: int, mb: int) -> None:
+    async with platform() as p:
+        iid = await first_instance(p.api, memory_mb=256, disk_mb=mb + 512)
+        netns = await start_server(p, iid, mb)
+        r = await p.api.post(f"/v1/instances/{iid}/port-forwards", json={"port": SMALL_PORT})
+        r.raise_for_status()
+        host = httpx.URL(r.json()["url"]).netloc.decode()
+        key = p.api.headers["Authorization"]
+        async with httpx.AsyncClient(
+            base_url=p.url, headers={"Host": host, "Authorization": key}, timeout=600
+        ) as client:
+            await latency(p, iid, netns, client, requests)
+            await throughput(netns, client, mb)
+        await p.api.delete(f"/v1/instances/{iid}")
+    print(f"\n(machine: {Path('/proc/loadavg').read_text().split()[0]} load average at the end)")
 
 
 def ssh_true(host: str, port: int, instance: str, identity: str, runs: int) -> list[float]:
@@ -40,7 +185,13 @@ def main() -> None:
     s.add_argument("--instance", required=True)
     s.add_argument("--identity", required=True)
     s.add_argument("--runs", type=int, default=30)
+    pv = sub.add_parser("preview")
+    pv.add_argument("--requests", type=int, default=300)
+    pv.add_argument("--mb", type=int, default=200)
     args = parser.parse_args()
+    if args.what == "preview":
+        asyncio.run(preview(args.requests, args.mb))
+        return
     times = ssh_true(args.host, args.port, args.instance, args.identity, args.runs)
     print(
         f"ssh host true: p50 {statistics.median(times):.1f} ms, "

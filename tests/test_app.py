@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIWebSocketRoute
 from httpx import ASGITransport, AsyncClient
 
 from forkyard.kit.ids import new_id
@@ -114,6 +114,42 @@ async def test_every_route_is_authenticated_unless_listed_public(app, client):
             assert error_code(r) == "unauthenticated"
     assert not leaks, "routes answering without credentials:\n" + "\n".join(leaks)
     assert not PUBLIC - seen, f"PUBLIC lists routes that no longer exist: {PUBLIC - seen}"
+
+
+async def _first_socket_message(app: Any, path: str) -> dict[str, Any]:
+    """What the app sends first to a websocket caller without credentials."""
+    scope = {
+        "type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws", "path": path,
+        "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80), "subprotocols": [],
+    }  # fmt: skip
+    incoming = [{"type": "websocket.connect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent[0] if sent else {}
+
+
+async def test_every_websocket_route_refuses_a_caller_without_credentials(app):
+    """WebSocket routes cannot take the Request-based `get_principal` dependency, so they sit on
+    plain routers (the walk above sees only HTTP methods) and authenticate in the handler. Deny
+    by default holds for them all the same, and no socket route is public: each must close with
+    4401, before accepting, a caller without credentials."""
+    sockets = [r.path for r in app.routes if isinstance(r, APIWebSocketRoute)]
+    assert "/v1/instances/{instance_id}/port-forwards/{forward_id}/connect" in sockets
+    leaks = []
+    for path in sockets:
+        first = await _first_socket_message(app, fill(path))
+        if first.get("type") != "websocket.close" or first.get("code") != 4401:
+            leaks.append(f"{path} -> {first}")
+    assert not leaks, "sockets answering without credentials:\n" + "\n".join(leaks)
 
 
 async def test_public_routes_never_answer_500(client):

@@ -75,7 +75,13 @@ class Echo(socketserver.StreamRequestHandler):
             if opcode == 8:
                 self.wfile.write(b"\x88\x00")
                 return
-            header = bytes([0x80 | opcode]) + (bytes([n]) if n < 126 else b"\x7e" + struct.pack(">H", n))
+            if n < 126:
+                length = bytes([n])
+            elif n < 65536:
+                length = b"\x7e" + struct.pack(">H", n)
+            else:
+                length = b"\x7f" + struct.pack(">Q", n)
+            header = bytes([0x80 | opcode]) + length
             self.wfile.write(header + data)
 
 socketserver.ThreadingTCPServer.allow_reuse_address = True

@@ -8,6 +8,7 @@ tunnel per request; the app's keep-alive is not used (`Connection: close`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from html import escape
@@ -74,10 +75,11 @@ class PreviewProxy:
         if where is None:
             return await self.app(scope, receive, send)
         instance_id, port = where
-        # A websocket's scope read as the HTTP upgrade request it is (for the credentials in it).
-        request = Request(
-            scope if scope["type"] == "http" else {**scope, "type": "http", "method": "GET"}
-        )
+        # Only the caller's credentials are read from this view of the request, always as a
+        # GET (a websocket's scope is its upgrade request): a preview host is another origin
+        # and what it carries is the app's traffic, not a write to our API, so the API's CSRF
+        # check and its read-only-key rule do not apply; the app guards its own forms (ADR 0013).
+        request = Request({**scope, "type": "http", "method": "GET"})
         try:
             target = await self._admit(request, settings, instance_id, port)
         except Refused as refused:
@@ -442,14 +444,31 @@ async def _proxy_websocket(
     await send(
         {"type": "websocket.accept", "subprotocol": response.headers.get("Sec-WebSocket-Protocol")}
     )
+    await _relay_websocket(receive, send, tcp, ws, pending)
 
-    import asyncio
+
+# Close codes a peer may put in a close frame (1005/1006/1015 are only ever reported locally).
+_UNSENDABLE_CLOSE = {1004, 1005, 1006, 1015}
+
+
+def _close_code(code: int | None, default: int) -> int:
+    if code is None or code in _UNSENDABLE_CLOSE or not (1000 <= code <= 4999):
+        return default
+    return code
+
+
+async def _relay_websocket(
+    receive: Receive, send: Send, tcp: InstanceTcp, ws: ClientProtocol, pending: list[Any]
+) -> None:
+    """Messages both ways until either side closes. The app's close code reaches the caller
+    and the caller's reaches the app; an app that drops the connection without a close frame
+    is reported as 1011, the nearest code ASGI can send (1006 is never put on the wire)."""
 
     async def from_caller() -> None:
         while True:
             message: Message = await receive()
             if message["type"] == "websocket.disconnect":
-                ws.send_close(1000)
+                ws.send_close(_close_code(message.get("code"), 1000))
                 await tcp.write(b"".join(ws.data_to_send()))
                 return
             if message.get("text") is not None:
@@ -469,27 +488,24 @@ async def _proxy_websocket(
                 elif frame.opcode is Opcode.CONT:
                     parts.append(frame.data)
                 elif frame.opcode is Opcode.CLOSE:
-                    await send(
-                        {
-                            "type": "websocket.close",
-                            "code": ws.close_rcvd.code if ws.close_rcvd else 1000,
-                        }
-                    )
+                    await tcp.write(b"".join(ws.data_to_send()))  # the close answer
+                    code = ws.close_rcvd.code if ws.close_rcvd else None
+                    await send({"type": "websocket.close", "code": _close_code(code, 1000)})
                     return
                 else:
-                    continue
+                    continue  # pings are answered by the protocol (sent below)
                 if frame.fin:
                     payload = b"".join(parts)
                     if opcode is Opcode.TEXT:
                         await send({"type": "websocket.send", "text": payload.decode()})
                     else:
                         await send({"type": "websocket.send", "bytes": payload})
-            outgoing = ws.data_to_send()  # pongs, close answers
+            outgoing = ws.data_to_send()
             if outgoing:
                 await tcp.write(b"".join(outgoing))
             data = await tcp.read()
             if not data:
-                await send({"type": "websocket.close", "code": 1006})
+                await send({"type": "websocket.close", "code": 1011})
                 return
             ws.receive_data(data)
             events = ws.events_received()
@@ -500,4 +516,7 @@ async def _proxy_websocket(
     finally:
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            log.warning("preview websocket relay ended by %r", result)
