@@ -70,6 +70,8 @@ async def test_preview_urls_and_tunnel(platform: Any, compute_settings: Any, run
     listed = (await api.get(forwards)).json()["data"]
     assert [f["port"] for f in listed] == [8000, 8001, 8002, 8003]
 
+    before = (await api.get(f"/v1/instances/{iid}")).json()["last_activity_at"]
+
     # curl, as a user would, with *.localhost resolved by curl itself
     # (a subprocess of the event loop: the API under test serves on this same loop)
     curl = await asyncio.create_subprocess_exec(
@@ -102,6 +104,16 @@ async def test_preview_urls_and_tunnel(platform: Any, compute_settings: Any, run
             assert r.headers["content-type"] == "text/event-stream"
             body = b"".join([chunk async for chunk in r.aiter_raw()])
         assert body == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+
+    # a signed-in browser on the app's page: its session cookie admits it, and a write from
+    # the preview origin is the app's business (no API CSRF check); the app never sees the cookie
+    access = platform.browser.cookies.get("fy_access")
+    preview_origin = made[8001]["url"].rstrip("/")
+    async with _preview(platform, made[8001]["url"], Origin=preview_origin) as c:
+        r = await c.put("/form", content=b"a=1", headers={"Cookie": f"fy_access={access}"})
+        assert r.status_code == 200 and r.json() == {"method": "PUT", "length": 3}, r.text
+        r = await c.get("/page", headers={"Cookie": f"fy_access={access}; theirs=2"})
+        assert r.json()["headers"]["cookie"] == "theirs=2"
 
     # a websocket echo server inside, through the preview host
     ws_url = made[8002]["url"].replace("http://", "ws://")
@@ -162,7 +174,7 @@ async def test_preview_urls_and_tunnel(platform: Any, compute_settings: Any, run
         got = b""
         while (chunk := await ws.recv()) != b"":
             got += chunk  # type: ignore[operator]
-    assert got.startswith(b"HTTP/1.0 200") and b'"/tunnel"' in got
+    assert got.startswith(b"HTTP/1.1 200") and b'"/tunnel"' in got
     with pytest.raises(websockets.InvalidStatus):
         async with connect(tcp_fwd["url"], proxy=None):
             pass
@@ -172,17 +184,22 @@ async def test_preview_urls_and_tunnel(platform: Any, compute_settings: Any, run
     async with _preview(platform, made[8000]["url"], Authorization=f"Bearer {key}") as c:
         assert (await c.get("/")).status_code == 404
 
-    # traffic is activity; a stopped instance answers 502 naming its status
-    before = (await api.get(f"/v1/instances/{iid}")).json()["last_activity_at"]
-    await asyncio.sleep(0.05)
-    assert (await api.post(f"/v1/instances/{iid}/stop")).status_code == 202
+    # preview traffic was activity (for the idle timeout)
+    after = (await api.get(f"/v1/instances/{iid}")).json()["last_activity_at"]
+    assert after > before, (before, after)
+
+    # a stopped instance answers 502 naming its status
+    assert (await api.delete(f"/v1/instances/{iid}/vm")).status_code == 202
     await wait_status(api, iid, "stopped")
     async with _preview(platform, made[8002]["url"], Authorization=f"Bearer {key}") as c:
         r = await c.get("/")
         assert r.status_code == 502
         assert r.json()["error"]["code"] == "instance_not_running"
         assert r.json()["error"]["details"]["status"] == "stopped"
-    assert before
+    async with _preview(platform, made[8002]["url"], Accept="text/html") as c:  # a browser
+        r = await c.get("/", headers={"Cookie": f"fy_access={access}"})
+        assert r.status_code == 502 and r.headers["content-type"].startswith("text/html")
+        assert "is stopped" in r.text
 
     # forwards go with their instance
     assert (await api.delete(f"/v1/instances/{iid}")).status_code == 202
