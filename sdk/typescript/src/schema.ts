@@ -274,6 +274,94 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/webhooks/dlq": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Deliveries whose retries ran out, newest first (staff).
+         * @description Deliveries whose retries ran out, newest first (staff).
+         *
+         *     Access: Staff only.
+         */
+        get: operations["webhooks-list_webhook_dead_letters"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/webhooks/dlq/reap": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Delete dead letters older than `older_than` seconds (staff).
+         * @description Delete dead letters older than `older_than` seconds (staff).
+         *
+         *     Access: Staff only.
+         */
+        post: operations["webhooks-reap_webhook_dead_letters"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/webhooks/dlq/{id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Put a dead letter back on the schedule, first attempt now (staff).
+         * @description Put a dead letter back on the schedule, first attempt now (staff).
+         *
+         *     Access: Staff only.
+         */
+        post: operations["webhooks-retry_webhook_dead_letter"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/webhooks/process-queue": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Attempt every delivery that is due now, without waiting for the worker (staff).
+         * @description Attempt every delivery that is due now, without waiting for the worker (staff).
+         *
+         *     Access: Staff only.
+         */
+        post: operations["webhooks-process_webhook_queue"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/api-keys": {
         parameters: {
             query?: never;
@@ -1523,6 +1611,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's org's events, newest first.
+         * @description The caller's org's events, newest first.
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        get: operations["events-list_events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/events/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One event of the caller's org.
+         * @description One event of the caller's org.
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        get: operations["events-get_event"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/images/abort": {
         parameters: {
             query?: never;
@@ -1643,8 +1775,9 @@ export interface paths {
         options?: never;
         head?: never;
         /**
-         * Rename an instance or change its labels or idle timeout.
-         * @description Rename an instance or change its labels or idle timeout.
+         * Rename an instance or change its labels, idle timeout or egress policy (`network`: a
+         * @description Rename an instance or change its labels, idle timeout or egress policy (`network`: a
+         *     running instance's changes at once; if its node cannot apply it, nothing changes).
          *
          *     Access: A signed-in session or an API key of the org (the key's scopes apply).
          */
@@ -1801,6 +1934,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/instances/{id}/files/watch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Changes under a directory of the instance as server-sent events (inotify inside it).
+         * @description Changes under a directory of the instance as server-sent events (inotify inside it).
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        get: operations["files-watch_files"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/instances/{id}/fork": {
         parameters: {
             query?: never;
@@ -1817,6 +1972,34 @@ export interface paths {
          *     Access: A signed-in session or an API key of the org (the key's scopes apply).
          */
         post: operations["instances-fork_instance"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/instances/{id}/port-forwards": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The instance's port forwards, by port.
+         * @description The instance's port forwards, by port.
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        get: operations["port_forwards-list_port_forwards"];
+        put?: never;
+        /**
+         * Forward a port of the instance: an HTTP preview URL or a TCP tunnel; a port once only.
+         * @description Forward a port of the instance: an HTTP preview URL or a TCP tunnel; a port once only.
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        post: operations["port_forwards-create_port_forward"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1917,6 +2100,28 @@ export interface paths {
          *     Access: A signed-in session or an API key of the org (the key's scopes apply).
          */
         post: operations["snapshots-restore_snapshot"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/instances/{id}/ssh": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * How to ssh into the instance with one of your account's SSH keys (members with write access).
+         * @description How to ssh into the instance with one of your account's SSH keys (members with write access).
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        get: operations["ssh-ssh_access"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -2029,6 +2234,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/instances/{instance_id}/port-forwards/{forward_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Stop forwarding the port; its preview URL and share links stop working at once.
+         * @description Stop forwarding the port; its preview URL and share links stop working at once.
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        delete: operations["port_forwards-delete_port_forward"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/instances/{instance_id}/port-forwards/{forward_id}/share": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A short-lived link that opens a private preview for whoever has it (that port only).
+         * @description A short-lived link that opens a private preview for whoever has it (that port only).
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        post: operations["port_forwards-share_port_forward"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/internal/servers/register": {
         parameters: {
             query?: never;
@@ -2067,6 +2316,100 @@ export interface paths {
          *     Access: A compute server's own credential.
          */
         post: operations["internal-server_heartbeat"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/notifications": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your notices, newest first.
+         * @description Your notices, newest first.
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        get: operations["notifications-list_notifications"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/notifications/read-all": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mark every one of your notices read.
+         * @description Mark every one of your notices read.
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        post: operations["notifications-read_all_notifications"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/notifications/settings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Which categories reach you in the app and by email.
+         * @description Which categories reach you in the app and by email.
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        get: operations["notifications-get_notification_settings"];
+        /**
+         * Choose the channels of some categories (security stays on).
+         * @description Choose the channels of some categories (security stays on).
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        put: operations["notifications-update_notification_settings"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/notifications/{id}/read": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mark one notice read.
+         * @description Mark one notice read.
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        post: operations["notifications-read_notification"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2385,10 +2728,823 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The org's webhook endpoints, newest first.
+         * @description The org's webhook endpoints, newest first.
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        get: operations["webhooks-list_webhooks"];
+        put?: never;
+        /**
+         * Add an endpoint; its signing secret is in this answer only.
+         * @description Add an endpoint; its signing secret is in this answer only.
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        post: operations["webhooks-create_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One endpoint.
+         * @description One endpoint.
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        get: operations["webhooks-get_webhook"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete an endpoint, its deliveries and their history.
+         * @description Delete an endpoint, its deliveries and their history.
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        delete: operations["webhooks-delete_webhook"];
+        options?: never;
+        head?: never;
+        /**
+         * Change an endpoint; `rotate_secret` answers with the new secret, once.
+         * @description Change an endpoint; `rotate_secret` answers with the new secret, once.
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        patch: operations["webhooks-update_webhook"];
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every attempt to reach the endpoint, newest first.
+         * @description Every attempt to reach the endpoint, newest first.
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        get: operations["webhooks-list_webhook_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send `webhook.test` to the endpoint now and answer with the attempt.
+         * @description Send `webhook.test` to the endpoint now and answer with the attempt.
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        post: operations["webhooks-test_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
-export type webhooks = Record<string, never>;
+export interface webhooks {
+    "api_key.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The api_key.created event
+         * @description Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-api_key.created"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "api_key.revoked": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The api_key.revoked event
+         * @description Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-api_key.revoked"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "api_key.rotated": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The api_key.rotated event
+         * @description Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-api_key.rotated"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "checkpoint.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * `reason`: manual, before_rollback, before_restore
+         * @description `reason`: manual, before_rollback, before_restore.
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-checkpoint.created"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "checkpoint.deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The checkpoint.deleted event
+         * @description Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-checkpoint.deleted"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "exec.finished": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A command ended: `status` exited, timed_out, killed or failed
+         * @description A command ended: `status` exited, timed_out, killed or failed.
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-exec.finished"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "image.aborted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The image.aborted event
+         * @description Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-image.aborted"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "image.build_started": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The image.build_started event
+         * @description Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-image.build_started"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "image.deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The image.deleted event
+         * @description Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-image.deleted"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "image.failed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The image.failed event
+         * @description Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-image.failed"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "image.promoted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Now its family's current version: new instances get it
+         * @description Now its family's current version: new instances get it.
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-image.promoted"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "image.ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The image.ready event
+         * @description Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-image.ready"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "instance.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Placed and provisioning
+         * @description Placed and provisioning. `source`: {} for a new one, {"snapshot_id"} for a restore, {"parent_id"} for a fork child.
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-instance.created"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "instance.deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Gone from its server, its disk and layers released
+         * @description Gone from its server, its disk and layers released.
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-instance.deleted"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "instance.error": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A boot or setup command failed, or its server stopped answering; see `status_reason`
+         * @description A boot or setup command failed, or its server stopped answering; see `status_reason`.
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-instance.error"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "instance.forked": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Forked into `children` (each also has its own instance.created)
+         * @description Forked into `children` (each also has its own instance.created).
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-instance.forked"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "instance.rolled_back": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Its filesystem is now a checkpoint's (or a snapshot's); the state before was kept as `kept_checkpoint_id`
+         * @description Its filesystem is now a checkpoint's (or a snapshot's); the state before was kept as `kept_checkpoint_id`.
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-instance.rolled_back"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "instance.running": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Booted (or booted again) and answering
+         * @description Booted (or booted again) and answering.
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-instance.running"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "instance.stopped": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Stopped by request or for idleness (`status_reason` "idle_timeout")
+         * @description Stopped by request or for idleness (`status_reason` "idle_timeout").
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-instance.stopped"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "invitation.accepted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The invitation.accepted event
+         * @description Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-invitation.accepted"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "invitation.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sent (its link is emailed at once, in the same transaction: the token is never in an event)
+         * @description Sent (its link is emailed at once, in the same transaction: the token is never in an event). `superseded`: the pending invitations to the same address it replaced.
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-invitation.created"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "invitation.revoked": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The invitation.revoked event
+         * @description Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-invitation.revoked"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "member.added": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Joined the org (by accepting `invitation_id`)
+         * @description Joined the org (by accepting `invitation_id`).
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-member.added"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "member.removed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Removed by an admin, or left (`left`); their keys beyond the org are revoked
+         * @description Removed by an admin, or left (`left`); their keys beyond the org are revoked.
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-member.removed"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "member.role_changed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The member.role_changed event
+         * @description Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-member.role_changed"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "port_forward.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The port_forward.created event
+         * @description Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-port_forward.created"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "port_forward.deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Deleted by request (a forward deleted with its instance goes with `instance.deleted`)
+         * @description Deleted by request (a forward deleted with its instance goes with `instance.deleted`).
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-port_forward.deleted"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "snapshot.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The snapshot.created event
+         * @description Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-snapshot.created"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "snapshot.deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The snapshot.deleted event
+         * @description Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-snapshot.deleted"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "user.deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * An account was deleted: credentials revoked, personal data scrubbed; `personal_org_id` is gone with it (compute deletes its instances on this event)
+         * @description An account was deleted: credentials revoked, personal data scrubbed; `personal_org_id` is gone with it (compute deletes its instances on this event).
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-user.deleted"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "user.signed_in": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A session started: by password, magic link, OAuth or passkey, with or without MFA
+         * @description A session started: by password, magic link, OAuth or passkey, with or without MFA.
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-user.signed_in"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "webhook.disabled": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Every attempt to reach the endpoint failed for `webhooks_disable_after_s`; its pending deliveries went to the dead-letter queue
+         * @description Every attempt to reach the endpoint failed for `webhooks_disable_after_s`; its pending deliveries went to the dead-letter queue. Its org's owners and admins are told.
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-webhook.disabled"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "webhook.test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sent by POST /v1/webhooks/{id}/test to that endpoint only (never stored as an event)
+         * @description Sent by POST /v1/webhooks/{id}/test to that endpoint only (never stored as an event).
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-webhook.test"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+}
 export interface components {
     schemas: {
+        /** Actor */
+        Actor: {
+            /** Id */
+            id?: string | null;
+            /**
+             * Type
+             * @default system
+             */
+            type?: string;
+        };
         /** AllowlistEntry */
         AllowlistEntry: {
             /** Cidr */
@@ -2436,6 +3592,61 @@ export interface components {
              */
             scopes?: string[] | null;
         };
+        /** ApiKeyCreatedData */
+        ApiKeyCreatedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["ApiKeyCreatedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "api_key";
+            /**
+             * Type
+             * @constant
+             */
+            type: "api_key.created";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** ApiKeyCreatedPayload */
+        ApiKeyCreatedPayload: {
+            /** Name */
+            name: string;
+            /** Scopes */
+            scopes: string[];
+        };
+        /** ApiKeyCreatedWebhook */
+        ApiKeyCreatedWebhook: {
+            data: components["schemas"]["ApiKeyCreatedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "api_key.created";
+        };
         /** ApiKeyOut */
         ApiKeyOut: {
             /**
@@ -2463,6 +3674,116 @@ export interface components {
             revoked_at: string | null;
             /** Scopes */
             scopes: string[];
+        };
+        /** ApiKeyRevokedData */
+        ApiKeyRevokedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["ApiKeyRevokedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "api_key";
+            /**
+             * Type
+             * @constant
+             */
+            type: "api_key.revoked";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** ApiKeyRevokedPayload */
+        ApiKeyRevokedPayload: {
+            /** Name */
+            name: string;
+            /** Scopes */
+            scopes: string[];
+        };
+        /** ApiKeyRevokedWebhook */
+        ApiKeyRevokedWebhook: {
+            data: components["schemas"]["ApiKeyRevokedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "api_key.revoked";
+        };
+        /** ApiKeyRotatedData */
+        ApiKeyRotatedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["ApiKeyRotatedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "api_key";
+            /**
+             * Type
+             * @constant
+             */
+            type: "api_key.rotated";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** ApiKeyRotatedPayload */
+        ApiKeyRotatedPayload: {
+            /** Name */
+            name: string;
+            /** Scopes */
+            scopes: string[];
+        };
+        /** ApiKeyRotatedWebhook */
+        ApiKeyRotatedWebhook: {
+            data: components["schemas"]["ApiKeyRotatedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "api_key.rotated";
         };
         /** ApiKeyWithSecret */
         ApiKeyWithSecret: {
@@ -2617,6 +3938,22 @@ export interface components {
             /** Slots */
             slots: number;
         };
+        /** CategorySettings */
+        CategorySettings: {
+            /** Category */
+            category: string;
+            /** Description */
+            description: string;
+            /** Email */
+            email: boolean;
+            /** In App */
+            in_app: boolean;
+            /**
+             * Locked
+             * @description Security notices cannot be switched off.
+             */
+            locked: boolean;
+        };
         /** ChallengeFactor */
         ChallengeFactor: {
             /** Hint */
@@ -2652,10 +3989,131 @@ export interface components {
             /** New Password */
             new_password: string;
         };
+        /** ChannelSettings */
+        ChannelSettings: {
+            /** Email */
+            email: boolean;
+            /** In App */
+            in_app: boolean;
+        };
         /** CheckpointCreate */
         CheckpointCreate: {
             /** Name */
             name?: string | null;
+        };
+        /** CheckpointCreatedData */
+        CheckpointCreatedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["CheckpointCreatedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "checkpoint";
+            /**
+             * Type
+             * @constant
+             */
+            type: "checkpoint.created";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** CheckpointCreatedPayload */
+        CheckpointCreatedPayload: {
+            /** Instance Id */
+            instance_id: string;
+            /** Name */
+            name: string | null;
+            /** Parent Id */
+            parent_id: string | null;
+            /** Reason */
+            reason: string;
+        };
+        /** CheckpointCreatedWebhook */
+        CheckpointCreatedWebhook: {
+            data: components["schemas"]["CheckpointCreatedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "checkpoint.created";
+        };
+        /** CheckpointDeletedData */
+        CheckpointDeletedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["CheckpointDeletedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "checkpoint";
+            /**
+             * Type
+             * @constant
+             */
+            type: "checkpoint.deleted";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** CheckpointDeletedPayload */
+        CheckpointDeletedPayload: {
+            /** Instance Id */
+            instance_id: string;
+            /** Name */
+            name: string | null;
+        };
+        /** CheckpointDeletedWebhook */
+        CheckpointDeletedWebhook: {
+            data: components["schemas"]["CheckpointDeletedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "checkpoint.deleted";
         };
         /** CheckpointOut */
         CheckpointOut: {
@@ -2712,6 +4170,34 @@ export interface components {
             /** Sent To */
             sent_to: string;
         };
+        /** DeliveryOut */
+        DeliveryOut: {
+            /** Attempts */
+            attempts: number;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Event Id */
+            event_id: string;
+            /** Event Type */
+            event_type: string;
+            /** Finished At */
+            finished_at: string | null;
+            /** Id */
+            id: string;
+            /** Last Status Code */
+            last_status_code: number | null;
+            /** Next Attempt At */
+            next_attempt_at: string | null;
+            /** Org Id */
+            org_id: string;
+            /** Status */
+            status: string;
+            /** Webhook Id */
+            webhook_id: string;
+        };
         /** EditResultOut */
         EditResultOut: {
             /** Count */
@@ -2745,6 +4231,90 @@ export interface components {
             factor_id: string;
             /** Sent To */
             sent_to: string;
+        };
+        /** EventOut */
+        EventOut: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Id */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            /** Payload */
+            payload: {
+                [key: string]: unknown;
+            };
+            /** Resource Id */
+            resource_id: string;
+            /** Resource Type */
+            resource_type: string;
+            /** Type */
+            type: string;
+            /** Version */
+            version: number;
+        };
+        /** ExecFinishedData */
+        ExecFinishedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["ExecFinishedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "exec";
+            /**
+             * Type
+             * @constant
+             */
+            type: "exec.finished";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** ExecFinishedPayload */
+        ExecFinishedPayload: {
+            /** Duration Ms */
+            duration_ms: number | null;
+            /** Exit Code */
+            exit_code: number | null;
+            /** Instance Id */
+            instance_id: string;
+            /** Status */
+            status: string;
+        };
+        /** ExecFinishedWebhook */
+        ExecFinishedWebhook: {
+            data: components["schemas"]["ExecFinishedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "exec.finished";
         };
         /** ExecRecordOut */
         ExecRecordOut: {
@@ -2986,6 +4556,228 @@ export interface components {
             /** Ok */
             ok: boolean;
         };
+        /** ImageAbortedData */
+        ImageAbortedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["ImageAbortedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "image";
+            /**
+             * Type
+             * @constant
+             */
+            type: "image.aborted";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** ImageAbortedPayload */
+        ImageAbortedPayload: {
+            /** Family */
+            family: string;
+            /** Image Version */
+            image_version: number;
+        };
+        /** ImageAbortedWebhook */
+        ImageAbortedWebhook: {
+            data: components["schemas"]["ImageAbortedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "image.aborted";
+        };
+        /** ImageBuildStartedData */
+        ImageBuildStartedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["ImageBuildStartedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "image";
+            /**
+             * Type
+             * @constant
+             */
+            type: "image.build_started";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** ImageBuildStartedPayload */
+        ImageBuildStartedPayload: {
+            /** Family */
+            family: string;
+            /** Image Version */
+            image_version: number;
+        };
+        /** ImageBuildStartedWebhook */
+        ImageBuildStartedWebhook: {
+            data: components["schemas"]["ImageBuildStartedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "image.build_started";
+        };
+        /** ImageDeletedData */
+        ImageDeletedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["ImageDeletedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "image";
+            /**
+             * Type
+             * @constant
+             */
+            type: "image.deleted";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** ImageDeletedPayload */
+        ImageDeletedPayload: {
+            /** Family */
+            family: string;
+            /** Image Version */
+            image_version: number;
+        };
+        /** ImageDeletedWebhook */
+        ImageDeletedWebhook: {
+            data: components["schemas"]["ImageDeletedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "image.deleted";
+        };
+        /** ImageFailedData */
+        ImageFailedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["ImageFailedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "image";
+            /**
+             * Type
+             * @constant
+             */
+            type: "image.failed";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** ImageFailedPayload */
+        ImageFailedPayload: {
+            /** Error */
+            error: string | null;
+            /** Family */
+            family: string;
+            /** Image Version */
+            image_version: number;
+        };
+        /** ImageFailedWebhook */
+        ImageFailedWebhook: {
+            data: components["schemas"]["ImageFailedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "image.failed";
+        };
         /**
          * ImagePrepare
          * @description A recipe: exactly one source (`from_snapshot`, `base_image` or `suite`), then, for the
@@ -3040,6 +4832,116 @@ export interface components {
              */
             suite?: string | null;
         };
+        /** ImagePromotedData */
+        ImagePromotedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["ImagePromotedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "image";
+            /**
+             * Type
+             * @constant
+             */
+            type: "image.promoted";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** ImagePromotedPayload */
+        ImagePromotedPayload: {
+            /** Family */
+            family: string;
+            /** Image Version */
+            image_version: number;
+        };
+        /** ImagePromotedWebhook */
+        ImagePromotedWebhook: {
+            data: components["schemas"]["ImagePromotedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "image.promoted";
+        };
+        /** ImageReadyData */
+        ImageReadyData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["ImageReadyPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "image";
+            /**
+             * Type
+             * @constant
+             */
+            type: "image.ready";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** ImageReadyPayload */
+        ImageReadyPayload: {
+            /** Family */
+            family: string;
+            /** Image Version */
+            image_version: number;
+        };
+        /** ImageReadyWebhook */
+        ImageReadyWebhook: {
+            data: components["schemas"]["ImageReadyData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "image.ready";
+        };
         /** ImageRef */
         ImageRef: {
             /** Image Id */
@@ -3068,10 +4970,254 @@ export interface components {
             memory_mb?: number | null;
             /** Name */
             name?: string | null;
+            /** @description Default: the profile's, else FORKYARD_DEFAULT_EGRESS. */
+            network?: components["schemas"]["Network"] | null;
             /** Profile Id */
             profile_id?: string | null;
             /** Vcpus */
             vcpus?: number | null;
+        };
+        /** InstanceCreatedData */
+        InstanceCreatedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["InstanceCreatedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "instance";
+            /**
+             * Type
+             * @constant
+             */
+            type: "instance.created";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** InstanceCreatedPayload */
+        InstanceCreatedPayload: {
+            /** Disk Mb */
+            disk_mb: number;
+            /** Image */
+            image: string;
+            /** Memory Mb */
+            memory_mb: number;
+            /** Server Id */
+            server_id: string | null;
+            /** Source */
+            source: {
+                [key: string]: string;
+            };
+            /** Status */
+            status: string;
+            /** Status Reason */
+            status_reason: string | null;
+            /** Vcpus */
+            vcpus: number;
+        };
+        /** InstanceCreatedWebhook */
+        InstanceCreatedWebhook: {
+            data: components["schemas"]["InstanceCreatedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "instance.created";
+        };
+        /** InstanceDeletedData */
+        InstanceDeletedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["InstanceDeletedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "instance";
+            /**
+             * Type
+             * @constant
+             */
+            type: "instance.deleted";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** InstanceDeletedPayload */
+        InstanceDeletedPayload: {
+            /** Server Id */
+            server_id: string | null;
+            /** Status */
+            status: string;
+            /** Status Reason */
+            status_reason: string | null;
+        };
+        /** InstanceDeletedWebhook */
+        InstanceDeletedWebhook: {
+            data: components["schemas"]["InstanceDeletedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "instance.deleted";
+        };
+        /** InstanceErrorData */
+        InstanceErrorData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["InstanceErrorPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "instance";
+            /**
+             * Type
+             * @constant
+             */
+            type: "instance.error";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** InstanceErrorPayload */
+        InstanceErrorPayload: {
+            /** Server Id */
+            server_id: string | null;
+            /** Status */
+            status: string;
+            /** Status Reason */
+            status_reason: string | null;
+        };
+        /** InstanceErrorWebhook */
+        InstanceErrorWebhook: {
+            data: components["schemas"]["InstanceErrorData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "instance.error";
+        };
+        /** InstanceForkedData */
+        InstanceForkedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["InstanceForkedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "instance";
+            /**
+             * Type
+             * @constant
+             */
+            type: "instance.forked";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** InstanceForkedPayload */
+        InstanceForkedPayload: {
+            /** Children */
+            children: string[];
+            /** Server Id */
+            server_id: string | null;
+            /** Status */
+            status: string;
+            /** Status Reason */
+            status_reason: string | null;
+        };
+        /** InstanceForkedWebhook */
+        InstanceForkedWebhook: {
+            data: components["schemas"]["InstanceForkedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "instance.forked";
         };
         /** InstanceOut */
         InstanceOut: {
@@ -3106,6 +5252,7 @@ export interface components {
             memory_mb: number;
             /** Name */
             name: string;
+            network: components["schemas"]["Network"];
             /** Org Id */
             org_id: string;
             /** Profile Id */
@@ -3121,6 +5268,185 @@ export interface components {
             /** Vcpus */
             vcpus: number;
         };
+        /** InstanceRolledBackData */
+        InstanceRolledBackData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["InstanceRolledBackPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "instance";
+            /**
+             * Type
+             * @constant
+             */
+            type: "instance.rolled_back";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** InstanceRolledBackPayload */
+        InstanceRolledBackPayload: {
+            /** Kept Checkpoint Id */
+            kept_checkpoint_id: string;
+            /** Processes Restarted */
+            processes_restarted: boolean;
+            /** Server Id */
+            server_id: string | null;
+            /** Status */
+            status: string;
+            /** Status Reason */
+            status_reason: string | null;
+            /** To Checkpoint Id */
+            to_checkpoint_id: string | null;
+            /** To Snapshot Id */
+            to_snapshot_id: string | null;
+        };
+        /** InstanceRolledBackWebhook */
+        InstanceRolledBackWebhook: {
+            data: components["schemas"]["InstanceRolledBackData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "instance.rolled_back";
+        };
+        /** InstanceRunningData */
+        InstanceRunningData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["InstanceRunningPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "instance";
+            /**
+             * Type
+             * @constant
+             */
+            type: "instance.running";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** InstanceRunningPayload */
+        InstanceRunningPayload: {
+            /** Server Id */
+            server_id: string | null;
+            /** Status */
+            status: string;
+            /** Status Reason */
+            status_reason: string | null;
+        };
+        /** InstanceRunningWebhook */
+        InstanceRunningWebhook: {
+            data: components["schemas"]["InstanceRunningData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "instance.running";
+        };
+        /** InstanceStoppedData */
+        InstanceStoppedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["InstanceStoppedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "instance";
+            /**
+             * Type
+             * @constant
+             */
+            type: "instance.stopped";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** InstanceStoppedPayload */
+        InstanceStoppedPayload: {
+            /** Server Id */
+            server_id: string | null;
+            /** Status */
+            status: string;
+            /** Status Reason */
+            status_reason: string | null;
+        };
+        /** InstanceStoppedWebhook */
+        InstanceStoppedWebhook: {
+            data: components["schemas"]["InstanceStoppedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "instance.stopped";
+        };
         /** InstanceUpdate */
         InstanceUpdate: {
             /** Idle Timeout S */
@@ -3131,6 +5457,8 @@ export interface components {
             } | null;
             /** Name */
             name?: string | null;
+            /** @description Applied at once to a running instance. */
+            network?: components["schemas"]["Network"] | null;
         };
         /**
          * Invitation
@@ -3161,6 +5489,63 @@ export interface components {
              */
             role: "owner" | "admin" | "member" | "viewer";
         };
+        /** InvitationAcceptedData */
+        InvitationAcceptedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["InvitationAcceptedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "invitation";
+            /**
+             * Type
+             * @constant
+             */
+            type: "invitation.accepted";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** InvitationAcceptedPayload */
+        InvitationAcceptedPayload: {
+            /** Email */
+            email: string;
+            /** Role */
+            role: string;
+            /** User Id */
+            user_id: string;
+        };
+        /** InvitationAcceptedWebhook */
+        InvitationAcceptedWebhook: {
+            data: components["schemas"]["InvitationAcceptedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "invitation.accepted";
+        };
         /** InvitationCreate */
         InvitationCreate: {
             /**
@@ -3174,6 +5559,63 @@ export interface components {
              * @enum {string}
              */
             role?: "owner" | "admin" | "member" | "viewer";
+        };
+        /** InvitationCreatedData */
+        InvitationCreatedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["InvitationCreatedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "invitation";
+            /**
+             * Type
+             * @constant
+             */
+            type: "invitation.created";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** InvitationCreatedPayload */
+        InvitationCreatedPayload: {
+            /** Email */
+            email: string;
+            /** Role */
+            role: string;
+            /** Superseded */
+            superseded: string[];
+        };
+        /** InvitationCreatedWebhook */
+        InvitationCreatedWebhook: {
+            data: components["schemas"]["InvitationCreatedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "invitation.created";
         };
         /**
          * InvitationPreview
@@ -3197,6 +5639,61 @@ export interface components {
              * @enum {string}
              */
             role: "owner" | "admin" | "member" | "viewer";
+        };
+        /** InvitationRevokedData */
+        InvitationRevokedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["InvitationRevokedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "invitation";
+            /**
+             * Type
+             * @constant
+             */
+            type: "invitation.revoked";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** InvitationRevokedPayload */
+        InvitationRevokedPayload: {
+            /** Email */
+            email: string;
+            /** Role */
+            role: string;
+        };
+        /** InvitationRevokedWebhook */
+        InvitationRevokedWebhook: {
+            data: components["schemas"]["InvitationRevokedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "invitation.revoked";
         };
         /** Inviter */
         Inviter: {
@@ -3258,6 +5755,175 @@ export interface components {
             /** User Id */
             user_id: string;
         };
+        /** MemberAddedData */
+        MemberAddedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["MemberAddedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "user";
+            /**
+             * Type
+             * @constant
+             */
+            type: "member.added";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** MemberAddedPayload */
+        MemberAddedPayload: {
+            /** Invitation Id */
+            invitation_id: string | null;
+            /** Role */
+            role: string;
+        };
+        /** MemberAddedWebhook */
+        MemberAddedWebhook: {
+            data: components["schemas"]["MemberAddedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "member.added";
+        };
+        /** MemberRemovedData */
+        MemberRemovedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["MemberRemovedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "user";
+            /**
+             * Type
+             * @constant
+             */
+            type: "member.removed";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** MemberRemovedPayload */
+        MemberRemovedPayload: {
+            /** Left */
+            left: boolean;
+            /** Revoked Api Keys */
+            revoked_api_keys: string[];
+            /** Role */
+            role: string;
+        };
+        /** MemberRemovedWebhook */
+        MemberRemovedWebhook: {
+            data: components["schemas"]["MemberRemovedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "member.removed";
+        };
+        /** MemberRoleChangedData */
+        MemberRoleChangedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["MemberRoleChangedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "user";
+            /**
+             * Type
+             * @constant
+             */
+            type: "member.role_changed";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** MemberRoleChangedPayload */
+        MemberRoleChangedPayload: {
+            /** Previous Role */
+            previous_role: string;
+            /** Revoked Api Keys */
+            revoked_api_keys: string[];
+            /** Role */
+            role: string;
+        };
+        /** MemberRoleChangedWebhook */
+        MemberRoleChangedWebhook: {
+            data: components["schemas"]["MemberRoleChangedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "member.role_changed";
+        };
         /** MemberUpdate */
         MemberUpdate: {
             /**
@@ -3293,6 +5959,69 @@ export interface components {
              * @description A TOTP, SMS or email code, or a backup code
              */
             code: string;
+        };
+        /**
+         * Network
+         * @description What an instance may reach (ADR 0015). "none": loopback only. "allowlist": only `allow`
+         *     (host names, resolved by the node when applied and every 5 minutes; IPv4 addresses; IPv4
+         *     CIDRs). "open": anything public. Never: the control plane, the node, other instances, the
+         *     host, private, link-local, CGNAT and metadata addresses (FORKYARD_EGRESS_BLOCKED_RANGES).
+         */
+        Network: {
+            /** Allow */
+            allow?: string[];
+            /**
+             * Egress
+             * @default none
+             * @enum {string}
+             */
+            egress?: "none" | "allowlist" | "open";
+        };
+        /** NotificationOut */
+        NotificationOut: {
+            /** Body */
+            body: string;
+            /** Category */
+            category: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Data */
+            data: {
+                [key: string]: unknown;
+            };
+            /** Event Id */
+            event_id: string;
+            /** Id */
+            id: string;
+            /**
+             * Kind
+             * @description The event type it was made from (or security.new_device).
+             */
+            kind: string;
+            /** Org Id */
+            org_id: string | null;
+            /** Read At */
+            read_at: string | null;
+            /** Title */
+            title: string;
+        };
+        /** NotificationSettings */
+        NotificationSettings: {
+            /** Categories */
+            categories: components["schemas"]["CategorySettings"][];
+        };
+        /** NotificationSettingsUpdate */
+        NotificationSettingsUpdate: {
+            /**
+             * Categories
+             * @description Category name -> its channels; categories left out keep their settings.
+             */
+            categories: {
+                [key: string]: components["schemas"]["ChannelSettings"];
+            };
         };
         /** Org */
         Org: {
@@ -3358,6 +6087,20 @@ export interface components {
             /** Next Cursor */
             next_cursor: string | null;
         };
+        /** Page[DeliveryOut] */
+        Page_DeliveryOut_: {
+            /** Data */
+            data: components["schemas"]["DeliveryOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
+        /** Page[EventOut] */
+        Page_EventOut_: {
+            /** Data */
+            data: components["schemas"]["EventOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
         /** Page[ExecRecordOut] */
         Page_ExecRecordOut_: {
             /** Data */
@@ -3393,10 +6136,24 @@ export interface components {
             /** Next Cursor */
             next_cursor: string | null;
         };
+        /** Page[NotificationOut] */
+        Page_NotificationOut_: {
+            /** Data */
+            data: components["schemas"]["NotificationOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
         /** Page[Org] */
         Page_Org_: {
             /** Data */
             data: components["schemas"]["Org"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
+        /** Page[PortForwardOut] */
+        Page_PortForwardOut_: {
+            /** Data */
+            data: components["schemas"]["PortForwardOut"][];
             /** Next Cursor */
             next_cursor: string | null;
         };
@@ -3435,6 +6192,20 @@ export interface components {
             /** Next Cursor */
             next_cursor: string | null;
         };
+        /** Page[WebhookAttemptOut] */
+        Page_WebhookAttemptOut_: {
+            /** Data */
+            data: components["schemas"]["WebhookAttemptOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
+        /** Page[Webhook] */
+        Page_Webhook_: {
+            /** Data */
+            data: components["schemas"]["Webhook"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
         /** PhoneCode */
         PhoneCode: {
             /** Code */
@@ -3452,6 +6223,181 @@ export interface components {
              * @description E.164, e.g. +14155550100
              */
             phone: string;
+        };
+        /** PortForwardCreate */
+        PortForwardCreate: {
+            /** Name */
+            name?: string | null;
+            /** Port */
+            port: number;
+            /**
+             * Protocol
+             * @default http
+             * @enum {string}
+             */
+            protocol?: "http" | "tcp";
+            /**
+             * Visibility
+             * @default private
+             * @enum {string}
+             */
+            visibility?: "private" | "public";
+        };
+        /** PortForwardCreatedData */
+        PortForwardCreatedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["PortForwardCreatedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "port_forward";
+            /**
+             * Type
+             * @constant
+             */
+            type: "port_forward.created";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** PortForwardCreatedPayload */
+        PortForwardCreatedPayload: {
+            /** Instance Id */
+            instance_id: string;
+            /** Port */
+            port: number;
+            /** Protocol */
+            protocol: string;
+            /** Visibility */
+            visibility: string;
+        };
+        /** PortForwardCreatedWebhook */
+        PortForwardCreatedWebhook: {
+            data: components["schemas"]["PortForwardCreatedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "port_forward.created";
+        };
+        /** PortForwardDeletedData */
+        PortForwardDeletedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["PortForwardDeletedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "port_forward";
+            /**
+             * Type
+             * @constant
+             */
+            type: "port_forward.deleted";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** PortForwardDeletedPayload */
+        PortForwardDeletedPayload: {
+            /** Instance Id */
+            instance_id: string;
+            /** Port */
+            port: number;
+            /** Protocol */
+            protocol: string;
+            /** Visibility */
+            visibility: string;
+        };
+        /** PortForwardDeletedWebhook */
+        PortForwardDeletedWebhook: {
+            data: components["schemas"]["PortForwardDeletedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "port_forward.deleted";
+        };
+        /** PortForwardOut */
+        PortForwardOut: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Id */
+            id: string;
+            /** Instance Id */
+            instance_id: string;
+            /** Name */
+            name: string | null;
+            /** Port */
+            port: number;
+            /**
+             * Protocol
+             * @enum {string}
+             */
+            protocol: "http" | "tcp";
+            /**
+             * Url
+             * @description http: the preview URL; tcp: the WebSocket tunnel (`.../connect`).
+             */
+            url: string;
+            /**
+             * Visibility
+             * @enum {string}
+             */
+            visibility: "private" | "public";
+        };
+        /** ProcessQueueResult */
+        ProcessQueueResult: {
+            /** Attempted */
+            attempted: number;
+            /** Delivered */
+            delivered: number;
         };
         /** ProfileCreate */
         ProfileCreate: {
@@ -3478,6 +6424,7 @@ export interface components {
             memory_mb?: number;
             /** Name */
             name: string;
+            network?: components["schemas"]["Network"] | null;
             /** Setup Commands */
             setup_commands?: string[];
             /**
@@ -3509,6 +6456,7 @@ export interface components {
             memory_mb: number;
             /** Name */
             name: string;
+            network: components["schemas"]["Network"] | null;
             /** Org Id */
             org_id: string;
             /** Setup Commands */
@@ -3534,6 +6482,7 @@ export interface components {
             memory_mb?: number | null;
             /** Name */
             name?: string | null;
+            network?: components["schemas"]["Network"] | null;
             /** Setup Commands */
             setup_commands?: string[] | null;
             /** Vcpus */
@@ -3574,6 +6523,24 @@ export interface components {
             id: string;
             /** Name */
             name: string;
+        };
+        /** ReadAllResult */
+        ReadAllResult: {
+            /** Marked */
+            marked: number;
+        };
+        /** ReapRequest */
+        ReapRequest: {
+            /**
+             * Older Than
+             * @description Seconds: dead letters that reached the queue longer ago are deleted.
+             */
+            older_than: number;
+        };
+        /** ReapResult */
+        ReapResult: {
+            /** Reaped */
+            reaped: number;
         };
         /** RecoveryComplete */
         RecoveryComplete: {
@@ -3775,6 +6742,19 @@ export interface components {
             /** New Password */
             new_password: string;
         };
+        /** ShareOut */
+        ShareOut: {
+            /**
+             * Expires At
+             * Format: date-time
+             */
+            expires_at: string;
+            /**
+             * Url
+             * @description Opens the preview once and sets a cookie for its host alone.
+             */
+            url: string;
+        };
         /** SignupRequest */
         SignupRequest: {
             /**
@@ -3805,6 +6785,116 @@ export interface components {
             /** Name */
             name: string;
         };
+        /** SnapshotCreatedData */
+        SnapshotCreatedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["SnapshotCreatedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "snapshot";
+            /**
+             * Type
+             * @constant
+             */
+            type: "snapshot.created";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** SnapshotCreatedPayload */
+        SnapshotCreatedPayload: {
+            /** Instance Id */
+            instance_id: string | null;
+            /** Name */
+            name: string | null;
+        };
+        /** SnapshotCreatedWebhook */
+        SnapshotCreatedWebhook: {
+            data: components["schemas"]["SnapshotCreatedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "snapshot.created";
+        };
+        /** SnapshotDeletedData */
+        SnapshotDeletedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["SnapshotDeletedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "snapshot";
+            /**
+             * Type
+             * @constant
+             */
+            type: "snapshot.deleted";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** SnapshotDeletedPayload */
+        SnapshotDeletedPayload: {
+            /** Instance Id */
+            instance_id: string | null;
+            /** Name */
+            name: string | null;
+        };
+        /** SnapshotDeletedWebhook */
+        SnapshotDeletedWebhook: {
+            data: components["schemas"]["SnapshotDeletedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "snapshot.deleted";
+        };
         /** SnapshotOut */
         SnapshotOut: {
             /**
@@ -3834,6 +6924,33 @@ export interface components {
              * @description Snapshots live on the server that captured them.
              */
             server_id: string;
+        };
+        /** SshAccessOut */
+        SshAccessOut: {
+            /**
+             * Command
+             * @description The OpenSSH command line that opens a shell.
+             */
+            command: string;
+            /** Host */
+            host: string;
+            /**
+             * Host Key Fingerprint
+             * @description SHA256 fingerprint, as ssh prints it.
+             */
+            host_key_fingerprint: string;
+            /**
+             * Known Hosts Line
+             * @description A line for ~/.ssh/known_hosts.
+             */
+            known_hosts_line: string;
+            /** Port */
+            port: number;
+            /**
+             * Username
+             * @description The instance id: SSH signs in as it.
+             */
+            username: string;
         };
         /** SshKeyCreate */
         SshKeyCreate: {
@@ -3927,6 +7044,116 @@ export interface components {
             personal_org_id: string | null;
             /** Phone */
             phone: string | null;
+        };
+        /** UserDeletedData */
+        UserDeletedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["UserDeletedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "user";
+            /**
+             * Type
+             * @constant
+             */
+            type: "user.deleted";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** UserDeletedPayload */
+        UserDeletedPayload: {
+            /** Personal Org Id */
+            personal_org_id: string | null;
+        };
+        /** UserDeletedWebhook */
+        UserDeletedWebhook: {
+            data: components["schemas"]["UserDeletedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "user.deleted";
+        };
+        /** UserSignedInData */
+        UserSignedInData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["UserSignedInPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "user";
+            /**
+             * Type
+             * @constant
+             */
+            type: "user.signed_in";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** UserSignedInPayload */
+        UserSignedInPayload: {
+            /** Method */
+            method: string;
+            /** Mfa */
+            mfa: boolean;
+            /** Session Id */
+            session_id: string;
+        };
+        /** UserSignedInWebhook */
+        UserSignedInWebhook: {
+            data: components["schemas"]["UserSignedInData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "user.signed_in";
         };
         /** UserUpdate */
         UserUpdate: {
@@ -4031,6 +7258,263 @@ export interface components {
              * @default Passkey
              */
             name?: string;
+        };
+        /** Webhook */
+        Webhook: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Description */
+            description: string | null;
+            /**
+             * Disabled Reason
+             * @description by_user, or failing (disabled by us).
+             */
+            disabled_reason: string | null;
+            /** Enabled */
+            enabled: boolean;
+            /** Event Types */
+            event_types: string[];
+            /** Failing Since */
+            failing_since: string | null;
+            /** Id */
+            id: string;
+            /** Org Id */
+            org_id: string;
+            /** Previous Secret Expires At */
+            previous_secret_expires_at: string | null;
+            /** Updated At */
+            updated_at: string | null;
+            /** Url */
+            url: string;
+        };
+        /** WebhookAttemptOut */
+        WebhookAttemptOut: {
+            /** Attempt */
+            attempt: number;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Delivery Id
+             * @description The webhook-id header: the same on every attempt.
+             */
+            delivery_id: string;
+            /**
+             * Delivery Status
+             * @description pending, delivered, dead, cancelled, failed (tests).
+             */
+            delivery_status: string;
+            /** Duration Ms */
+            duration_ms: number;
+            /** Error */
+            error: string | null;
+            /** Event Id */
+            event_id: string;
+            /** Event Type */
+            event_type: string;
+            /** Id */
+            id: string;
+            /** Next Attempt At */
+            next_attempt_at: string | null;
+            /** Response Excerpt */
+            response_excerpt: string | null;
+            /** Status Code */
+            status_code: number | null;
+            /** Succeeded */
+            succeeded: boolean;
+            /** Webhook Id */
+            webhook_id: string;
+        };
+        /** WebhookCreate */
+        WebhookCreate: {
+            /** Description */
+            description?: string | null;
+            /**
+             * Enabled
+             * @default true
+             */
+            enabled?: boolean;
+            /**
+             * Event Types
+             * @description Event types to receive (see the catalogue), or ["*"] for all.
+             * @default [
+             *       "*"
+             *     ]
+             */
+            event_types?: string[];
+            /** Url */
+            url: string;
+        };
+        /** WebhookDisabledData */
+        WebhookDisabledData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["WebhookDisabledPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "webhook";
+            /**
+             * Type
+             * @constant
+             */
+            type: "webhook.disabled";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** WebhookDisabledPayload */
+        WebhookDisabledPayload: {
+            /**
+             * Failing Since
+             * Format: date-time
+             */
+            failing_since: string;
+            /** Url */
+            url: string;
+        };
+        /** WebhookDisabledWebhook */
+        WebhookDisabledWebhook: {
+            data: components["schemas"]["WebhookDisabledData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "webhook.disabled";
+        };
+        /** WebhookTestData */
+        WebhookTestData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["WebhookTestPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "webhook";
+            /**
+             * Type
+             * @constant
+             */
+            type: "webhook.test";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** WebhookTestPayload */
+        WebhookTestPayload: {
+            /** Url */
+            url: string;
+        };
+        /** WebhookTestWebhook */
+        WebhookTestWebhook: {
+            data: components["schemas"]["WebhookTestData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "webhook.test";
+        };
+        /** WebhookUpdate */
+        WebhookUpdate: {
+            /** Description */
+            description?: string | null;
+            /** Enabled */
+            enabled?: boolean | null;
+            /**
+             * Event Types
+             * @description Event types to receive (see the catalogue), or ["*"] for all.
+             */
+            event_types?: string[] | null;
+            /**
+             * Rotate Secret
+             * @description Issue a new secret (returned once); the old one also signs for 24 hours.
+             */
+            rotate_secret?: boolean | null;
+            /** Url */
+            url?: string | null;
+        };
+        /** WebhookWithSecret */
+        WebhookWithSecret: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Description */
+            description: string | null;
+            /**
+             * Disabled Reason
+             * @description by_user, or failing (disabled by us).
+             */
+            disabled_reason: string | null;
+            /** Enabled */
+            enabled: boolean;
+            /** Event Types */
+            event_types: string[];
+            /** Failing Since */
+            failing_since: string | null;
+            /** Id */
+            id: string;
+            /** Org Id */
+            org_id: string;
+            /** Previous Secret Expires At */
+            previous_secret_expires_at: string | null;
+            /**
+             * Secret
+             * @description The signing secret (whsec_...): only in the answer that made it; store it.
+             */
+            secret: string | null;
+            /** Updated At */
+            updated_at: string | null;
+            /** Url */
+            url: string;
         };
     };
     responses: never;
@@ -4394,6 +7878,124 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-list_webhook_dead_letters": {
+        parameters: {
+            query?: {
+                /** @description Items per page (max 200). */
+                limit?: number;
+                /** @description next_cursor from the previous page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_DeliveryOut_"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-reap_webhook_dead_letters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReapRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReapResult"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-retry_webhook_dead_letter": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-process_webhook_queue": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProcessQueueResult"];
                 };
             };
         };
@@ -6172,6 +9774,77 @@ export interface operations {
             };
         };
     };
+    "events-list_events": {
+        parameters: {
+            query?: {
+                /** @description Exact type, or a prefix ending in `.` (`instance.`). */
+                type?: string | null;
+                /** @description instance, checkpoint, ... */
+                resource_type?: string | null;
+                /** @description One resource's history. */
+                resource_id?: string | null;
+                /** @description Items per page (max 200). */
+                limit?: number;
+                /** @description next_cursor from the previous page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_EventOut_"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "events-get_event": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     "base_images-abort_image": {
         parameters: {
             query?: never;
@@ -6764,6 +10437,40 @@ export interface operations {
             };
         };
     };
+    "files-watch_files": {
+        parameters: {
+            query?: {
+                path?: string;
+                recursive?: boolean;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Server-sent events: ready, then created, modified, deleted, moved (with `from`), overflow; `end` when the watched directory goes away. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     "instances-fork_instance": {
         parameters: {
             query?: {
@@ -6789,6 +10496,72 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ForkOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "port_forwards-list_port_forwards": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_PortForwardOut_"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "port_forwards-create_port_forward": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PortForwardCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PortForwardOut"];
                 };
             };
             /** @description Validation Error */
@@ -6993,6 +10766,37 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RestoreOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "ssh-ssh_access": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SshAccessOut"];
                 };
             };
             /** @description Validation Error */
@@ -7223,6 +11027,68 @@ export interface operations {
             };
         };
     };
+    "port_forwards-delete_port_forward": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                instance_id: string;
+                forward_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "port_forwards-share_port_forward": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                instance_id: string;
+                forward_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShareOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     "internal-register_server": {
         parameters: {
             query?: never;
@@ -7278,6 +11144,146 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HeartbeatResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "notifications-list_notifications": {
+        parameters: {
+            query?: {
+                /** @description Only notices not yet read. */
+                unread?: boolean;
+                /** @description Items per page (max 200). */
+                limit?: number;
+                /** @description next_cursor from the previous page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_NotificationOut_"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "notifications-read_all_notifications": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReadAllResult"];
+                };
+            };
+        };
+    };
+    "notifications-get_notification_settings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotificationSettings"];
+                };
+            };
+        };
+    };
+    "notifications-update_notification_settings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NotificationSettingsUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotificationSettings"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "notifications-read_notification": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotificationOut"];
                 };
             };
             /** @description Validation Error */
@@ -7942,6 +11948,1324 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PublicUser"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-list_webhooks": {
+        parameters: {
+            query?: {
+                /** @description Items per page (max 200). */
+                limit?: number;
+                /** @description next_cursor from the previous page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_Webhook_"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-create_webhook": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookWithSecret"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-get_webhook": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-delete_webhook": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-update_webhook": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookWithSecret"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-list_webhook_deliveries": {
+        parameters: {
+            query?: {
+                /** @description Items per page (max 200). */
+                limit?: number;
+                /** @description next_cursor from the previous page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_WebhookAttemptOut_"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-test_webhook": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookAttemptOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-api_key.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ApiKeyCreatedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-api_key.revoked": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ApiKeyRevokedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-api_key.rotated": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ApiKeyRotatedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-checkpoint.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CheckpointCreatedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-checkpoint.deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CheckpointDeletedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-exec.finished": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ExecFinishedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-image.aborted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ImageAbortedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-image.build_started": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ImageBuildStartedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-image.deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ImageDeletedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-image.failed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ImageFailedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-image.promoted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ImagePromotedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-image.ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ImageReadyWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-instance.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InstanceCreatedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-instance.deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InstanceDeletedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-instance.error": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InstanceErrorWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-instance.forked": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InstanceForkedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-instance.rolled_back": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InstanceRolledBackWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-instance.running": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InstanceRunningWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-instance.stopped": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InstanceStoppedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-invitation.accepted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InvitationAcceptedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-invitation.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InvitationCreatedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-invitation.revoked": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InvitationRevokedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-member.added": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MemberAddedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-member.removed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MemberRemovedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-member.role_changed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MemberRoleChangedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-port_forward.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PortForwardCreatedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-port_forward.deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PortForwardDeletedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-snapshot.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SnapshotCreatedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-snapshot.deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SnapshotDeletedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-user.deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UserDeletedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-user.signed_in": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UserSignedInWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-webhook.disabled": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookDisabledWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-webhook.test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookTestWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
                 };
             };
             /** @description Validation Error */
