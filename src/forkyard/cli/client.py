@@ -208,6 +208,10 @@ def exec_command(
     as_json: Json = False,
 ) -> None:
     """Run a command in an instance, streaming its output; exit with its exit code."""
+    if command and command[0] == "--":  # kept by click when options are not parsed after ID
+        command = command[1:]
+    if not command:
+        fail("bad_arguments", "Give a command after `--`.", 2)
     argv: str | list[str] = command[0] if len(command) == 1 else command
     code = 0
     with api_errors(), client() as fy:
