@@ -1,4 +1,4 @@
-"""Port forward errors with stable codes (README: Reaching an instance)."""
+"""Port forward errors with stable codes (README: Preview URLs and port forwards)."""
 
 from forkyard.kit.errors import Conflict, ForkyardError
 
@@ -26,10 +26,3 @@ class PortUnreachable(ForkyardError):
     code = "port_unreachable"
     message = "The port inside the instance did not answer."
 
-
-class InstanceUnavailable(ForkyardError):
-    """A preview URL of an instance that is not running (`details.status`)."""
-
-    status_code = 502
-    code = "instance_not_running"
-    message = "The instance is not running."

@@ -44,6 +44,7 @@ ERROR_AREAS: dict[str, tuple[str, ...]] = {
     "forkyard.identity.errors": ("auth", "api_keys", "sessions", "account_ssh_keys"),
     "forkyard.identity.mfa.errors": ("auth",),
     "forkyard.orgs.errors": ("orgs", "members", "invitations"),
+    "forkyard.forwards.errors": ("port_forwards",),
 }
 
 
