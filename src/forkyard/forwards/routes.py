@@ -100,7 +100,11 @@ async def connect_port_forward(websocket: WebSocket, instance_id: str, forward_i
         return
     try:
         tcp = await open_instance_tcp(
-            db, settings_of(websocket).secret_key, instance_id, fwd.port, org_id=principal.org_id
+            db,
+            websocket.app.state.settings.secret_key,
+            instance_id,
+            fwd.port,
+            org_id=principal.org_id,
         )
     except ForkyardError as exc:
         code = {409: 4409, 404: 4404}.get(exc.status_code, 4502)

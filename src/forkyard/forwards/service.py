@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import bindparam, literal_column, select, update
+from sqlalchemy import Select, bindparam, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -121,7 +121,7 @@ async def create_forward(
     return fwd
 
 
-def forwards_query(principal: Principal, instance_id: str):  # type: ignore[no-untyped-def]
+def forwards_query(principal: Principal, instance_id: str) -> Select[PortForward]:
     """The instance's forwards, in the caller's org only."""
     return select(PortForward).where(
         PortForward.instance_id == instance_id, PortForward.org_id == principal.org_id
@@ -218,7 +218,10 @@ def _preview_statements() -> tuple[str, str]:
     )
     touch = (
         update(Instance)
-        .where(Instance.id == bindparam("p_instance_id"), Instance.status == literal_column("'running'"))
+        .where(
+            Instance.id == bindparam("p_instance_id"),
+            Instance.status == literal_column("'running'"),
+        )
         .values(last_activity_at=bindparam("p_now"))
     )
     return plain_sql(lookup), plain_sql(touch)
