@@ -91,6 +91,8 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "compute_servers-server_metrics": ("GET", "/v1/admin/servers/{id}/metrics"),
     "compute_servers-set_server_status": ("PATCH", "/v1/admin/servers/{id}/status"),
     "compute_servers-server_vm_storage": ("GET", "/v1/admin/servers/{id}/vm-storage"),
+    "events-list_events": ("GET", "/v1/events"),
+    "events-get_event": ("GET", "/v1/events/{id}"),
     "exec-list_execs": ("GET", "/v1/instances/{id}/exec"),
     "exec-run_command": ("POST", "/v1/instances/{id}/exec"),
     "exec-stream_command": ("POST", "/v1/instances/{id}/exec/stream"),
@@ -98,6 +100,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "files-write_file": ("POST", "/v1/instances/{id}/files"),
     "files-edit_file": ("POST", "/v1/instances/{id}/files/edit"),
     "files-list_files": ("GET", "/v1/instances/{id}/files/list"),
+    "files-watch_files": ("GET", "/v1/instances/{id}/files/watch"),
     "health-health": ("GET", "/health"),
     "health-health_live": ("GET", "/health/live"),
     "health-health_ready": ("GET", "/health/ready"),
@@ -118,6 +121,11 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "members-list_members": ("GET", "/v1/orgs/{org_id}/members"),
     "members-update_member": ("PATCH", "/v1/orgs/{org_id}/members/{user_id}"),
     "members-remove_member": ("DELETE", "/v1/orgs/{org_id}/members/{user_id}"),
+    "notifications-list_notifications": ("GET", "/v1/notifications"),
+    "notifications-read_all_notifications": ("POST", "/v1/notifications/read-all"),
+    "notifications-get_notification_settings": ("GET", "/v1/notifications/settings"),
+    "notifications-update_notification_settings": ("PUT", "/v1/notifications/settings"),
+    "notifications-read_notification": ("POST", "/v1/notifications/{id}/read"),
     "orgs-list_orgs": ("GET", "/v1/orgs"),
     "orgs-create_org": ("POST", "/v1/orgs"),
     "orgs-list_ip_allowlist": ("GET", "/v1/orgs/me/ip-allowlist"),
@@ -126,6 +134,16 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "orgs-get_org": ("GET", "/v1/orgs/{id}"),
     "orgs-update_org": ("PATCH", "/v1/orgs/{id}"),
     "orgs-list_org_members": ("GET", "/v1/orgs/{id}/members"),
+    "port_forwards-list_port_forwards": ("GET", "/v1/instances/{id}/port-forwards"),
+    "port_forwards-create_port_forward": ("POST", "/v1/instances/{id}/port-forwards"),
+    "port_forwards-delete_port_forward": (
+        "DELETE",
+        "/v1/instances/{instance_id}/port-forwards/{forward_id}",
+    ),
+    "port_forwards-share_port_forward": (
+        "POST",
+        "/v1/instances/{instance_id}/port-forwards/{forward_id}/share",
+    ),
     "profiles-list_profiles": ("GET", "/v1/profiles"),
     "profiles-create_profile": ("POST", "/v1/profiles"),
     "profiles-get_profile_route": ("GET", "/v1/profiles/{id}"),
@@ -139,12 +157,24 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "snapshots-get_snapshot": ("GET", "/v1/instances/{id}/snapshots/{snapshot_id}"),
     "snapshots-delete_snapshot": ("DELETE", "/v1/instances/{id}/snapshots/{snapshot_id}"),
     "snapshots-restore_snapshot": ("POST", "/v1/instances/{id}/snapshots/{snapshot_id}/restore"),
+    "ssh-ssh_access": ("GET", "/v1/instances/{id}/ssh"),
     "users-get_user": ("GET", "/v1/users/{id}"),
     "vms-get_vm_route": ("GET", "/v1/instances/{id}/vm"),
     "vms-start_vm": ("POST", "/v1/instances/{id}/vm"),
     "vms-stop_vm": ("DELETE", "/v1/instances/{id}/vm"),
     "vms-flush_vm": ("POST", "/v1/instances/{id}/vm/flush"),
     "vms-restart_vm": ("POST", "/v1/instances/{id}/vm/restart"),
+    "webhooks-list_webhook_dead_letters": ("GET", "/v1/admin/webhooks/dlq"),
+    "webhooks-reap_webhook_dead_letters": ("POST", "/v1/admin/webhooks/dlq/reap"),
+    "webhooks-retry_webhook_dead_letter": ("POST", "/v1/admin/webhooks/dlq/{id}/retry"),
+    "webhooks-process_webhook_queue": ("POST", "/v1/admin/webhooks/process-queue"),
+    "webhooks-list_webhooks": ("GET", "/v1/webhooks"),
+    "webhooks-create_webhook": ("POST", "/v1/webhooks"),
+    "webhooks-get_webhook": ("GET", "/v1/webhooks/{id}"),
+    "webhooks-update_webhook": ("PATCH", "/v1/webhooks/{id}"),
+    "webhooks-delete_webhook": ("DELETE", "/v1/webhooks/{id}"),
+    "webhooks-list_webhook_deliveries": ("GET", "/v1/webhooks/{id}/deliveries"),
+    "webhooks-test_webhook": ("POST", "/v1/webhooks/{id}/test"),
 }
 
 # error code -> HTTP status (from the server's error classes)
@@ -214,6 +244,11 @@ ERROR_CODES: dict[str, int] = {
 }
 
 
+class Actor(TypedDict):
+    id: NotRequired[str | None]
+    type: NotRequired[str]
+
+
 class AllowlistEntry(TypedDict):
     cidr: str
     created_at: str
@@ -234,6 +269,29 @@ class ApiKeyCreate(TypedDict):
     scopes: NotRequired[list[str] | None]
 
 
+class ApiKeyCreatedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: ApiKeyCreatedPayload
+    resource_id: str
+    resource_type: Literal["api_key"]
+    type: Literal["api_key.created"]
+    version: Literal[1]
+
+
+class ApiKeyCreatedPayload(TypedDict):
+    name: str
+    scopes: list[str]
+
+
+class ApiKeyCreatedWebhook(TypedDict):
+    data: ApiKeyCreatedData
+    timestamp: str
+    type: Literal["api_key.created"]
+
+
 class ApiKeyOut(TypedDict):
     created_at: str
     created_by: str | None
@@ -246,6 +304,52 @@ class ApiKeyOut(TypedDict):
     prefix: str
     revoked_at: str | None
     scopes: list[str]
+
+
+class ApiKeyRevokedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: ApiKeyRevokedPayload
+    resource_id: str
+    resource_type: Literal["api_key"]
+    type: Literal["api_key.revoked"]
+    version: Literal[1]
+
+
+class ApiKeyRevokedPayload(TypedDict):
+    name: str
+    scopes: list[str]
+
+
+class ApiKeyRevokedWebhook(TypedDict):
+    data: ApiKeyRevokedData
+    timestamp: str
+    type: Literal["api_key.revoked"]
+
+
+class ApiKeyRotatedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: ApiKeyRotatedPayload
+    resource_id: str
+    resource_type: Literal["api_key"]
+    type: Literal["api_key.rotated"]
+    version: Literal[1]
+
+
+class ApiKeyRotatedPayload(TypedDict):
+    name: str
+    scopes: list[str]
+
+
+class ApiKeyRotatedWebhook(TypedDict):
+    data: ApiKeyRotatedData
+    timestamp: str
+    type: Literal["api_key.rotated"]
 
 
 class ApiKeyWithSecret(TypedDict):
@@ -315,6 +419,14 @@ class Capacity(TypedDict):
     slots: int
 
 
+class CategorySettings(TypedDict):
+    category: str
+    description: str
+    email: bool
+    in_app: bool
+    locked: bool
+
+
 class ChallengeFactor(TypedDict):
     hint: str | None
     id: str
@@ -337,8 +449,61 @@ class ChangePasswordRequest(TypedDict):
     new_password: str
 
 
+class ChannelSettings(TypedDict):
+    email: bool
+    in_app: bool
+
+
 class CheckpointCreate(TypedDict):
     name: NotRequired[str | None]
+
+
+class CheckpointCreatedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: CheckpointCreatedPayload
+    resource_id: str
+    resource_type: Literal["checkpoint"]
+    type: Literal["checkpoint.created"]
+    version: Literal[1]
+
+
+class CheckpointCreatedPayload(TypedDict):
+    instance_id: str
+    name: str | None
+    parent_id: str | None
+    reason: str
+
+
+class CheckpointCreatedWebhook(TypedDict):
+    data: CheckpointCreatedData
+    timestamp: str
+    type: Literal["checkpoint.created"]
+
+
+class CheckpointDeletedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: CheckpointDeletedPayload
+    resource_id: str
+    resource_type: Literal["checkpoint"]
+    type: Literal["checkpoint.deleted"]
+    version: Literal[1]
+
+
+class CheckpointDeletedPayload(TypedDict):
+    instance_id: str
+    name: str | None
+
+
+class CheckpointDeletedWebhook(TypedDict):
+    data: CheckpointDeletedData
+    timestamp: str
+    type: Literal["checkpoint.deleted"]
 
 
 class CheckpointOut(TypedDict):
@@ -367,6 +532,20 @@ class CodeSentTo(TypedDict):
     sent_to: str
 
 
+class DeliveryOut(TypedDict):
+    attempts: int
+    created_at: str
+    event_id: str
+    event_type: str
+    finished_at: str | None
+    id: str
+    last_status_code: int | None
+    next_attempt_at: str | None
+    org_id: str
+    status: str
+    webhook_id: str
+
+
 class EditResultOut(TypedDict):
     count: int
     path: str
@@ -385,6 +564,43 @@ class EnrollmentStarted(TypedDict):
     expires_at: str
     factor_id: str
     sent_to: str
+
+
+class EventOut(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: dict[str, Any]
+    resource_id: str
+    resource_type: str
+    type: str
+    version: int
+
+
+class ExecFinishedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: ExecFinishedPayload
+    resource_id: str
+    resource_type: Literal["exec"]
+    type: Literal["exec.finished"]
+    version: Literal[1]
+
+
+class ExecFinishedPayload(TypedDict):
+    duration_ms: float | None
+    exit_code: int | None
+    instance_id: str
+    status: str
+
+
+class ExecFinishedWebhook(TypedDict):
+    data: ExecFinishedData
+    timestamp: str
+    type: Literal["exec.finished"]
 
 
 class ExecRecordOut(TypedDict):
@@ -510,6 +726,99 @@ class HeartbeatResponse(TypedDict):
     ok: bool
 
 
+class ImageAbortedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: ImageAbortedPayload
+    resource_id: str
+    resource_type: Literal["image"]
+    type: Literal["image.aborted"]
+    version: Literal[1]
+
+
+class ImageAbortedPayload(TypedDict):
+    family: str
+    image_version: int
+
+
+class ImageAbortedWebhook(TypedDict):
+    data: ImageAbortedData
+    timestamp: str
+    type: Literal["image.aborted"]
+
+
+class ImageBuildStartedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: ImageBuildStartedPayload
+    resource_id: str
+    resource_type: Literal["image"]
+    type: Literal["image.build_started"]
+    version: Literal[1]
+
+
+class ImageBuildStartedPayload(TypedDict):
+    family: str
+    image_version: int
+
+
+class ImageBuildStartedWebhook(TypedDict):
+    data: ImageBuildStartedData
+    timestamp: str
+    type: Literal["image.build_started"]
+
+
+class ImageDeletedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: ImageDeletedPayload
+    resource_id: str
+    resource_type: Literal["image"]
+    type: Literal["image.deleted"]
+    version: Literal[1]
+
+
+class ImageDeletedPayload(TypedDict):
+    family: str
+    image_version: int
+
+
+class ImageDeletedWebhook(TypedDict):
+    data: ImageDeletedData
+    timestamp: str
+    type: Literal["image.deleted"]
+
+
+class ImageFailedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: ImageFailedPayload
+    resource_id: str
+    resource_type: Literal["image"]
+    type: Literal["image.failed"]
+    version: Literal[1]
+
+
+class ImageFailedPayload(TypedDict):
+    error: str | None
+    family: str
+    image_version: int
+
+
+class ImageFailedWebhook(TypedDict):
+    data: ImageFailedData
+    timestamp: str
+    type: Literal["image.failed"]
+
+
 class ImagePrepare(TypedDict):
     """A recipe: exactly one source (`from_snapshot`, `base_image` or `suite`), then, for the"""
 
@@ -524,6 +833,52 @@ class ImagePrepare(TypedDict):
     suite: NotRequired[str | None]
 
 
+class ImagePromotedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: ImagePromotedPayload
+    resource_id: str
+    resource_type: Literal["image"]
+    type: Literal["image.promoted"]
+    version: Literal[1]
+
+
+class ImagePromotedPayload(TypedDict):
+    family: str
+    image_version: int
+
+
+class ImagePromotedWebhook(TypedDict):
+    data: ImagePromotedData
+    timestamp: str
+    type: Literal["image.promoted"]
+
+
+class ImageReadyData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: ImageReadyPayload
+    resource_id: str
+    resource_type: Literal["image"]
+    type: Literal["image.ready"]
+    version: Literal[1]
+
+
+class ImageReadyPayload(TypedDict):
+    family: str
+    image_version: int
+
+
+class ImageReadyWebhook(TypedDict):
+    data: ImageReadyData
+    timestamp: str
+    type: Literal["image.ready"]
+
+
 class ImageRef(TypedDict):
     image_id: str
 
@@ -536,8 +891,111 @@ class InstanceCreate(TypedDict):
     labels: NotRequired[dict[str, str] | None]
     memory_mb: NotRequired[int | None]
     name: NotRequired[str | None]
+    network: NotRequired[Network | None]
     profile_id: NotRequired[str | None]
     vcpus: NotRequired[float | None]
+
+
+class InstanceCreatedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: InstanceCreatedPayload
+    resource_id: str
+    resource_type: Literal["instance"]
+    type: Literal["instance.created"]
+    version: Literal[1]
+
+
+class InstanceCreatedPayload(TypedDict):
+    disk_mb: int
+    image: str
+    memory_mb: int
+    server_id: str | None
+    source: dict[str, str]
+    status: str
+    status_reason: str | None
+    vcpus: float
+
+
+class InstanceCreatedWebhook(TypedDict):
+    data: InstanceCreatedData
+    timestamp: str
+    type: Literal["instance.created"]
+
+
+class InstanceDeletedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: InstanceDeletedPayload
+    resource_id: str
+    resource_type: Literal["instance"]
+    type: Literal["instance.deleted"]
+    version: Literal[1]
+
+
+class InstanceDeletedPayload(TypedDict):
+    server_id: str | None
+    status: str
+    status_reason: str | None
+
+
+class InstanceDeletedWebhook(TypedDict):
+    data: InstanceDeletedData
+    timestamp: str
+    type: Literal["instance.deleted"]
+
+
+class InstanceErrorData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: InstanceErrorPayload
+    resource_id: str
+    resource_type: Literal["instance"]
+    type: Literal["instance.error"]
+    version: Literal[1]
+
+
+class InstanceErrorPayload(TypedDict):
+    server_id: str | None
+    status: str
+    status_reason: str | None
+
+
+class InstanceErrorWebhook(TypedDict):
+    data: InstanceErrorData
+    timestamp: str
+    type: Literal["instance.error"]
+
+
+class InstanceForkedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: InstanceForkedPayload
+    resource_id: str
+    resource_type: Literal["instance"]
+    type: Literal["instance.forked"]
+    version: Literal[1]
+
+
+class InstanceForkedPayload(TypedDict):
+    children: list[str]
+    server_id: str | None
+    status: str
+    status_reason: str | None
+
+
+class InstanceForkedWebhook(TypedDict):
+    data: InstanceForkedData
+    timestamp: str
+    type: Literal["instance.forked"]
 
 
 class InstanceOut(TypedDict):
@@ -552,6 +1010,7 @@ class InstanceOut(TypedDict):
     last_activity_at: str
     memory_mb: int
     name: str
+    network: Network
     org_id: str
     profile_id: str | None
     server_id: str | None
@@ -561,10 +1020,87 @@ class InstanceOut(TypedDict):
     vcpus: float
 
 
+class InstanceRolledBackData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: InstanceRolledBackPayload
+    resource_id: str
+    resource_type: Literal["instance"]
+    type: Literal["instance.rolled_back"]
+    version: Literal[1]
+
+
+class InstanceRolledBackPayload(TypedDict):
+    kept_checkpoint_id: str
+    processes_restarted: bool
+    server_id: str | None
+    status: str
+    status_reason: str | None
+    to_checkpoint_id: str | None
+    to_snapshot_id: str | None
+
+
+class InstanceRolledBackWebhook(TypedDict):
+    data: InstanceRolledBackData
+    timestamp: str
+    type: Literal["instance.rolled_back"]
+
+
+class InstanceRunningData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: InstanceRunningPayload
+    resource_id: str
+    resource_type: Literal["instance"]
+    type: Literal["instance.running"]
+    version: Literal[1]
+
+
+class InstanceRunningPayload(TypedDict):
+    server_id: str | None
+    status: str
+    status_reason: str | None
+
+
+class InstanceRunningWebhook(TypedDict):
+    data: InstanceRunningData
+    timestamp: str
+    type: Literal["instance.running"]
+
+
+class InstanceStoppedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: InstanceStoppedPayload
+    resource_id: str
+    resource_type: Literal["instance"]
+    type: Literal["instance.stopped"]
+    version: Literal[1]
+
+
+class InstanceStoppedPayload(TypedDict):
+    server_id: str | None
+    status: str
+    status_reason: str | None
+
+
+class InstanceStoppedWebhook(TypedDict):
+    data: InstanceStoppedData
+    timestamp: str
+    type: Literal["instance.stopped"]
+
+
 class InstanceUpdate(TypedDict):
     idle_timeout_s: NotRequired[int | None]
     labels: NotRequired[dict[str, str] | None]
     name: NotRequired[str | None]
+    network: NotRequired[Network | None]
 
 
 class Invitation(TypedDict):
@@ -579,9 +1115,57 @@ class Invitation(TypedDict):
     role: Literal["owner", "admin", "member", "viewer"]
 
 
+class InvitationAcceptedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: InvitationAcceptedPayload
+    resource_id: str
+    resource_type: Literal["invitation"]
+    type: Literal["invitation.accepted"]
+    version: Literal[1]
+
+
+class InvitationAcceptedPayload(TypedDict):
+    email: str
+    role: str
+    user_id: str
+
+
+class InvitationAcceptedWebhook(TypedDict):
+    data: InvitationAcceptedData
+    timestamp: str
+    type: Literal["invitation.accepted"]
+
+
 class InvitationCreate(TypedDict):
     email: str
     role: NotRequired[Literal["owner", "admin", "member", "viewer"]]
+
+
+class InvitationCreatedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: InvitationCreatedPayload
+    resource_id: str
+    resource_type: Literal["invitation"]
+    type: Literal["invitation.created"]
+    version: Literal[1]
+
+
+class InvitationCreatedPayload(TypedDict):
+    email: str
+    role: str
+    superseded: list[str]
+
+
+class InvitationCreatedWebhook(TypedDict):
+    data: InvitationCreatedData
+    timestamp: str
+    type: Literal["invitation.created"]
 
 
 class InvitationPreview(TypedDict):
@@ -593,6 +1177,29 @@ class InvitationPreview(TypedDict):
     org_id: str
     org_name: str
     role: Literal["owner", "admin", "member", "viewer"]
+
+
+class InvitationRevokedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: InvitationRevokedPayload
+    resource_id: str
+    resource_type: Literal["invitation"]
+    type: Literal["invitation.revoked"]
+    version: Literal[1]
+
+
+class InvitationRevokedPayload(TypedDict):
+    email: str
+    role: str
+
+
+class InvitationRevokedWebhook(TypedDict):
+    data: InvitationRevokedData
+    timestamp: str
+    type: Literal["invitation.revoked"]
 
 
 class Inviter(TypedDict):
@@ -627,6 +1234,77 @@ class Member(TypedDict):
     user_id: str
 
 
+class MemberAddedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: MemberAddedPayload
+    resource_id: str
+    resource_type: Literal["user"]
+    type: Literal["member.added"]
+    version: Literal[1]
+
+
+class MemberAddedPayload(TypedDict):
+    invitation_id: str | None
+    role: str
+
+
+class MemberAddedWebhook(TypedDict):
+    data: MemberAddedData
+    timestamp: str
+    type: Literal["member.added"]
+
+
+class MemberRemovedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: MemberRemovedPayload
+    resource_id: str
+    resource_type: Literal["user"]
+    type: Literal["member.removed"]
+    version: Literal[1]
+
+
+class MemberRemovedPayload(TypedDict):
+    left: bool
+    revoked_api_keys: list[str]
+    role: str
+
+
+class MemberRemovedWebhook(TypedDict):
+    data: MemberRemovedData
+    timestamp: str
+    type: Literal["member.removed"]
+
+
+class MemberRoleChangedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: MemberRoleChangedPayload
+    resource_id: str
+    resource_type: Literal["user"]
+    type: Literal["member.role_changed"]
+    version: Literal[1]
+
+
+class MemberRoleChangedPayload(TypedDict):
+    previous_role: str
+    revoked_api_keys: list[str]
+    role: str
+
+
+class MemberRoleChangedWebhook(TypedDict):
+    data: MemberRoleChangedData
+    timestamp: str
+    type: Literal["member.role_changed"]
+
+
 class MemberUpdate(TypedDict):
     role: Literal["owner", "admin", "member", "viewer"]
 
@@ -644,6 +1322,34 @@ class Metrics(TypedDict):
 class MfaVerify(TypedDict):
     challenge_token: str
     code: str
+
+
+class Network(TypedDict):
+    """What an instance may reach (ADR 0015). "none": loopback only. "allowlist": only `allow`"""
+
+    allow: NotRequired[list[str]]
+    egress: NotRequired[Literal["none", "allowlist", "open"]]
+
+
+class NotificationOut(TypedDict):
+    body: str
+    category: str
+    created_at: str
+    data: dict[str, Any]
+    event_id: str
+    id: str
+    kind: str
+    org_id: str | None
+    read_at: str | None
+    title: str
+
+
+class NotificationSettings(TypedDict):
+    categories: list[CategorySettings]
+
+
+class NotificationSettingsUpdate(TypedDict):
+    categories: dict[str, ChannelSettings]
 
 
 class Org(TypedDict):
@@ -687,6 +1393,16 @@ class Page_CheckpointOut_(TypedDict):
     next_cursor: str | None
 
 
+class Page_DeliveryOut_(TypedDict):
+    data: list[DeliveryOut]
+    next_cursor: str | None
+
+
+class Page_EventOut_(TypedDict):
+    data: list[EventOut]
+    next_cursor: str | None
+
+
 class Page_ExecRecordOut_(TypedDict):
     data: list[ExecRecordOut]
     next_cursor: str | None
@@ -712,8 +1428,18 @@ class Page_Member_(TypedDict):
     next_cursor: str | None
 
 
+class Page_NotificationOut_(TypedDict):
+    data: list[NotificationOut]
+    next_cursor: str | None
+
+
 class Page_Org_(TypedDict):
     data: list[Org]
+    next_cursor: str | None
+
+
+class Page_PortForwardOut_(TypedDict):
+    data: list[PortForwardOut]
     next_cursor: str | None
 
 
@@ -742,6 +1468,16 @@ class Page_SshKeyOut_(TypedDict):
     next_cursor: str | None
 
 
+class Page_WebhookAttemptOut_(TypedDict):
+    data: list[WebhookAttemptOut]
+    next_cursor: str | None
+
+
+class Page_Webhook_(TypedDict):
+    data: list[Webhook]
+    next_cursor: str | None
+
+
 class PhoneCode(TypedDict):
     code: str
     phone: str
@@ -751,6 +1487,79 @@ class PhoneIn(TypedDict):
     phone: str
 
 
+class PortForwardCreate(TypedDict):
+    name: NotRequired[str | None]
+    port: int
+    protocol: NotRequired[Literal["http", "tcp"]]
+    visibility: NotRequired[Literal["private", "public"]]
+
+
+class PortForwardCreatedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: PortForwardCreatedPayload
+    resource_id: str
+    resource_type: Literal["port_forward"]
+    type: Literal["port_forward.created"]
+    version: Literal[1]
+
+
+class PortForwardCreatedPayload(TypedDict):
+    instance_id: str
+    port: int
+    protocol: str
+    visibility: str
+
+
+class PortForwardCreatedWebhook(TypedDict):
+    data: PortForwardCreatedData
+    timestamp: str
+    type: Literal["port_forward.created"]
+
+
+class PortForwardDeletedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: PortForwardDeletedPayload
+    resource_id: str
+    resource_type: Literal["port_forward"]
+    type: Literal["port_forward.deleted"]
+    version: Literal[1]
+
+
+class PortForwardDeletedPayload(TypedDict):
+    instance_id: str
+    port: int
+    protocol: str
+    visibility: str
+
+
+class PortForwardDeletedWebhook(TypedDict):
+    data: PortForwardDeletedData
+    timestamp: str
+    type: Literal["port_forward.deleted"]
+
+
+class PortForwardOut(TypedDict):
+    created_at: str
+    id: str
+    instance_id: str
+    name: str | None
+    port: int
+    protocol: Literal["http", "tcp"]
+    url: str
+    visibility: Literal["private", "public"]
+
+
+class ProcessQueueResult(TypedDict):
+    attempted: int
+    delivered: int
+
+
 class ProfileCreate(TypedDict):
     disk_mb: NotRequired[int]
     env: NotRequired[dict[str, str]]
@@ -758,6 +1567,7 @@ class ProfileCreate(TypedDict):
     image: NotRequired[str]
     memory_mb: NotRequired[int]
     name: str
+    network: NotRequired[Network | None]
     setup_commands: NotRequired[list[str]]
     vcpus: NotRequired[float]
 
@@ -771,6 +1581,7 @@ class ProfileOut(TypedDict):
     image: str
     memory_mb: int
     name: str
+    network: Network | None
     org_id: str
     setup_commands: list[str]
     updated_at: str | None
@@ -784,6 +1595,7 @@ class ProfileUpdate(TypedDict):
     image: NotRequired[str | None]
     memory_mb: NotRequired[int | None]
     name: NotRequired[str | None]
+    network: NotRequired[Network | None]
     setup_commands: NotRequired[list[str] | None]
     vcpus: NotRequired[float | None]
 
@@ -806,6 +1618,18 @@ class PublicUser(TypedDict):
     email: str
     id: str
     name: str
+
+
+class ReadAllResult(TypedDict):
+    marked: int
+
+
+class ReapRequest(TypedDict):
+    older_than: int
+
+
+class ReapResult(TypedDict):
+    reaped: int
 
 
 class RecoveryComplete(TypedDict):
@@ -909,6 +1733,11 @@ class SetPasswordRequest(TypedDict):
     new_password: str
 
 
+class ShareOut(TypedDict):
+    expires_at: str
+    url: str
+
+
 class SignupRequest(TypedDict):
     email: str
     name: NotRequired[str]
@@ -924,6 +1753,52 @@ class SnapshotCreate(TypedDict):
     name: str
 
 
+class SnapshotCreatedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: SnapshotCreatedPayload
+    resource_id: str
+    resource_type: Literal["snapshot"]
+    type: Literal["snapshot.created"]
+    version: Literal[1]
+
+
+class SnapshotCreatedPayload(TypedDict):
+    instance_id: str | None
+    name: str | None
+
+
+class SnapshotCreatedWebhook(TypedDict):
+    data: SnapshotCreatedData
+    timestamp: str
+    type: Literal["snapshot.created"]
+
+
+class SnapshotDeletedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: SnapshotDeletedPayload
+    resource_id: str
+    resource_type: Literal["snapshot"]
+    type: Literal["snapshot.deleted"]
+    version: Literal[1]
+
+
+class SnapshotDeletedPayload(TypedDict):
+    instance_id: str | None
+    name: str | None
+
+
+class SnapshotDeletedWebhook(TypedDict):
+    data: SnapshotDeletedData
+    timestamp: str
+    type: Literal["snapshot.deleted"]
+
+
 class SnapshotOut(TypedDict):
     created_at: str
     data_bytes: int
@@ -934,6 +1809,15 @@ class SnapshotOut(TypedDict):
     instance_name: str
     name: str
     server_id: str
+
+
+class SshAccessOut(TypedDict):
+    command: str
+    host: str
+    host_key_fingerprint: str
+    known_hosts_line: str
+    port: int
+    username: str
 
 
 class SshKeyCreate(TypedDict):
@@ -984,6 +1868,52 @@ class User(TypedDict):
     name: str
     personal_org_id: str | None
     phone: str | None
+
+
+class UserDeletedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: UserDeletedPayload
+    resource_id: str
+    resource_type: Literal["user"]
+    type: Literal["user.deleted"]
+    version: Literal[1]
+
+
+class UserDeletedPayload(TypedDict):
+    personal_org_id: str | None
+
+
+class UserDeletedWebhook(TypedDict):
+    data: UserDeletedData
+    timestamp: str
+    type: Literal["user.deleted"]
+
+
+class UserSignedInData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: UserSignedInPayload
+    resource_id: str
+    resource_type: Literal["user"]
+    type: Literal["user.signed_in"]
+    version: Literal[1]
+
+
+class UserSignedInPayload(TypedDict):
+    method: str
+    mfa: bool
+    session_id: str
+
+
+class UserSignedInWebhook(TypedDict):
+    data: UserSignedInData
+    timestamp: str
+    type: Literal["user.signed_in"]
 
 
 class UserUpdate(TypedDict):
@@ -1041,6 +1971,112 @@ class WebauthnRegisterFinish(TypedDict):
     credential: dict[str, Any]
     factor_id: str
     name: NotRequired[str]
+
+
+class Webhook(TypedDict):
+    created_at: str
+    description: str | None
+    disabled_reason: str | None
+    enabled: bool
+    event_types: list[str]
+    failing_since: str | None
+    id: str
+    org_id: str
+    previous_secret_expires_at: str | None
+    updated_at: str | None
+    url: str
+
+
+class WebhookAttemptOut(TypedDict):
+    attempt: int
+    created_at: str
+    delivery_id: str
+    delivery_status: str
+    duration_ms: int
+    error: str | None
+    event_id: str
+    event_type: str
+    id: str
+    next_attempt_at: str | None
+    response_excerpt: str | None
+    status_code: int | None
+    succeeded: bool
+    webhook_id: str
+
+
+class WebhookCreate(TypedDict):
+    description: NotRequired[str | None]
+    enabled: NotRequired[bool]
+    event_types: NotRequired[list[str]]
+    url: str
+
+
+class WebhookDisabledData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: WebhookDisabledPayload
+    resource_id: str
+    resource_type: Literal["webhook"]
+    type: Literal["webhook.disabled"]
+    version: Literal[1]
+
+
+class WebhookDisabledPayload(TypedDict):
+    failing_since: str
+    url: str
+
+
+class WebhookDisabledWebhook(TypedDict):
+    data: WebhookDisabledData
+    timestamp: str
+    type: Literal["webhook.disabled"]
+
+
+class WebhookTestData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: WebhookTestPayload
+    resource_id: str
+    resource_type: Literal["webhook"]
+    type: Literal["webhook.test"]
+    version: Literal[1]
+
+
+class WebhookTestPayload(TypedDict):
+    url: str
+
+
+class WebhookTestWebhook(TypedDict):
+    data: WebhookTestData
+    timestamp: str
+    type: Literal["webhook.test"]
+
+
+class WebhookUpdate(TypedDict):
+    description: NotRequired[str | None]
+    enabled: NotRequired[bool | None]
+    event_types: NotRequired[list[str] | None]
+    rotate_secret: NotRequired[bool | None]
+    url: NotRequired[str | None]
+
+
+class WebhookWithSecret(TypedDict):
+    created_at: str
+    description: str | None
+    disabled_reason: str | None
+    enabled: bool
+    event_types: list[str]
+    failing_since: str | None
+    id: str
+    org_id: str
+    previous_secret_expires_at: str | None
+    secret: str | None
+    updated_at: str | None
+    url: str
 
 
 class AccountSshKeysApi:
@@ -1703,6 +2739,48 @@ class ComputeServersApi:
         )
 
 
+class EventsApi:
+    """Operations tagged `events`."""
+
+    def __init__(self, core: SyncCore) -> None:
+        self._core = core
+
+    def list_events(
+        self,
+        *,
+        type: str | None = None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page_EventOut_:
+        """The caller's org's events, newest first.
+
+        `GET /v1/events` (reference: events-list_events.html)"""
+        return cast(
+            "Page_EventOut_",
+            self._core.op(
+                "events-list_events",
+                {},
+                {
+                    "type": type,
+                    "resource_type": resource_type,
+                    "resource_id": resource_id,
+                    "limit": limit,
+                    "cursor": cursor,
+                },
+                None,
+                "json",
+            ),
+        )
+
+    def get_event(self, id: str) -> EventOut:
+        """One event of the caller's org.
+
+        `GET /v1/events/{id}` (reference: events-get_event.html)"""
+        return cast("EventOut", self._core.op("events-get_event", {"id": id}, {}, None, "json"))
+
+
 class ExecApi:
     """Operations tagged `exec`."""
 
@@ -1779,6 +2857,16 @@ class FilesApi:
             self._core.op(
                 "files-list_files", {"id": id}, {"path": path, "depth": depth}, None, "json"
             ),
+        )
+
+    def watch_files(
+        self, id: str, *, path: str | None = None, recursive: bool | None = None
+    ) -> Iterator[Event]:
+        """Changes under a directory of the instance as server-sent events (inotify inside it).
+
+        `GET /v1/instances/{id}/files/watch` (reference: files-watch_files.html)"""
+        return self._core.stream_op(
+            "files-watch_files", {"id": id}, {"path": path, "recursive": recursive}, None, "stream"
         )
 
 
@@ -1862,7 +2950,7 @@ class InstancesApi:
         )
 
     def update_instance(self, id: str, body: InstanceUpdate) -> InstanceOut:
-        """Rename an instance or change its labels or idle timeout.
+        """Rename an instance or change its labels, idle timeout or egress policy (`network`: a
 
         `PATCH /v1/instances/{id}` (reference: instances-update_instance.html)"""
         return cast(
@@ -2023,6 +3111,68 @@ class MembersApi:
         )
 
 
+class NotificationsApi:
+    """Operations tagged `notifications`."""
+
+    def __init__(self, core: SyncCore) -> None:
+        self._core = core
+
+    def list_notifications(
+        self, *, unread: bool | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> Page_NotificationOut_:
+        """Your notices, newest first.
+
+        `GET /v1/notifications` (reference: notifications-list_notifications.html)"""
+        return cast(
+            "Page_NotificationOut_",
+            self._core.op(
+                "notifications-list_notifications",
+                {},
+                {"unread": unread, "limit": limit, "cursor": cursor},
+                None,
+                "json",
+            ),
+        )
+
+    def read_all_notifications(self) -> ReadAllResult:
+        """Mark every one of your notices read.
+
+        `POST /v1/notifications/read-all` (reference: notifications-read_all_notifications.html)"""
+        return cast(
+            "ReadAllResult",
+            self._core.op("notifications-read_all_notifications", {}, {}, None, "json"),
+        )
+
+    def get_notification_settings(self) -> NotificationSettings:
+        """Which categories reach you in the app and by email.
+
+        `GET /v1/notifications/settings` (reference: notifications-get_notification_settings.html)"""
+        return cast(
+            "NotificationSettings",
+            self._core.op("notifications-get_notification_settings", {}, {}, None, "json"),
+        )
+
+    def update_notification_settings(
+        self, body: NotificationSettingsUpdate
+    ) -> NotificationSettings:
+        """Choose the channels of some categories (security stays on).
+
+        `PUT /v1/notifications/settings` (reference: notifications-update_notification_settings.html)"""
+        return cast(
+            "NotificationSettings",
+            self._core.op("notifications-update_notification_settings", {}, {}, body, "json"),
+        )
+
+    def read_notification(self, id: str) -> NotificationOut:
+        """Mark one notice read.
+
+        `POST /v1/notifications/{id}/read` (reference: notifications-read_notification.html)"""
+        return cast(
+            "NotificationOut",
+            self._core.op("notifications-read_notification", {"id": id}, {}, None, "json"),
+        )
+
+
 class OrgsApi:
     """Operations tagged `orgs`."""
 
@@ -2106,6 +3256,61 @@ class OrgsApi:
                 "orgs-list_org_members",
                 {"id": id},
                 {"limit": limit, "cursor": cursor},
+                None,
+                "json",
+            ),
+        )
+
+
+class PortForwardsApi:
+    """Operations tagged `port_forwards`."""
+
+    def __init__(self, core: SyncCore) -> None:
+        self._core = core
+
+    def list_port_forwards(self, id: str) -> Page_PortForwardOut_:
+        """The instance's port forwards, by port.
+
+        `GET /v1/instances/{id}/port-forwards` (reference: port_forwards-list_port_forwards.html)"""
+        return cast(
+            "Page_PortForwardOut_",
+            self._core.op("port_forwards-list_port_forwards", {"id": id}, {}, None, "json"),
+        )
+
+    def create_port_forward(self, id: str, body: PortForwardCreate) -> PortForwardOut:
+        """Forward a port of the instance: an HTTP preview URL or a TCP tunnel; a port once only.
+
+        `POST /v1/instances/{id}/port-forwards` (reference: port_forwards-create_port_forward.html)"""
+        return cast(
+            "PortForwardOut",
+            self._core.op("port_forwards-create_port_forward", {"id": id}, {}, body, "json"),
+        )
+
+    def delete_port_forward(self, instance_id: str, forward_id: str) -> None:
+        """Stop forwarding the port; its preview URL and share links stop working at once.
+
+        `DELETE /v1/instances/{instance_id}/port-forwards/{forward_id}` (reference: port_forwards-delete_port_forward.html)"""
+        return cast(
+            "None",
+            self._core.op(
+                "port_forwards-delete_port_forward",
+                {"instance_id": instance_id, "forward_id": forward_id},
+                {},
+                None,
+                "none",
+            ),
+        )
+
+    def share_port_forward(self, instance_id: str, forward_id: str) -> ShareOut:
+        """A short-lived link that opens a private preview for whoever has it (that port only).
+
+        `POST /v1/instances/{instance_id}/port-forwards/{forward_id}/share` (reference: port_forwards-share_port_forward.html)"""
+        return cast(
+            "ShareOut",
+            self._core.op(
+                "port_forwards-share_port_forward",
+                {"instance_id": instance_id, "forward_id": forward_id},
+                {},
                 None,
                 "json",
             ),
@@ -2260,6 +3465,19 @@ class SnapshotsApi:
         )
 
 
+class SshApi:
+    """Operations tagged `ssh`."""
+
+    def __init__(self, core: SyncCore) -> None:
+        self._core = core
+
+    def ssh_access(self, id: str) -> SshAccessOut:
+        """How to ssh into the instance with one of your account's SSH keys (members with write access).
+
+        `GET /v1/instances/{id}/ssh` (reference: ssh-ssh_access.html)"""
+        return cast("SshAccessOut", self._core.op("ssh-ssh_access", {"id": id}, {}, None, "json"))
+
+
 class UsersApi:
     """Operations tagged `users`."""
 
@@ -2310,6 +3528,124 @@ class VmsApi:
         return cast("InstanceOut", self._core.op("vms-restart_vm", {"id": id}, {}, None, "json"))
 
 
+class WebhooksApi:
+    """Operations tagged `webhooks`."""
+
+    def __init__(self, core: SyncCore) -> None:
+        self._core = core
+
+    def list_webhook_dead_letters(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page_DeliveryOut_:
+        """Deliveries whose retries ran out, newest first (staff).
+
+        `GET /v1/admin/webhooks/dlq` (reference: webhooks-list_webhook_dead_letters.html)"""
+        return cast(
+            "Page_DeliveryOut_",
+            self._core.op(
+                "webhooks-list_webhook_dead_letters",
+                {},
+                {"limit": limit, "cursor": cursor},
+                None,
+                "json",
+            ),
+        )
+
+    def reap_webhook_dead_letters(self, body: ReapRequest) -> ReapResult:
+        """Delete dead letters older than `older_than` seconds (staff).
+
+        `POST /v1/admin/webhooks/dlq/reap` (reference: webhooks-reap_webhook_dead_letters.html)"""
+        return cast(
+            "ReapResult", self._core.op("webhooks-reap_webhook_dead_letters", {}, {}, body, "json")
+        )
+
+    def retry_webhook_dead_letter(self, id: str) -> DeliveryOut:
+        """Put a dead letter back on the schedule, first attempt now (staff).
+
+        `POST /v1/admin/webhooks/dlq/{id}/retry` (reference: webhooks-retry_webhook_dead_letter.html)"""
+        return cast(
+            "DeliveryOut",
+            self._core.op("webhooks-retry_webhook_dead_letter", {"id": id}, {}, None, "json"),
+        )
+
+    def process_webhook_queue(self) -> ProcessQueueResult:
+        """Attempt every delivery that is due now, without waiting for the worker (staff).
+
+        `POST /v1/admin/webhooks/process-queue` (reference: webhooks-process_webhook_queue.html)"""
+        return cast(
+            "ProcessQueueResult",
+            self._core.op("webhooks-process_webhook_queue", {}, {}, None, "json"),
+        )
+
+    def list_webhooks(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page_Webhook_:
+        """The org's webhook endpoints, newest first.
+
+        `GET /v1/webhooks` (reference: webhooks-list_webhooks.html)"""
+        return cast(
+            "Page_Webhook_",
+            self._core.op(
+                "webhooks-list_webhooks", {}, {"limit": limit, "cursor": cursor}, None, "json"
+            ),
+        )
+
+    def create_webhook(self, body: WebhookCreate) -> WebhookWithSecret:
+        """Add an endpoint; its signing secret is in this answer only.
+
+        `POST /v1/webhooks` (reference: webhooks-create_webhook.html)"""
+        return cast(
+            "WebhookWithSecret", self._core.op("webhooks-create_webhook", {}, {}, body, "json")
+        )
+
+    def get_webhook(self, id: str) -> Webhook:
+        """One endpoint.
+
+        `GET /v1/webhooks/{id}` (reference: webhooks-get_webhook.html)"""
+        return cast("Webhook", self._core.op("webhooks-get_webhook", {"id": id}, {}, None, "json"))
+
+    def update_webhook(self, id: str, body: WebhookUpdate) -> WebhookWithSecret:
+        """Change an endpoint; `rotate_secret` answers with the new secret, once.
+
+        `PATCH /v1/webhooks/{id}` (reference: webhooks-update_webhook.html)"""
+        return cast(
+            "WebhookWithSecret",
+            self._core.op("webhooks-update_webhook", {"id": id}, {}, body, "json"),
+        )
+
+    def delete_webhook(self, id: str) -> None:
+        """Delete an endpoint, its deliveries and their history.
+
+        `DELETE /v1/webhooks/{id}` (reference: webhooks-delete_webhook.html)"""
+        return cast("None", self._core.op("webhooks-delete_webhook", {"id": id}, {}, None, "none"))
+
+    def list_webhook_deliveries(
+        self, id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page_WebhookAttemptOut_:
+        """Every attempt to reach the endpoint, newest first.
+
+        `GET /v1/webhooks/{id}/deliveries` (reference: webhooks-list_webhook_deliveries.html)"""
+        return cast(
+            "Page_WebhookAttemptOut_",
+            self._core.op(
+                "webhooks-list_webhook_deliveries",
+                {"id": id},
+                {"limit": limit, "cursor": cursor},
+                None,
+                "json",
+            ),
+        )
+
+    def test_webhook(self, id: str) -> WebhookAttemptOut:
+        """Send `webhook.test` to the endpoint now and answer with the attempt.
+
+        `POST /v1/webhooks/{id}/test` (reference: webhooks-test_webhook.html)"""
+        return cast(
+            "WebhookAttemptOut",
+            self._core.op("webhooks-test_webhook", {"id": id}, {}, None, "json"),
+        )
+
+
 class Api:
     """Every operation of the API, one attribute per tag."""
 
@@ -2321,6 +3657,7 @@ class Api:
         self.base_images = BaseImagesApi(core)
         self.checkpoints = CheckpointsApi(core)
         self.compute_servers = ComputeServersApi(core)
+        self.events = EventsApi(core)
         self.exec = ExecApi(core)
         self.files = FilesApi(core)
         self.health = HealthApi(core)
@@ -2328,12 +3665,16 @@ class Api:
         self.internal = InternalApi(core)
         self.invitations = InvitationsApi(core)
         self.members = MembersApi(core)
+        self.notifications = NotificationsApi(core)
         self.orgs = OrgsApi(core)
+        self.port_forwards = PortForwardsApi(core)
         self.profiles = ProfilesApi(core)
         self.sessions = SessionsApi(core)
         self.snapshots = SnapshotsApi(core)
+        self.ssh = SshApi(core)
         self.users = UsersApi(core)
         self.vms = VmsApi(core)
+        self.webhooks = WebhooksApi(core)
 
 
 class AsyncAccountSshKeysApi:
@@ -3025,6 +4366,50 @@ class AsyncComputeServersApi:
         )
 
 
+class AsyncEventsApi:
+    """Operations tagged `events`."""
+
+    def __init__(self, core: AsyncCore) -> None:
+        self._core = core
+
+    async def list_events(
+        self,
+        *,
+        type: str | None = None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page_EventOut_:
+        """The caller's org's events, newest first.
+
+        `GET /v1/events` (reference: events-list_events.html)"""
+        return cast(
+            "Page_EventOut_",
+            await self._core.op(
+                "events-list_events",
+                {},
+                {
+                    "type": type,
+                    "resource_type": resource_type,
+                    "resource_id": resource_id,
+                    "limit": limit,
+                    "cursor": cursor,
+                },
+                None,
+                "json",
+            ),
+        )
+
+    async def get_event(self, id: str) -> EventOut:
+        """One event of the caller's org.
+
+        `GET /v1/events/{id}` (reference: events-get_event.html)"""
+        return cast(
+            "EventOut", await self._core.op("events-get_event", {"id": id}, {}, None, "json")
+        )
+
+
 class AsyncExecApi:
     """Operations tagged `exec`."""
 
@@ -3105,6 +4490,16 @@ class AsyncFilesApi:
             await self._core.op(
                 "files-list_files", {"id": id}, {"path": path, "depth": depth}, None, "json"
             ),
+        )
+
+    def watch_files(
+        self, id: str, *, path: str | None = None, recursive: bool | None = None
+    ) -> AsyncIterator[Event]:
+        """Changes under a directory of the instance as server-sent events (inotify inside it).
+
+        `GET /v1/instances/{id}/files/watch` (reference: files-watch_files.html)"""
+        return self._core.stream_op(
+            "files-watch_files", {"id": id}, {"path": path, "recursive": recursive}, None, "stream"
         )
 
 
@@ -3194,7 +4589,7 @@ class AsyncInstancesApi:
         )
 
     async def update_instance(self, id: str, body: InstanceUpdate) -> InstanceOut:
-        """Rename an instance or change its labels or idle timeout.
+        """Rename an instance or change its labels, idle timeout or egress policy (`network`: a
 
         `PATCH /v1/instances/{id}` (reference: instances-update_instance.html)"""
         return cast(
@@ -3366,6 +4761,68 @@ class AsyncMembersApi:
         )
 
 
+class AsyncNotificationsApi:
+    """Operations tagged `notifications`."""
+
+    def __init__(self, core: AsyncCore) -> None:
+        self._core = core
+
+    async def list_notifications(
+        self, *, unread: bool | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> Page_NotificationOut_:
+        """Your notices, newest first.
+
+        `GET /v1/notifications` (reference: notifications-list_notifications.html)"""
+        return cast(
+            "Page_NotificationOut_",
+            await self._core.op(
+                "notifications-list_notifications",
+                {},
+                {"unread": unread, "limit": limit, "cursor": cursor},
+                None,
+                "json",
+            ),
+        )
+
+    async def read_all_notifications(self) -> ReadAllResult:
+        """Mark every one of your notices read.
+
+        `POST /v1/notifications/read-all` (reference: notifications-read_all_notifications.html)"""
+        return cast(
+            "ReadAllResult",
+            await self._core.op("notifications-read_all_notifications", {}, {}, None, "json"),
+        )
+
+    async def get_notification_settings(self) -> NotificationSettings:
+        """Which categories reach you in the app and by email.
+
+        `GET /v1/notifications/settings` (reference: notifications-get_notification_settings.html)"""
+        return cast(
+            "NotificationSettings",
+            await self._core.op("notifications-get_notification_settings", {}, {}, None, "json"),
+        )
+
+    async def update_notification_settings(
+        self, body: NotificationSettingsUpdate
+    ) -> NotificationSettings:
+        """Choose the channels of some categories (security stays on).
+
+        `PUT /v1/notifications/settings` (reference: notifications-update_notification_settings.html)"""
+        return cast(
+            "NotificationSettings",
+            await self._core.op("notifications-update_notification_settings", {}, {}, body, "json"),
+        )
+
+    async def read_notification(self, id: str) -> NotificationOut:
+        """Mark one notice read.
+
+        `POST /v1/notifications/{id}/read` (reference: notifications-read_notification.html)"""
+        return cast(
+            "NotificationOut",
+            await self._core.op("notifications-read_notification", {"id": id}, {}, None, "json"),
+        )
+
+
 class AsyncOrgsApi:
     """Operations tagged `orgs`."""
 
@@ -3452,6 +4909,61 @@ class AsyncOrgsApi:
                 "orgs-list_org_members",
                 {"id": id},
                 {"limit": limit, "cursor": cursor},
+                None,
+                "json",
+            ),
+        )
+
+
+class AsyncPortForwardsApi:
+    """Operations tagged `port_forwards`."""
+
+    def __init__(self, core: AsyncCore) -> None:
+        self._core = core
+
+    async def list_port_forwards(self, id: str) -> Page_PortForwardOut_:
+        """The instance's port forwards, by port.
+
+        `GET /v1/instances/{id}/port-forwards` (reference: port_forwards-list_port_forwards.html)"""
+        return cast(
+            "Page_PortForwardOut_",
+            await self._core.op("port_forwards-list_port_forwards", {"id": id}, {}, None, "json"),
+        )
+
+    async def create_port_forward(self, id: str, body: PortForwardCreate) -> PortForwardOut:
+        """Forward a port of the instance: an HTTP preview URL or a TCP tunnel; a port once only.
+
+        `POST /v1/instances/{id}/port-forwards` (reference: port_forwards-create_port_forward.html)"""
+        return cast(
+            "PortForwardOut",
+            await self._core.op("port_forwards-create_port_forward", {"id": id}, {}, body, "json"),
+        )
+
+    async def delete_port_forward(self, instance_id: str, forward_id: str) -> None:
+        """Stop forwarding the port; its preview URL and share links stop working at once.
+
+        `DELETE /v1/instances/{instance_id}/port-forwards/{forward_id}` (reference: port_forwards-delete_port_forward.html)"""
+        return cast(
+            "None",
+            await self._core.op(
+                "port_forwards-delete_port_forward",
+                {"instance_id": instance_id, "forward_id": forward_id},
+                {},
+                None,
+                "none",
+            ),
+        )
+
+    async def share_port_forward(self, instance_id: str, forward_id: str) -> ShareOut:
+        """A short-lived link that opens a private preview for whoever has it (that port only).
+
+        `POST /v1/instances/{instance_id}/port-forwards/{forward_id}/share` (reference: port_forwards-share_port_forward.html)"""
+        return cast(
+            "ShareOut",
+            await self._core.op(
+                "port_forwards-share_port_forward",
+                {"instance_id": instance_id, "forward_id": forward_id},
+                {},
                 None,
                 "json",
             ),
@@ -3618,6 +5130,21 @@ class AsyncSnapshotsApi:
         )
 
 
+class AsyncSshApi:
+    """Operations tagged `ssh`."""
+
+    def __init__(self, core: AsyncCore) -> None:
+        self._core = core
+
+    async def ssh_access(self, id: str) -> SshAccessOut:
+        """How to ssh into the instance with one of your account's SSH keys (members with write access).
+
+        `GET /v1/instances/{id}/ssh` (reference: ssh-ssh_access.html)"""
+        return cast(
+            "SshAccessOut", await self._core.op("ssh-ssh_access", {"id": id}, {}, None, "json")
+        )
+
+
 class AsyncUsersApi:
     """Operations tagged `users`."""
 
@@ -3674,6 +5201,130 @@ class AsyncVmsApi:
         )
 
 
+class AsyncWebhooksApi:
+    """Operations tagged `webhooks`."""
+
+    def __init__(self, core: AsyncCore) -> None:
+        self._core = core
+
+    async def list_webhook_dead_letters(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page_DeliveryOut_:
+        """Deliveries whose retries ran out, newest first (staff).
+
+        `GET /v1/admin/webhooks/dlq` (reference: webhooks-list_webhook_dead_letters.html)"""
+        return cast(
+            "Page_DeliveryOut_",
+            await self._core.op(
+                "webhooks-list_webhook_dead_letters",
+                {},
+                {"limit": limit, "cursor": cursor},
+                None,
+                "json",
+            ),
+        )
+
+    async def reap_webhook_dead_letters(self, body: ReapRequest) -> ReapResult:
+        """Delete dead letters older than `older_than` seconds (staff).
+
+        `POST /v1/admin/webhooks/dlq/reap` (reference: webhooks-reap_webhook_dead_letters.html)"""
+        return cast(
+            "ReapResult",
+            await self._core.op("webhooks-reap_webhook_dead_letters", {}, {}, body, "json"),
+        )
+
+    async def retry_webhook_dead_letter(self, id: str) -> DeliveryOut:
+        """Put a dead letter back on the schedule, first attempt now (staff).
+
+        `POST /v1/admin/webhooks/dlq/{id}/retry` (reference: webhooks-retry_webhook_dead_letter.html)"""
+        return cast(
+            "DeliveryOut",
+            await self._core.op("webhooks-retry_webhook_dead_letter", {"id": id}, {}, None, "json"),
+        )
+
+    async def process_webhook_queue(self) -> ProcessQueueResult:
+        """Attempt every delivery that is due now, without waiting for the worker (staff).
+
+        `POST /v1/admin/webhooks/process-queue` (reference: webhooks-process_webhook_queue.html)"""
+        return cast(
+            "ProcessQueueResult",
+            await self._core.op("webhooks-process_webhook_queue", {}, {}, None, "json"),
+        )
+
+    async def list_webhooks(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page_Webhook_:
+        """The org's webhook endpoints, newest first.
+
+        `GET /v1/webhooks` (reference: webhooks-list_webhooks.html)"""
+        return cast(
+            "Page_Webhook_",
+            await self._core.op(
+                "webhooks-list_webhooks", {}, {"limit": limit, "cursor": cursor}, None, "json"
+            ),
+        )
+
+    async def create_webhook(self, body: WebhookCreate) -> WebhookWithSecret:
+        """Add an endpoint; its signing secret is in this answer only.
+
+        `POST /v1/webhooks` (reference: webhooks-create_webhook.html)"""
+        return cast(
+            "WebhookWithSecret",
+            await self._core.op("webhooks-create_webhook", {}, {}, body, "json"),
+        )
+
+    async def get_webhook(self, id: str) -> Webhook:
+        """One endpoint.
+
+        `GET /v1/webhooks/{id}` (reference: webhooks-get_webhook.html)"""
+        return cast(
+            "Webhook", await self._core.op("webhooks-get_webhook", {"id": id}, {}, None, "json")
+        )
+
+    async def update_webhook(self, id: str, body: WebhookUpdate) -> WebhookWithSecret:
+        """Change an endpoint; `rotate_secret` answers with the new secret, once.
+
+        `PATCH /v1/webhooks/{id}` (reference: webhooks-update_webhook.html)"""
+        return cast(
+            "WebhookWithSecret",
+            await self._core.op("webhooks-update_webhook", {"id": id}, {}, body, "json"),
+        )
+
+    async def delete_webhook(self, id: str) -> None:
+        """Delete an endpoint, its deliveries and their history.
+
+        `DELETE /v1/webhooks/{id}` (reference: webhooks-delete_webhook.html)"""
+        return cast(
+            "None", await self._core.op("webhooks-delete_webhook", {"id": id}, {}, None, "none")
+        )
+
+    async def list_webhook_deliveries(
+        self, id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page_WebhookAttemptOut_:
+        """Every attempt to reach the endpoint, newest first.
+
+        `GET /v1/webhooks/{id}/deliveries` (reference: webhooks-list_webhook_deliveries.html)"""
+        return cast(
+            "Page_WebhookAttemptOut_",
+            await self._core.op(
+                "webhooks-list_webhook_deliveries",
+                {"id": id},
+                {"limit": limit, "cursor": cursor},
+                None,
+                "json",
+            ),
+        )
+
+    async def test_webhook(self, id: str) -> WebhookAttemptOut:
+        """Send `webhook.test` to the endpoint now and answer with the attempt.
+
+        `POST /v1/webhooks/{id}/test` (reference: webhooks-test_webhook.html)"""
+        return cast(
+            "WebhookAttemptOut",
+            await self._core.op("webhooks-test_webhook", {"id": id}, {}, None, "json"),
+        )
+
+
 class AsyncApi:
     """Every operation of the API, one attribute per tag."""
 
@@ -3685,6 +5336,7 @@ class AsyncApi:
         self.base_images = AsyncBaseImagesApi(core)
         self.checkpoints = AsyncCheckpointsApi(core)
         self.compute_servers = AsyncComputeServersApi(core)
+        self.events = AsyncEventsApi(core)
         self.exec = AsyncExecApi(core)
         self.files = AsyncFilesApi(core)
         self.health = AsyncHealthApi(core)
@@ -3692,9 +5344,13 @@ class AsyncApi:
         self.internal = AsyncInternalApi(core)
         self.invitations = AsyncInvitationsApi(core)
         self.members = AsyncMembersApi(core)
+        self.notifications = AsyncNotificationsApi(core)
         self.orgs = AsyncOrgsApi(core)
+        self.port_forwards = AsyncPortForwardsApi(core)
         self.profiles = AsyncProfilesApi(core)
         self.sessions = AsyncSessionsApi(core)
         self.snapshots = AsyncSnapshotsApi(core)
+        self.ssh = AsyncSshApi(core)
         self.users = AsyncUsersApi(core)
         self.vms = AsyncVmsApi(core)
+        self.webhooks = AsyncWebhooksApi(core)
