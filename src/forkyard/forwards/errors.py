@@ -25,4 +25,3 @@ class PortUnreachable(ForkyardError):
     status_code = 502
     code = "port_unreachable"
     message = "The port inside the instance did not answer."
-
