@@ -36,6 +36,7 @@ test: install
 	$(BIN)/ruff check src tests bench scripts sdk/python
 	$(BIN)/ruff format --check src tests bench scripts sdk/python
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/pytest
 
 lint fmt: install

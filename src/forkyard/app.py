@@ -44,9 +44,9 @@ def _routers() -> list[APIRouter]:
     from forkyard.identity.users import router as users
     from forkyard.notifications.routes import router as notifications
     from forkyard.orgs.routes import routers as org_routers
+    from forkyard.ssh.routes import router as ssh
     from forkyard.webhooks.admin import router as webhooks_admin
     from forkyard.webhooks.routes import router as webhooks
-    from forkyard.ssh.routes import router as ssh
 
     return [
         health,
@@ -160,7 +160,7 @@ def create_app(
             allow_headers=["*"],
             expose_headers=["X-Request-Id", "Retry-After"],
         )
-    from forkyard.kit.idempotency import IdempotencyMiddleware
+    from forkyard.identity.idempotency import IdempotencyMiddleware
 
     app.add_middleware(IdempotencyMiddleware)
     # Outside idempotency, which buffers bodies; inside the request id, which the 413 carries.

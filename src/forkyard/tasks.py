@@ -12,12 +12,12 @@ def load_all_tasks() -> None:
     import forkyard.events.kernel
     import forkyard.forwards.events
     import forkyard.identity.events
+    import forkyard.identity.idempotency
     import forkyard.identity.sms
     import forkyard.jobs.prune
-    import forkyard.kit.idempotency
     import forkyard.mail.sender
-    import forkyard.orgs.events
     import forkyard.notifications.events
+    import forkyard.orgs.events
     import forkyard.webhooks.service  # noqa: F401
     from forkyard.webhooks.events import subscribe_to_catalogue
 

@@ -41,7 +41,6 @@ import httpx
 
 from forkyard.kit.clock import utcnow
 from forkyard.node import storage
-from forkyard.node.drivers.base import INSTANCE_ID_RE
 from forkyard.node.errors import NodeError
 
 StorageMode = Literal["reflink", "copy"]
@@ -126,7 +125,7 @@ class LayerInfo:
 
 
 def check_layer_id(layer_id: str) -> str:
-    if not isinstance(layer_id, str) or not INSTANCE_ID_RE.match(layer_id):
+    if not isinstance(layer_id, str) or not storage.INSTANCE_ID_RE.match(layer_id):
         raise InvalidLayerId(f"invalid layer id {layer_id!r}")
     return layer_id
 

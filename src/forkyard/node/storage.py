@@ -8,6 +8,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from forkyard.node.errors import SandboxFailed
 # disk *image* is cloned on the layer store (node/layers.py). XFS inside was tried: every rw mount
 # of a clone rewrites 2 MB of its log (stale-block clearing), against ~40-550 KB for ext4, which
 # is the extra disk of each idle fork. Older XFS disks still mount (see image_filesystem).
+# An instance id as a name on disk, in cgroups and in layer ids (drivers and layers check it).
+INSTANCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 XFS_MIN_MB = 300
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import re
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +23,10 @@ from forkyard.node.agent_client import (
 )
 from forkyard.node.egress import NetworkPolicy
 from forkyard.node.errors import InstanceNotRunning, SandboxFailed
+from forkyard.node.storage import INSTANCE_ID_RE
 
 if TYPE_CHECKING:  # node/layers.py imports this module
     from forkyard.node.layers import LayerInfo, LayerStore
-
-INSTANCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
 InstanceState = Literal["running", "stopped", "absent"]
 
