@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from . import files
+from . import files, lsp
 from . import protocol as p
 from .channel import ChannelClosed, Credit, Inbox
 from .execution import Execution, handle_exec
@@ -247,6 +247,7 @@ SIMPLE_OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "mkdir": files.do_mkdir,
     "remove": files.do_remove,
     "edit": files.do_edit,
+    "lsp_servers": lsp.do_lsp_servers,
 }
 
 

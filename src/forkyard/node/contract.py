@@ -385,6 +385,40 @@ class WatchEventOut(Contract):
     message: str | None = None
 
 
+# --- language servers (node/api/lsp.py) ---
+
+
+class LspRunningOut(Contract):
+    """A language server running for one workspace root, and how many WebSockets share it."""
+
+    root: str
+    clients: int
+    started_at: float  # Unix time
+
+
+class LspServerOut(Contract):
+    """A language server the instance's image has (found on its PATH, guest/lsp.py)."""
+
+    language: str
+    name: str
+    argv: list[str]
+    path: str
+    running: list[LspRunningOut]
+
+
+class LspServersOut(Contract):
+    servers: list[LspServerOut]
+
+
+class LspOpenOut(Contract):
+    """The first message on a language server's WebSocket: connected, or why not. Then every
+    text message either way is one JSON-RPC message."""
+
+    ok: bool
+    code: str | None = None
+    message: str | None = None
+
+
 # --- the call channel (node/rpc.py): exec and the small file operations ---
 
 

@@ -54,6 +54,10 @@ DEFAULT_PACKAGES = (
     "procps",
     "iproute2",
     "ca-certificates",
+    # The Python language server (LSP, `GET /v1/instances/{id}/lsp/python`); pyflakes is only
+    # Suggested by it, and gives the syntax errors and undefined names it reports.
+    "python3-pylsp",
+    "python3-pyflakes",
 )
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 
@@ -112,22 +116,29 @@ def ensure_default_image(
     """
     root = cache_dir if cache_dir is not None else data_dir / "images"
     target = default_image_dir(root)
-    if _is_complete(target):
+    marker = default_image_marker(packages)
+    if _is_complete(target, marker):
         _ensure_mount_points(target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _is_complete(target):
+        if _is_complete(target, marker):
             return target
-        if target.exists():  # an interrupted rename or a foreign dir: rebuild
-            shutil.rmtree(target)
-        for stale in target.parent.glob(".rootfs-build-*"):
+        # An image replaced by an earlier rebuild: nodes started since use the new one.
+        for stale in [
+            *target.parent.glob(".rootfs-build-*"),
+            *target.parent.glob(".rootfs-replaced-*"),
+        ]:
             shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=".rootfs-build-", dir=target.parent))
         try:
             _debootstrap(tmp, mirror or apt_mirror(), packages, progress)
-            _finish_image(tmp)
+            _finish_image(tmp, marker)
+            if target.exists():
+                # An image of another package list (or a foreign dir): moved aside, not
+                # deleted, since instances of a node that is still running may stack on it.
+                os.rename(target, target.with_name(f".rootfs-replaced-{time.time_ns()}"))
             os.rename(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -135,8 +146,17 @@ def ensure_default_image(
     return target
 
 
-def _is_complete(target: Path) -> bool:
-    return (target / ".forkyard-image").exists()
+def default_image_marker(packages: tuple[str, ...]) -> str:
+    """What the built image records: a changed package list no longer matches, so the next
+    node start rebuilds the image."""
+    return f"default {DEFAULT_SUITE} minbase packages={','.join(sorted(packages))}"
+
+
+def _is_complete(target: Path, marker: str) -> bool:
+    try:
+        return (target / ".forkyard-image").read_text().strip() == marker
+    except OSError:
+        return False
 
 
 def debootstrap_argv(

@@ -16,7 +16,7 @@ from forkyard.kit.crypto import constant_time_equal
 from forkyard.kit.errors import ForkyardError, Unauthenticated
 from forkyard.node import images as node_images
 from forkyard.node.api import exec as exec_api
-from forkyard.node.api import files, images, instances, layers, ports, sessions
+from forkyard.node.api import files, images, instances, layers, lsp, ports, sessions
 from forkyard.node.api.deps import NodeContext
 from forkyard.node.drivers.base import Driver
 from forkyard.node.layers import TICKET_HEADER, check_export_ticket
@@ -89,6 +89,7 @@ def create_node_app(
         images.router,
         ports.router,
         sessions.router,
+        lsp.router,
     ):
         app.include_router(router)
     return app

@@ -17,6 +17,7 @@ from forkyard.node.drivers.base import Driver, SandboxSpec
 from forkyard.node.egress import DEFAULT_BLOCKED, NetworkPolicy, valid_ranges
 from forkyard.node.errors import NodeError
 from forkyard.node.layers import HonouredTickets, check_layer_id, transfer_client
+from forkyard.node.lsp import LspHub
 
 
 class UnknownImage(NodeError):
@@ -48,6 +49,8 @@ class NodeContext:
     # One import per layer id at a time (kept: a lock dropped while another request waits on
     # it would let a third run beside it).
     import_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # Language servers running in instances, shared by their clients (node/lsp.py).
+    lsp: LspHub = field(default_factory=LspHub)
     _transfers: httpx.AsyncClient | None = None
 
     def transfers(self) -> httpx.AsyncClient:
