@@ -12,7 +12,7 @@ from forkyard.audit.service import record
 from forkyard.compute import schemas
 from forkyard.compute.models import ComputeServer, Instance, LayerReplica
 from forkyard.compute.node_client import node_clients
-from forkyard.compute.service import server_is_fresh
+from forkyard.compute.servers import server_is_fresh
 from forkyard.db.session import DbSession
 from forkyard.identity.deps import StaffPrincipal, settings_of
 from forkyard.kit.errors import NotFound

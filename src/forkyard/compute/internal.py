@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from forkyard.compute.models import ComputeServer, Instance, Vm
 from forkyard.compute.node_client import SECRET_PURPOSE
+from forkyard.compute.state.layers import layer_ids_of_server
 from forkyard.db.session import DbSession
 from forkyard.identity.deps import ACCESS_ATTR, settings_of
 from forkyard.kit.clock import utcnow
@@ -215,8 +216,6 @@ async def register_server(
     await session.flush()
     # No state sync here: a restarted node reports everything stopped and is about to restart
     # what should run (the answer below); its heartbeats after that tell the truth.
-    from forkyard.compute.state.layers import layer_ids_of_server
-
     return RegisterResponse(
         server_id=server.id,
         credential=issued,

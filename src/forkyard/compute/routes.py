@@ -11,15 +11,16 @@ from forkyard.audit.service import record
 from forkyard.compute import schemas
 from forkyard.compute.errors import InstanceNotRunning, NodeUnreachable, ProfileInUse
 from forkyard.compute.models import Instance, Profile, Vm
+from forkyard.compute.servers import node_for
 from forkyard.compute.service import (
     boot,
+    build_spec,
     create_instance,
     get_instance,
     get_profile,
     get_vm,
     instance_out,
     network_in,
-    node_for,
     transition,
 )
 from forkyard.db.session import DbSession, ReadSession, database
@@ -230,8 +231,6 @@ async def restart_vm(
     settings = settings_of(request)
     node = await node_for(session, settings, instance.server_id)
     vm = await get_vm(session, instance)
-    from forkyard.compute.state.layers import build_spec
-
     spec = await build_spec(session, instance, settings)
     await node.stop(instance.id)
     info = await node.boot(instance.id, spec)

@@ -4,16 +4,14 @@ them out on nodes."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Integer, func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.compute import schemas
-from forkyard.compute.errors import EmailNotVerified, InvalidTransition, NoCapacity, NodeUnreachable
+from forkyard.compute.errors import EmailNotVerified, InvalidTransition, NodeUnreachable
 from forkyard.compute.events import (
     InstanceCreated,
     InstanceDeleted,
@@ -22,23 +20,30 @@ from forkyard.compute.events import (
     InstanceStopped,
 )
 from forkyard.compute.models import (
-    BaseImage,
     ComputeServer,
     ExecRecord,
     Instance,
-    Layer,
-    LayerReplica,
     Profile,
     Vm,
 )
-from forkyard.compute.node_client import NodeClient, node_clients
+from forkyard.compute.node_client import node_clients
+from forkyard.compute.quotas import check_quota
+from forkyard.compute.servers import node_for, place
+from forkyard.compute.state.image_resolution import NODE_IMAGES, image_path
+from forkyard.compute.state.layers import (
+    after_boot,
+    ensure_on,
+    ensure_stack,
+    new_stack,
+    release_instance,
+)
 from forkyard.config import Settings
 from forkyard.events import Actor, emit
 from forkyard.identity.principal import Principal
 from forkyard.jobs import enqueue, job
 from forkyard.jobs.queue import JobContext, periodic
 from forkyard.kit.clock import utcnow
-from forkyard.kit.errors import ForkyardError, NotFound, QuotaExceeded, ValidationFailed
+from forkyard.kit.errors import ForkyardError, NotFound, ValidationFailed
 from forkyard.kit.ids import has_prefix
 from forkyard.node.contract import NetworkIn, SandboxSpecIn
 
@@ -47,7 +52,6 @@ log = logging.getLogger("forkyard.compute")
 BOOT_ATTEMPTS_ON_UNREACHABLE = 3
 # A create that boots in its own request leaves the queued boot this long, in case it dies.
 INLINE_BOOT_SAFETY_NET_S = 60
-LIVE_STATUSES = ("provisioning", "running", "stopping", "stopped", "error")
 DEFAULT_VCPUS, DEFAULT_MEMORY_MB, DEFAULT_DISK_MB = 1.0, 512, 1024
 EXEC_MAX_TIMEOUT_S = 3600  # schemas.ExecRequest.timeout_s's bound
 # Nodes heartbeat into nothing while the control plane is down; its silence is not theirs.
@@ -106,180 +110,9 @@ async def get_vm(session: AsyncSession, instance: Instance) -> Vm:
     return vm
 
 
-def server_is_fresh(server: ComputeServer, settings: Settings) -> bool:
-    return server.last_heartbeat_at is not None and (
-        utcnow() - server.last_heartbeat_at <= timedelta(seconds=settings.server_stale_after_s)
-    )
-
-
 def require_verified(principal: Principal) -> None:
     if not principal.email_verified:
         raise EmailNotVerified()
-
-
-# An image build whose recipe names no disk size (from a snapshot) counts this much.
-BUILD_DISK_MB = 2048
-MIB = 1024 * 1024
-
-
-def _layers_mb(org_id: str) -> Any:
-    """The org's checkpoints, snapshots, images and fork layers: the bytes they hold, in MiB."""
-    return (
-        select(func.coalesce(func.sum(Layer.data_bytes), 0) / MIB)
-        .where(Layer.org_id == org_id)
-        .scalar_subquery()
-    )
-
-
-def _builds_mb(org_id: str) -> Any:
-    """The disks of the org's image builds under way (each runs in a build sandbox)."""
-    disk = func.coalesce(BaseImage.recipe["disk_mb"].astext.cast(Integer), BUILD_DISK_MB)
-    return (
-        select(func.coalesce(func.sum(disk), 0))
-        .where(BaseImage.org_id == org_id, BaseImage.status == "building")
-        .scalar_subquery()
-    )
-
-
-async def check_disk(
-    session: AsyncSession, settings: Settings, org_id: str | None, disk_mb: int = 1
-) -> None:
-    """Refuse a capture or an image build once the org's disk total (see check_quota) has
-    no room for `disk_mb` more (403 `quota_exceeded`, limit `max_disk_mb`)."""
-    if org_id is None:  # platform images: staff's, no org's total
-        return
-    in_use = int(
-        (
-            await session.execute(
-                select(
-                    select(func.coalesce(func.sum(Instance.disk_mb), 0))
-                    .where(Instance.org_id == org_id, Instance.status.in_(LIVE_STATUSES))
-                    .scalar_subquery()
-                    + _layers_mb(org_id)
-                    + _builds_mb(org_id)
-                )
-            )
-        ).scalar_one()
-    )
-    if in_use + disk_mb > settings.max_disk_mb_per_org:
-        raise QuotaExceeded(
-            f"This would exceed the org's max_disk_mb limit of {settings.max_disk_mb_per_org} "
-            f"(in use: {in_use}).",
-            details={
-                "limit": "max_disk_mb",
-                "max": settings.max_disk_mb_per_org,
-                "in_use": in_use,
-                "requested": disk_mb,
-            },
-        )
-
-
-async def check_quota(
-    session: AsyncSession,
-    settings: Settings,
-    org_id: str,
-    vcpus: float,
-    memory_mb: int,
-    count: int = 1,
-    disk_mb: int = 0,
-) -> None:
-    """Refuse up front (403 `quota_exceeded`, naming the limit) what would take the org past
-    its limits: instances, vCPUs, memory, and disk, which counts its instances' disks, the
-    layers of its checkpoints, snapshots and images, and its image builds' sandboxes."""
-    if disk_mb > settings.max_disk_mb_per_instance:
-        raise QuotaExceeded(
-            f"An instance's disk may be at most {settings.max_disk_mb_per_instance} MB.",
-            details={
-                "limit": "max_disk_mb_per_instance",
-                "max": settings.max_disk_mb_per_instance,
-                "in_use": 0,
-                "requested": disk_mb,
-            },
-        )
-    used = (
-        await session.execute(
-            select(
-                func.count(),
-                func.coalesce(func.sum(Instance.vcpus), 0),
-                func.coalesce(func.sum(Instance.memory_mb), 0),
-                func.coalesce(func.sum(Instance.disk_mb), 0)
-                + _layers_mb(org_id)
-                + _builds_mb(org_id),
-            ).where(Instance.org_id == org_id, Instance.status.in_(LIVE_STATUSES))
-        )
-    ).one()
-    n, cpu, mem, disk = int(used[0]), float(used[1]), int(used[2]), int(used[3])
-    for limit, current, extra, cap in (
-        ("max_instances", n, count, settings.max_instances_per_org),
-        ("max_vcpus", cpu, vcpus * count, settings.max_vcpus_per_org),
-        ("max_memory_mb", mem, memory_mb * count, settings.max_memory_mb_per_org),
-        ("max_disk_mb", disk, disk_mb * count, settings.max_disk_mb_per_org),
-    ):
-        if current + extra > cap:
-            raise QuotaExceeded(
-                f"This would exceed the org's {limit} limit of {cap} (in use: {current:g}).",
-                details={"limit": limit, "max": cap, "in_use": current, "requested": extra},
-            )
-
-
-async def place(
-    session: AsyncSession, settings: Settings, layer_ids: Sequence[str] = ()
-) -> ComputeServer:
-    """Pick an active, fresh server with room. With `layer_ids` (the stacks the instance needs),
-    one holding all of them, else the most bytes of them (the rest is copied before the boot);
-    then the one with the most free slots."""
-    # Each active server (locked until the caller commits, so concurrent creates count each
-    # other) with the instances placed on it, in one query.
-    placed = (
-        select(func.count())
-        .where(
-            Instance.server_id == ComputeServer.id,
-            Instance.status.in_(("provisioning", "running")),
-        )
-        .scalar_subquery()
-    )
-    rows = await session.execute(
-        select(ComputeServer, placed)
-        .where(ComputeServer.status == "active")
-        .with_for_update(of=ComputeServer)
-    )
-    candidates = []
-    for server, on_it in rows:
-        if not server_is_fresh(server, settings):
-            continue
-        free = server.slots + server.running_instances - on_it
-        if free > 0:
-            candidates.append((free, server))
-    if not candidates:
-        raise NoCapacity()
-    held = await _held_layer_bytes(session, layer_ids) if layer_ids else {}
-    candidates.sort(key=lambda c: (-held.get(c[1].id, 0), -c[0], c[1].id))
-    return candidates[0][1]
-
-
-async def _held_layer_bytes(session: AsyncSession, layer_ids: Sequence[str]) -> dict[str, int]:
-    """Per server, the bytes it holds of the layers and everything under them; a server
-    holding all of them scores above any that does not."""
-    tops = (await session.execute(select(Layer).where(Layer.id.in_(list(layer_ids))))).scalars()
-    needed: dict[str, int] = {}
-    lower: set[str] = set()
-    for layer in tops:
-        needed[layer.id] = layer.data_bytes + 1  # +1: an empty layer still counts
-        lower.update(layer.lower_ids)
-    if lower - set(needed):
-        for lid, size in await session.execute(
-            select(Layer.id, Layer.data_bytes).where(Layer.id.in_(lower - set(needed)))
-        ):
-            needed[lid] = size + 1
-    total = sum(needed.values())
-    held: dict[str, int] = {}
-    for server_id, lid in await session.execute(
-        select(LayerReplica.server_id, LayerReplica.layer_id).where(
-            LayerReplica.layer_id.in_(list(needed))
-        )
-    ):
-        held[server_id] = held.get(server_id, 0) + needed[lid]
-    return {k: v + (total if v == total else 0) for k, v in held.items()}
 
 
 async def create_instance(
@@ -303,8 +136,6 @@ async def create_instance(
     assert principal.org_id
     await check_quota(session, settings, principal.org_id, vcpus, memory_mb, disk_mb=disk_mb)
     image = body.image or (profile.image if profile else "default")
-    from forkyard.compute.state.layers import new_stack
-
     # Pinned now: the image's current version when the instance is created.
     stack = await new_stack(session, principal.org_id, image)
     if stack.image_id is None and image not in NODE_IMAGES:
@@ -372,7 +203,7 @@ def transition(instance: Instance, allowed_from: tuple[str, ...], to: str, actio
 def sandbox_spec(instance: Instance, settings: Settings) -> SandboxSpecIn:
     return SandboxSpecIn(
         instance_id=instance.id,
-        image=str(image_path(settings, instance.image)),
+        image=str(image_path(instance.image)),
         vcpus=instance.vcpus,
         memory_mb=instance.memory_mb,
         disk_mb=instance.disk_mb,
@@ -380,6 +211,29 @@ def sandbox_spec(instance: Instance, settings: Settings) -> SandboxSpecIn:
         hostname=instance.id.replace("_", "-"),
         network=network_in(instance.network, settings),
     )
+
+
+async def build_spec(
+    session: AsyncSession, instance: Instance, settings: Settings
+) -> SandboxSpecIn:
+    """The node's sandbox spec with the instance's image and layers (and, before its first boot,
+    the layer its disk is cloned from)."""
+    stack = await ensure_stack(session, instance)
+    spec = sandbox_spec(instance, settings).model_copy(
+        update={
+            "image": stack.rootfs,
+            "layer_ids": list(stack.layer_ids),
+            "from_layer": stack.boot_layer_id or None,
+        }
+    )
+    assert instance.server_id
+    await ensure_on(
+        session,
+        settings,
+        instance.server_id,
+        [*([stack.boot_layer_id] if stack.boot_layer_id else []), *stack.layer_ids],
+    )
+    return spec
 
 
 def initial_network(
@@ -405,22 +259,6 @@ def network_in(network: dict[str, Any] | None, settings: Settings) -> NetworkIn:
     )
 
 
-# Images a node provides itself, by name (every other image is a version in the database).
-NODE_IMAGES = frozenset({"default"})
-
-
-def image_path(settings: Settings, image: str) -> Path:
-    """Where the node finds an image. The node resolves `default` to its built default rootfs."""
-    return Path("default") if image == "default" else Path(image)
-
-
-async def node_for(session: AsyncSession, settings: Settings, server_id: str | None) -> NodeClient:
-    server = await session.get(ComputeServer, server_id) if server_id else None
-    if server is None:
-        raise NodeUnreachable()
-    return node_clients.for_server(server, settings.secret_key)
-
-
 # --- jobs: each reloads state by id and is safe to run twice ---
 
 
@@ -440,8 +278,6 @@ async def boot(
     """Boot a provisioning instance on its server and mark it running (or error, with the
     reason). Safe to run twice: a second run finds it no longer provisioning. NodeUnreachable
     propagates while `retry_if_unreachable`, for the caller to try again later."""
-    from forkyard.compute.state.layers import after_boot, build_spec, ensure_stack
-
     # One query for the instance (locked), its VM and its server: boot() is on the path of
     # `POST /v1/instances?wait=true`, where every round trip shows (bench/compute.py).
     row = (
@@ -540,8 +376,6 @@ async def destroy_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
     if instance.server_id:
         node = await node_for(session, settings, instance.server_id)
         await node.destroy(instance.id)
-    from forkyard.compute.state.layers import release_instance
-
     await release_instance(session, instance.id)  # its checkpoints and stacked layers
     await emit(session, InstanceDeleted.of(instance))
     await session.delete(instance)

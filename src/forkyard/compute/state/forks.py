@@ -22,20 +22,18 @@ from forkyard.compute.events import (
     InstanceRunning,
 )
 from forkyard.compute.models import ComputeServer, Instance, InstanceStack, Vm
+from forkyard.compute.quotas import check_quota
+from forkyard.compute.servers import node_for, place, server_is_fresh
 from forkyard.compute.service import (
-    check_quota,
+    build_spec,
     get_instance,
     get_vm,
     instance_out,
-    node_for,
-    place,
     require_verified,
-    server_is_fresh,
 )
 from forkyard.compute.state import schemas
 from forkyard.compute.state.checkpoints import require_capturable
 from forkyard.compute.state.layers import (
-    build_spec,
     capture,
     ensure_stack,
     forget_node_layer,

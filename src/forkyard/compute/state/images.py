@@ -24,12 +24,11 @@ import base64
 import contextlib
 import logging
 import shlex
-import weakref
 from collections.abc import AsyncIterator, Awaitable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request, Response
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.compute.events import (
@@ -49,12 +48,20 @@ from forkyard.compute.models import (
     Snapshot,
 )
 from forkyard.compute.node_client import NodeClient
-from forkyard.compute.service import BUILD_DISK_MB, check_disk, node_for, place
+from forkyard.compute.quotas import BUILD_DISK_MB, check_disk
+from forkyard.compute.servers import node_for, place
 from forkyard.compute.state import schemas
 from forkyard.compute.state.errors import (
     ImageInUse,
     ImageNotReady,
     NoPreviousVersion,
+)
+from forkyard.compute.state.image_resolution import (
+    DEFAULT_FAMILY,
+    ensure_platform_default,
+    family_current,
+    resolve_image,
+    visible,
 )
 from forkyard.compute.state.layers import add_layer, ensure_on, release
 from forkyard.db.session import DbSession
@@ -75,7 +82,6 @@ log = logging.getLogger("forkyard.compute.images")
 
 router = protected_router("base_images", prefix="/v1")
 Paging = Annotated[PageParams, Depends(page_params)]
-DEFAULT_FAMILY = "default"
 BUILD_MEMORY_MB = 1024
 BUILD_COMMAND_TIMEOUT_S = 1800
 MAX_LOG_CHARS = 200_000
@@ -103,76 +109,6 @@ def image_out(image: BaseImage, *, logs: bool = False) -> schemas.BaseImageOut:
         finished_at=image.finished_at,
         promoted_at=image.promoted_at,
     )
-
-
-# Databases (by engine) seen holding the platform default, committed: never looked up again in
-# this process (creating an instance resolves its image, and this ran first every time).
-_seeded: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-async def ensure_platform_default(session: AsyncSession) -> None:
-    """Seed the platform `default` family: version 1 is the node's built-in rootfs."""
-    engine = session.get_bind()
-    if engine in _seeded:
-        return
-    has_default = select(BaseImage.id).where(
-        BaseImage.org_id.is_(None), BaseImage.family == DEFAULT_FAMILY
-    )
-    if (await session.execute(has_default)).first():
-        _seeded.add(engine)
-        return
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('forkyard.base_images'))"))
-    if (await session.execute(has_default)).first():
-        return
-    now = utcnow()
-    session.add(
-        BaseImage(
-            org_id=None,
-            family=DEFAULT_FAMILY,
-            version=1,
-            status="ready",
-            is_current=True,
-            promoted_at=now,
-            description="Debian bookworm minbase with python3, git, curl (the node's built-in rootfs).",
-            rootfs="default",
-            recipe={"builtin": "default"},
-            progress=100,
-            logs="",
-            finished_at=now,
-        )
-    )
-    await session.flush()
-
-
-def _visible(org_id: str | None) -> Any:
-    return or_(BaseImage.org_id == org_id, BaseImage.org_id.is_(None))
-
-
-async def family_current(
-    session: AsyncSession, org_id: str | None, family: str
-) -> BaseImage | None:
-    """The family's current version: the org's own family first, then the platform's."""
-    await ensure_platform_default(session)
-    rows = (
-        await session.execute(
-            select(BaseImage).where(
-                _visible(org_id), BaseImage.family == family, BaseImage.is_current.is_(True)
-            )
-        )
-    ).scalars()
-    found = sorted(rows, key=lambda i: i.org_id is None)
-    return found[0] if found else None
-
-
-async def resolve_image(session: AsyncSession, org_id: str | None, name: str) -> BaseImage | None:
-    """An instance's `image` (an image id or a family name) as a ready version, or None when it
-    names neither (a node image name given directly)."""
-    if has_prefix(name, "img"):
-        image = await session.get(BaseImage, name)
-        if image is None or image.org_id not in (None, org_id) or image.status != "ready":
-            return None
-        return image
-    return await family_current(session, org_id, name)
 
 
 async def get_image(session: AsyncSession, principal: Principal, image_id: str) -> BaseImage:
@@ -248,7 +184,7 @@ async def list_base_images(
 ) -> Page[schemas.BaseImageOut]:
     """The org's images and the platform's, every version, newest first."""
     await ensure_platform_default(session)
-    stmt = select(BaseImage).where(_visible(principal.org_id))
+    stmt = select(BaseImage).where(visible(principal.org_id))
     if family:
         stmt = stmt.where(BaseImage.family == family)
     rows, cursor = await paginate(session, stmt, BaseImage, page)

@@ -33,15 +33,16 @@ from forkyard.compute.models import (
     Snapshot,
 )
 from forkyard.compute.node_client import NodeClient, RemoteError, node_clients
-from forkyard.compute.service import node_for, sandbox_spec, server_is_fresh
+from forkyard.compute.servers import node_for, server_is_fresh
 from forkyard.compute.state.errors import CaptureFailed
+from forkyard.compute.state.image_resolution import resolve_image
 from forkyard.config import Settings
 from forkyard.jobs import enqueue, job
 from forkyard.jobs.queue import JobContext
 from forkyard.kit.clock import utcnow
 from forkyard.kit.errors import ForkyardError
 from forkyard.kit.ids import new_id
-from forkyard.node.contract import ImportIn, LayerOut, SandboxSpecIn
+from forkyard.node.contract import ImportIn, LayerOut
 
 log = logging.getLogger("forkyard.compute.state")
 
@@ -61,8 +62,6 @@ class LayerTransferFailed(ForkyardError):
 async def new_stack(session: AsyncSession, org_id: str | None, image: str) -> InstanceStack:
     """A stack for an instance of `image` (an image id or family), not yet added: the current
     version of the family, its rootfs and its layers."""
-    from forkyard.compute.state.images import resolve_image
-
     resolved = await resolve_image(session, org_id, image)
     stack = InstanceStack(rootfs=image, layer_ids=[])
     if resolved is not None:
@@ -84,29 +83,6 @@ async def ensure_stack(session: AsyncSession, instance: Instance) -> InstanceSta
     session.add(stack)
     await session.flush()
     return stack
-
-
-async def build_spec(
-    session: AsyncSession, instance: Instance, settings: Settings
-) -> SandboxSpecIn:
-    """The node's sandbox spec with the instance's image and layers (and, before its first boot,
-    the layer its disk is cloned from)."""
-    stack = await ensure_stack(session, instance)
-    spec = sandbox_spec(instance, settings).model_copy(
-        update={
-            "image": stack.rootfs,
-            "layer_ids": list(stack.layer_ids),
-            "from_layer": stack.boot_layer_id or None,
-        }
-    )
-    assert instance.server_id
-    await ensure_on(
-        session,
-        settings,
-        instance.server_id,
-        [*([stack.boot_layer_id] if stack.boot_layer_id else []), *stack.layer_ids],
-    )
-    return spec
 
 
 async def after_boot(session: AsyncSession, stack: InstanceStack) -> None:

@@ -26,13 +26,13 @@ from forkyard.compute.models import (
     Snapshot,
     Vm,
 )
+from forkyard.compute.quotas import check_quota
+from forkyard.compute.servers import place
 from forkyard.compute.service import (
-    check_quota,
     get_instance,
     get_profile,
     initial_network,
     instance_out,
-    place,
     require_verified,
 )
 from forkyard.compute.state import schemas
