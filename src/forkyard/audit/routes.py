@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from forkyard.db.session import DbSession
+from forkyard.db.tenancy import owned
 from forkyard.identity.deps import OrgAdmin
 from forkyard.identity.models import AuditEvent
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
@@ -45,7 +46,7 @@ async def list_audit_events(
     until: datetime | None = None,
 ) -> Page[AuditEventOut]:
     """Security events for the caller's org, newest first (org admins)."""
-    stmt = select(AuditEvent).where(AuditEvent.org_id == principal.org_id)
+    stmt = owned(select(AuditEvent), principal)
     if actor:
         stmt = stmt.where(AuditEvent.actor_id == actor)
     if action:

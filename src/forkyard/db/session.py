@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.db.engine import Database
+from forkyard.kit.errors import ForkyardError
 
 
 def database(request: Request) -> Database:
@@ -22,6 +23,13 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
         try:
             yield session
             await session.commit()
+        except ForkyardError as exc:
+            # The one way a failing request keeps its changes (kit.errors.ForkyardError).
+            if exc.keep_changes:
+                await session.commit()
+            else:
+                await session.rollback()
+            raise
         except BaseException:
             await session.rollback()
             raise

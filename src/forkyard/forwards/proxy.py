@@ -26,6 +26,7 @@ from websockets.uri import parse_uri
 
 from forkyard.compute.node_client import node_clients
 from forkyard.config import Settings
+from forkyard.db.tenancy import is_owned
 from forkyard.forwards import service
 from forkyard.forwards.service import PreviewServer, PreviewTarget
 from forkyard.forwards.tunnel import InstanceTcp, connect_node_port
@@ -158,7 +159,7 @@ async def _authorize(request: Request, settings: Settings, target: PreviewTarget
         except ForkyardError as exc:
             _count_refusal(ip, settings)
             raise Refused(401, exc.code, exc.message, {}) from exc
-        if target is not None and principal.org_id == target.org_id:
+        if target is not None and is_owned(target, principal):
             return
         _count_refusal(ip, settings)
         raise Refused(404, "not_found", "No such preview.", {})

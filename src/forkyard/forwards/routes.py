@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response, WebSocket
 from sqlalchemy import select
 
 from forkyard.db.session import DbSession, ReadSession
+from forkyard.db.tenancy import owned
 from forkyard.forwards import schemas, service
 from forkyard.forwards.models import PortForward
 from forkyard.forwards.tunnel import open_instance_tcp
@@ -87,10 +88,8 @@ async def connect_port_forward(websocket: WebSocket, instance_id: str, forward_i
     async with db.transaction() as session:
         fwd = (
             await session.execute(
-                select(PortForward).where(
-                    PortForward.id == forward_id,
-                    PortForward.instance_id == instance_id,
-                    PortForward.org_id == principal.org_id,
+                owned(select(PortForward), principal).where(
+                    PortForward.id == forward_id, PortForward.instance_id == instance_id
                 )
             )
         ).scalar_one_or_none()

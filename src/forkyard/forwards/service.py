@@ -19,6 +19,7 @@ from forkyard.compute.models import ComputeServer, Instance
 from forkyard.compute.service import get_instance
 from forkyard.config import Settings
 from forkyard.db.engine import plain_sql
+from forkyard.db.tenancy import owned
 from forkyard.events import Actor, emit
 from forkyard.forwards import schemas
 from forkyard.forwards.errors import NotHttpForward, PortAlreadyForwarded
@@ -123,9 +124,7 @@ async def create_forward(
 
 def forwards_query(principal: Principal, instance_id: str) -> Select[PortForward]:
     """The instance's forwards, in the caller's org only."""
-    return select(PortForward).where(
-        PortForward.instance_id == instance_id, PortForward.org_id == principal.org_id
-    )
+    return owned(select(PortForward), principal).where(PortForward.instance_id == instance_id)
 
 
 async def get_forward(

@@ -27,6 +27,7 @@ from forkyard.compute.errors import InstanceNotRunning, NodeUnreachable
 from forkyard.compute.models import ComputeServer, Instance
 from forkyard.compute.node_client import NodeClient, node_clients
 from forkyard.db.engine import Database
+from forkyard.db.tenancy import owned
 from forkyard.forwards.errors import PortRefused, PortUnreachable
 from forkyard.kit.errors import NotFound
 from forkyard.kit.ids import has_prefix
@@ -136,7 +137,7 @@ async def open_instance_tcp(
             .where(Instance.id == instance_id)
         )
         if org_id is not None:
-            query = query.where(Instance.org_id == org_id)
+            query = owned(query, org_id, Instance)
         row = (await session.execute(query)).one_or_none()
     if row is None:
         raise NotFound.of("Instance", instance_id)

@@ -97,8 +97,8 @@ async def _apply_phone(
             code=body.code,
             target=body.phone,
         )
-    except InvalidCode:
-        await session.commit()  # the spent attempt counts
+    except InvalidCode as exc:
+        exc.keep_changes = True  # the spent attempt counts
         raise
     old = user.phone
     user.phone, user.phone_verified_at, user.updated_at = body.phone, utcnow(), utcnow()

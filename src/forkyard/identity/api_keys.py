@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from forkyard.audit.service import record
 from forkyard.db.session import DbSession
+from forkyard.db.tenancy import get_owned, owned
 from forkyard.events import Actor, emit
 from forkyard.identity.deps import Reader, SudoPrincipal, Writer, require_account
 from forkyard.identity.events import ApiKeyCreated, ApiKeyRevoked, ApiKeyRotated
@@ -19,7 +20,6 @@ from forkyard.identity.principal import ALL_SCOPES, Principal
 from forkyard.kit.clock import utcnow
 from forkyard.kit.crypto import random_token, token_hash
 from forkyard.kit.errors import Forbidden, NotFound, ValidationFailed
-from forkyard.kit.ids import has_prefix
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
 from forkyard.kit.routing import protected_router
 
@@ -87,8 +87,8 @@ def _new_secret() -> str:
 
 
 async def _get_key(session: DbSession, principal: Principal, id: str) -> ApiKey:
-    key = await session.get(ApiKey, id) if has_prefix(id, "key") else None
-    if key is None or key.org_id != principal.org_id or key.is_internal:
+    key = await get_owned(session, ApiKey, id, principal, kind="API key")
+    if key.is_internal:
         raise NotFound.of("API key", id)
     return key
 
@@ -146,7 +146,7 @@ async def list_api_keys(
     session: DbSession, principal: Reader, page: Annotated[PageParams, Depends(page_params)]
 ) -> Page[ApiKeyOut]:
     """The org's keys (never their secrets), newest first."""
-    stmt = select(ApiKey).where(ApiKey.org_id == principal.org_id, ApiKey.is_internal.is_(False))
+    stmt = owned(select(ApiKey), principal).where(ApiKey.is_internal.is_(False))
     rows, cursor = await paginate(session, stmt, ApiKey, page)
     return Page(data=[_out(k) for k in rows], next_cursor=cursor)
 

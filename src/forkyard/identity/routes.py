@@ -50,7 +50,7 @@ from forkyard.identity.service import (
 )
 from forkyard.kit.clock import utcnow
 from forkyard.kit.crypto import constant_time_equal, random_token, token_hash
-from forkyard.kit.errors import NotFound
+from forkyard.kit.errors import ForkyardError, NotFound
 from forkyard.kit.http import client_ip
 from forkyard.kit.ratelimit import limiter
 from forkyard.kit.routing import protected_router, public_router
@@ -199,8 +199,7 @@ async def login(body: schemas.LoginRequest, request: Request, session: DbSession
             user_agent=request.headers.get("user-agent"),
             data={} if user else {"email_hash": token_hash(email_key)[:16]},
         )
-        await session.commit()  # the failure is recorded even though the request fails
-        raise InvalidCredentials()
+        raise InvalidCredentials(keep_changes=True)  # the failure is recorded all the same
     login_throttle.succeeded(email_key)
     user.failed_logins = 0
     from forkyard.identity.mfa.challenges import challenge_or_sign_in
@@ -223,8 +222,8 @@ async def refresh(request: Request, session: DbSession) -> JSONResponse:
     check_csrf(request, settings)
     try:
         issued, user = await rotate_refresh(session, settings, raw)
-    except Exception:
-        await session.commit()  # keep the revocation that reuse detection made
+    except ForkyardError as exc:
+        exc.keep_changes = True  # keep the revocation that reuse detection made
         raise
     return signed_in_response(settings, user, issued)
 
@@ -386,8 +385,7 @@ async def change_password(
             target_type="user",
             target_id=user.id,
         )
-        await session.commit()
-        raise InvalidCredentials("The current password is wrong.")
+        raise InvalidCredentials("The current password is wrong.", keep_changes=True)
     check_password_policy(
         body.new_password, settings_of(request).password_min_length, email=user.email
     )
@@ -423,8 +421,7 @@ async def sudo(
         await record(
             session, "auth.sudo_failed", principal=principal, target_type="user", target_id=user.id
         )
-        await session.commit()
-        raise InvalidCredentials("The password is wrong.")
+        raise InvalidCredentials("The password is wrong.", keep_changes=True)
     raw = random_token()
     expires = utcnow() + timedelta(seconds=settings.sudo_ttl_s)
     session.add(

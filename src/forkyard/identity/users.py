@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from forkyard.db.session import DbSession
+from forkyard.db.tenancy import owned
 from forkyard.identity import schemas
 from forkyard.identity.deps import CurrentPrincipal
 from forkyard.identity.models import User
@@ -29,9 +30,7 @@ async def get_user(id: str, session: DbSession, principal: CurrentPrincipal) -> 
             principal.org_id is not None
             and (
                 await session.execute(
-                    select(theirs.id)
-                    .where(theirs.user_id == id, theirs.org_id == principal.org_id)
-                    .limit(1)
+                    owned(select(theirs.id).where(theirs.user_id == id), principal, theirs).limit(1)
                 )
             ).first()
             is not None

@@ -9,6 +9,9 @@ class ForkyardError(Exception):
     status_code: int = 400
     code: str = "bad_request"
     message: str = "The request could not be processed."
+    # Whether the request's changes are committed although it fails (db.session honours it): a
+    # failed attempt that must be counted, a session revoked on reuse. Route code never commits.
+    keep_changes: bool = False
 
     def __init__(
         self, message: str | None = None, *, details: dict[str, Any] | None = None, **extra: Any
@@ -16,6 +19,8 @@ class ForkyardError(Exception):
         self.message = message or self.message
         self.details = details or {}
         self.headers: dict[str, str] = extra.pop("headers", {}) or {}
+        if extra.pop("keep_changes", False):
+            self.keep_changes = True
         super().__init__(self.message)
 
 

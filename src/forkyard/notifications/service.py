@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from forkyard.db.tenancy import owned
 from forkyard.identity.models import User
 from forkyard.kit.ids import new_id
 from forkyard.mail.sender import queue_email
@@ -69,9 +70,7 @@ async def channels_of(session: AsyncSession, user_id: str) -> dict[str, dict[str
 async def org_admins(session: AsyncSession, org_id: str) -> list[str]:
     """The users who run an org (owners and admins): who is told about its machinery."""
     rows = await session.execute(
-        select(Membership.user_id).where(
-            Membership.org_id == org_id, Membership.role.in_(("owner", "admin"))
-        )
+        owned(select(Membership.user_id), org_id).where(Membership.role.in_(("owner", "admin")))
     )
     return list(rows.scalars())
 

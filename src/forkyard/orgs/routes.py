@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import select
 
 from forkyard.db.session import DbSession
+from forkyard.db.tenancy import owned
 from forkyard.identity.deps import CurrentPrincipal, OrgAdmin, require_session, settings_of
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
 from forkyard.kit.routing import protected_router
@@ -88,7 +89,7 @@ async def _member_page(
 ) -> Page[schemas.Member]:
     grant = await service.org_access(session, principal, org_id)
     grant.require("read")
-    stmt = select(Membership).where(Membership.org_id == grant.org.id)
+    stmt = owned(select(Membership), grant.org.id)
     rows, cursor = await paginate(session, stmt, Membership, page)
     users = await service.users_by_id(session, [m.user_id for m in rows])
     return Page(
@@ -204,7 +205,7 @@ async def list_ip_allowlist(
     session: DbSession, principal: OrgAdmin, page: Paging
 ) -> Page[schemas.AllowlistEntry]:
     """The acting org's IP allowlist (admins); an empty list allows every address."""
-    stmt = select(IpAllowlistEntry).where(IpAllowlistEntry.org_id == principal.org_id)
+    stmt = owned(select(IpAllowlistEntry), principal)
     rows, cursor = await paginate(session, stmt, IpAllowlistEntry, page)
     return Page(data=[service.allowlist_out(e) for e in rows], next_cursor=cursor)
 

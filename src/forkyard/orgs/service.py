@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.audit.service import record
 from forkyard.config import Settings
+from forkyard.db.tenancy import get_owned, owned
 from forkyard.events import Actor, emit
 from forkyard.identity.deps import IpNotAllowed, ip_in_allowlist
 from forkyard.identity.errors import CookieSessionRequired
@@ -423,9 +424,7 @@ async def invite(
 
 async def revoke_invitation(session: AsyncSession, grant: OrgGrant, inv_id: str) -> None:
     require_manage(grant)
-    inv = await session.get(Invitation, inv_id) if has_prefix(inv_id, "inv") else None
-    if inv is None or inv.org_id != grant.org.id:
-        raise NotFound.of("Invitation", inv_id)
+    inv = await get_owned(session, Invitation, inv_id, grant.org.id, kind="Invitation")
     if inv.accepted_at is not None:
         raise InvitationUsed("This invitation was already accepted; remove the member instead.")
     if inv.revoked_at is None:
@@ -539,9 +538,7 @@ def allowlist_out(entry: IpAllowlistEntry) -> schemas.AllowlistEntry:
 
 async def _allowlist_cidrs(session: AsyncSession, org_id: str) -> list[tuple[str, str]]:
     rows = await session.execute(
-        select(IpAllowlistEntry.id, IpAllowlistEntry.cidr)
-        .where(IpAllowlistEntry.org_id == org_id)
-        .with_for_update()
+        owned(select(IpAllowlistEntry.id, IpAllowlistEntry.cidr), org_id).with_for_update()
     )
     return [(r[0], r[1]) for r in rows]
 
@@ -581,9 +578,9 @@ async def remove_allowlist_entry(
     session: AsyncSession, principal: Principal, entry_id: str, confirm_lockout: bool
 ) -> None:
     assert principal.org_id is not None
-    entry = await session.get(IpAllowlistEntry, entry_id) if has_prefix(entry_id, "ipa") else None
-    if entry is None or entry.org_id != principal.org_id:
-        raise NotFound.of("IP allowlist entry", entry_id)
+    entry = await get_owned(
+        session, IpAllowlistEntry, entry_id, principal, kind="IP allowlist entry"
+    )
     after = [
         cidr
         for ident, cidr in await _allowlist_cidrs(session, principal.org_id)

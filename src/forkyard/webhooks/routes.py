@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from forkyard.audit.service import record
 from forkyard.db.session import DbSession
+from forkyard.db.tenancy import owned
 from forkyard.events import Actor
 from forkyard.identity.deps import OrgAdmin, Reader, settings_of
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
@@ -32,7 +33,7 @@ async def list_webhooks(
     session: DbSession, principal: Reader, page: Annotated[PageParams, Depends(page_params)]
 ) -> Page[Webhook]:
     """The org's webhook endpoints, newest first."""
-    stmt = select(WebhookEndpoint).where(WebhookEndpoint.org_id == principal.org_id)
+    stmt = owned(select(WebhookEndpoint), principal)
     rows, cursor = await paginate(session, stmt, WebhookEndpoint, page)
     return Page(data=[Webhook.of(e) for e in rows], next_cursor=cursor)
 

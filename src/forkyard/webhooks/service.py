@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.config import Settings
+from forkyard.db.tenancy import get_owned, owned
 from forkyard.events import SYSTEM, Actor, emit
 from forkyard.events.models import EventRecord
 from forkyard.events.schemas import EventOut
@@ -64,10 +65,7 @@ def matches(endpoint: WebhookEndpoint, event_type: str) -> bool:
 
 
 async def get_endpoint(session: AsyncSession, org_id: str | None, id: str) -> WebhookEndpoint:
-    endpoint = await session.get(WebhookEndpoint, id) if has_prefix(id, "whk") else None
-    if endpoint is None or endpoint.org_id != org_id:
-        raise NotFound.of("Webhook", id)
-    return endpoint
+    return await get_owned(session, WebhookEndpoint, id, org_id, kind="Webhook")
 
 
 async def create_endpoint(
@@ -82,11 +80,7 @@ async def create_endpoint(
     created_by: str | None,
 ) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its secret (returned once, stored sealed)."""
-    count = len(
-        (await session.execute(select(WebhookEndpoint.id).where(WebhookEndpoint.org_id == org_id)))
-        .scalars()
-        .all()
-    )
+    count = len((await session.execute(owned(select(WebhookEndpoint.id), org_id))).scalars().all())
     if count >= settings.webhooks_max_per_org:
         raise TooManyWebhooks(details={"limit": settings.webhooks_max_per_org})
     await transport.check_url(url, settings)
@@ -154,8 +148,8 @@ async def create_deliveries(session: AsyncSession, event: EventRecord) -> int:
     endpoints = (
         (
             await session.execute(
-                select(WebhookEndpoint).where(
-                    WebhookEndpoint.org_id == event.org_id, WebhookEndpoint.enabled.is_(True)
+                owned(select(WebhookEndpoint), event.org_id).where(
+                    WebhookEndpoint.enabled.is_(True)
                 )
             )
         )

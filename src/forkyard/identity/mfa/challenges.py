@@ -130,7 +130,7 @@ async def _check_user_guesses(session: AsyncSession, settings: Settings, user_id
 async def fail_attempt(
     session: AsyncSession, challenge: LoginChallenge, user: User, request: Request, reason: str
 ) -> None:
-    """Spend one attempt and keep that even though the request fails."""
+    """Spend one attempt; the caller's error keeps it (keep_changes) though the request fails."""
     challenge.attempts += 1
     await record_for_user(
         session,
@@ -140,7 +140,6 @@ async def fail_attempt(
         actor="unverified",
         data={"reason": reason, "attempts": challenge.attempts},
     )
-    await session.commit()
 
 
 async def sign_in(

@@ -35,7 +35,7 @@ from forkyard.identity.principal import Principal
 from forkyard.identity.routes import anonymous_limit
 from forkyard.identity.sms import is_e164, mask_phone, queue_sms
 from forkyard.kit.clock import utcnow
-from forkyard.kit.errors import Conflict, NotFound, ValidationFailed
+from forkyard.kit.errors import Conflict, ForkyardError, NotFound, ValidationFailed
 from forkyard.kit.ids import has_prefix
 from forkyard.kit.ratelimit import limiter
 from forkyard.kit.routing import protected_router, public_router
@@ -279,8 +279,8 @@ async def _check_enrollment_code(
             code=code,
             target=target,
         )
-    except InvalidCode:
-        await session.commit()  # the spent attempt counts
+    except InvalidCode as exc:
+        exc.keep_changes = True  # the spent attempt counts
         raise
 
 
@@ -356,8 +356,8 @@ async def webauthn_register_finish(
         credential_id, public_key, count = webauthn.verify_registration(
             settings_of(request), body.credential, challenge
         )
-    except Exception:
-        await session.commit()
+    except ForkyardError as exc:
+        exc.keep_changes = True  # the spent challenge stays spent
         raise
     taken = (
         await session.execute(select(MfaFactor.id).where(MfaFactor.credential_id == credential_id))
@@ -491,7 +491,8 @@ async def verify_login(body: s.MfaVerify, request: Request, session: DbSession) 
     if not ok:
         await fail_attempt(session, challenge, user, request, "wrong_code")
         raise InvalidCode(
-            details={"attempts_left": settings.mfa_challenge_max_attempts - challenge.attempts}
+            details={"attempts_left": settings.mfa_challenge_max_attempts - challenge.attempts},
+            keep_changes=True,
         )
     challenge.used_at = utcnow()
     return await sign_in(
@@ -546,6 +547,7 @@ async def webauthn_login_finish(
         )
     except (FactorUnavailable, WebauthnFailed) as exc:
         await fail_attempt(session, challenge, user, request, exc.code)
+        exc.keep_changes = True
         raise
     factor.last_used_at = utcnow()
     challenge.used_at = utcnow()
