@@ -42,6 +42,7 @@ def _routers() -> list[APIRouter]:
     from forkyard.identity.routes import router as auth
     from forkyard.identity.sessions import router as sessions
     from forkyard.identity.users import router as users
+    from forkyard.lsp.routes import routers as lsp_routers
     from forkyard.notifications.routes import router as notifications
     from forkyard.orgs.routes import routers as org_routers
     from forkyard.ssh.routes import router as ssh
@@ -75,6 +76,7 @@ def _routers() -> list[APIRouter]:
         notifications,
         port_forwards,
         port_tunnels,
+        *lsp_routers,
     ]
 
 

@@ -28,6 +28,17 @@ M = TypeVar("M", bound=BaseModel)
 SECRET_PURPOSE = "node-secret"
 # A session message carries at most one agent frame of output (64 KiB) or a stdin chunk.
 SESSION_MAX_MESSAGE = 1024 * 1024
+# One JSON-RPC message of a language server (a didOpen carries a whole file; node/lsp.py).
+LSP_MAX_MESSAGE = 16 * 1024 * 1024 + 1024
+# A node's refusal to open a language server, as the status the caller sees.
+LSP_REFUSALS = {
+    "language_server_unavailable": 404,
+    "instance_not_found": 404,
+    "invalid_request": 422,
+    "invalid_root": 422,
+    "instance_not_running": 409,
+    "too_many_language_servers": 409,
+}
 
 
 class RemoteError(ForkyardError):
@@ -393,6 +404,37 @@ class NodeClient:
     def watch(self, instance_id: str, body: c.WatchIn) -> AsyncIterator[dict[str, Any]]:
         """A directory's changes inside the instance (contract.WatchEventOut, as dicts)."""
         return self._events(f"/node/instances/{_seg(instance_id)}/files/watch", body)
+
+    # --- language servers (node/api/lsp.py) ---
+
+    async def lsp_servers(self, instance_id: str) -> c.LspServersOut:
+        """The language servers the instance's image has, and those running."""
+        return await self._model("GET", f"/node/instances/{_seg(instance_id)}/lsp", c.LspServersOut)
+
+    async def open_lsp(self, instance_id: str, language: str, root: str) -> ClientConnection:
+        """A client of the instance's shared language server for `root`: the node's WebSocket,
+        past its opening message. Each text message after it is one JSON-RPC message."""
+        base = self.rpc.url.removesuffix("/node/rpc")
+        url = f"{base}/node/instances/{_seg(instance_id)}/lsp/{_seg(language)}?root={quote(root)}"
+        try:
+            ws = await connect(
+                url,
+                additional_headers={"Authorization": f"Bearer {self.rpc.secret}"},
+                compression=None,
+                proxy=None,
+                max_size=LSP_MAX_MESSAGE,
+                open_timeout=5,
+                ping_interval=20,
+                ping_timeout=20,
+            )
+            opened = c.LspOpenOut.model_validate_json(await asyncio.wait_for(ws.recv(), 60))
+        except (OSError, TimeoutError, ValueError, websockets.WebSocketException) as exc:
+            raise NodeUnreachable(details={"server": self.base_url.split("//")[-1]}) from exc
+        if not opened.ok:
+            await ws.close()
+            code = opened.code or "language_server_failed"
+            raise RemoteError(LSP_REFUSALS.get(code, 502), code, opened.message or "", {})
+        return ws
 
     async def call(
         self, op: str, instance_id: str, params: dict[str, Any], *, timeout: float = 60.0

@@ -36,8 +36,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from forkyard.guest import protocol as p
 from forkyard.node.agent_client import AgentClient, ExecStream
-from forkyard.node.errors import NodeError
+from forkyard.node.errors import AgentOperationError, NodeError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,12 @@ class LanguageServerFailed(NodeError):
     status_code = 502
     code = "language_server_failed"
     message = "The language server could not be started."
+
+
+class InvalidRoot(NodeError):
+    status_code = 422
+    code = "invalid_root"
+    message = "The workspace root is not a directory of the instance."
 
 
 class TooManyLanguageServers(NodeError):
@@ -171,6 +178,7 @@ class LanguageServer:
         self._initialized_sent = False
         self._write_lock = asyncio.Lock()
         self._idle: asyncio.TimerHandle | None = None
+        self._stopping: asyncio.Future[None] | None = None
         self._reader = asyncio.create_task(self._read())
         self.stopped = False
 
@@ -219,9 +227,11 @@ class LanguageServer:
                 )
         if not self.clients and not self.stopped:
             loop = asyncio.get_running_loop()
-            self._idle = loop.call_later(
-                self.hub.grace_s, lambda: asyncio.ensure_future(self.stop())
-            )
+            grace = IDLE_GRACE_S if self.hub.grace_s is None else self.hub.grace_s
+            self._idle = loop.call_later(grace, self._idle_expired)
+
+    def _idle_expired(self) -> None:
+        self._stopping = asyncio.ensure_future(self.stop())
 
     async def from_client(self, client: LspClient, message: dict[str, Any]) -> None:
         method = message.get("method")
@@ -383,7 +393,7 @@ class LanguageServer:
 class LspHub:
     """The node's running language servers, by (instance, language, root)."""
 
-    def __init__(self, grace_s: float = IDLE_GRACE_S) -> None:
+    def __init__(self, grace_s: float | None = None) -> None:
         self.grace_s = grace_s
         self.servers: dict[tuple[str, str, str], LanguageServer] = {}
         self._starting: dict[tuple[str, str, str], asyncio.Lock] = {}
@@ -426,6 +436,11 @@ class LspHub:
         try:
             await stream.__aenter__()
             first = await stream.__anext__()  # `start`, or the agent's refusal (no such root)
+        except AgentOperationError as exc:
+            await stream.aclose()
+            if exc.code == p.E_SPAWN:  # its working directory is missing
+                raise InvalidRoot(details={"root": root}) from exc
+            raise LanguageServerFailed(details={"language": language}) from exc
         except Exception as exc:
             await stream.aclose()
             raise LanguageServerFailed(

@@ -1,0 +1,1 @@
+"""Language servers inside instances, over WebSockets (tag lsp; the node's side: node/lsp.py)."""
