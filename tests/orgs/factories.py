@@ -1,0 +1,23 @@
+"""Small factories for orgs' rows, for service-level tests that need no HTTP and no root."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from forkyard.orgs.models import IpAllowlistEntry, Org
+
+
+async def make_org(session: AsyncSession, name: str = "acme") -> Org:
+    org = Org(name=name)
+    session.add(org)
+    await session.flush()
+    return org
+
+
+async def make_allowlist_entry(
+    session: AsyncSession, org: Org, cidr: str = "192.0.2.0/24"
+) -> IpAllowlistEntry:
+    entry = IpAllowlistEntry(org_id=org.id, cidr=cidr)
+    session.add(entry)
+    await session.flush()
+    return entry
