@@ -55,9 +55,12 @@ DEFAULT_PACKAGES = (
     "iproute2",
     "ca-certificates",
     # The Python language server (LSP, `GET /v1/instances/{id}/lsp/python`); pyflakes is only
-    # Suggested by it, and gives the syntax errors and undefined names it reports.
+    # Suggested by it, and gives the syntax errors and undefined names it reports. Without
+    # setuptools' metadata pylsp loads none of its plugins (they require `setuptools>=39`), and
+    # answers every completion with nothing.
     "python3-pylsp",
     "python3-pyflakes",
+    "python3-setuptools",
 )
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 
