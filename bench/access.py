@@ -23,6 +23,16 @@ A `python3 -m http.server` inside an instance, asked for a 2 KiB file
   a new tunnel per request behind it).
 p50/p90 of each in the same run, alternated; the preview's p50 as a ratio of the direct p50 and
 the milliseconds it adds (aim: under 2 ms). Then one large download, direct and proxied, in MB/s.
+
+`lsp`: a completion round trip through the language server WebSocket (ADR 0017), on a platform
+of the bench's own (run as root):
+
+    python bench/access.py lsp [--requests 100]
+
+pylsp of the default image, one client: the time to the first answer of `initialize` (the
+server's start inside the instance), the first completion (jedi's cold caches), then p50/p90 of
+N sequential `textDocument/completion` requests for `os.pa|` (the API, the node, the agent's
+stdin and stdout, pylsp and jedi, and back).
 """
 
 from __future__ import annotations
@@ -161,6 +171,62 @@ async def preview(requests: int, mb: int) -> None:
     print(f"\n(machine: {Path('/proc/loadavg').read_text().split()[0]} load average at the end)")
 
 
+LSP_SOURCE = "import os\nos.pa"
+
+
+async def lsp_completion(requests: int) -> None:
+    import json
+
+    import websockets
+
+    async with platform() as p:
+        iid = await first_instance(p.api, memory_mb=512)
+        await p.api.post(
+            f"/v1/instances/{iid}/files", json={"path": "/root/b/m.py", "content": LSP_SOURCE}
+        )
+        url = p.url.replace("http", "ws", 1) + f"/v1/instances/{iid}/lsp/python?root=/root/b"
+        headers = {"Authorization": p.api.headers["Authorization"]}
+        async with websockets.connect(url, additional_headers=headers) as ws:
+            ids = iter(range(1, 1 << 30))
+
+            async def call(method: str, params: Any) -> Any:
+                n = next(ids)
+                await ws.send(json.dumps({"jsonrpc": "2.0", "id": n, "method": method,
+                                          "params": params}))  # fmt: skip
+                while True:
+                    message = json.loads(await ws.recv())
+                    if message.get("id") == n and "method" not in message:
+                        return message.get("result")
+
+            t = time.perf_counter()
+            await call("initialize", {"processId": None, "rootUri": "file:///root/b",
+                                      "capabilities": {}})  # fmt: skip
+            started = (time.perf_counter() - t) * 1000
+            await ws.send(json.dumps({"jsonrpc": "2.0", "method": "initialized", "params": {}}))
+            uri = "file:///root/b/m.py"
+            doc = {"uri": uri, "languageId": "python", "version": 1, "text": LSP_SOURCE}
+            await ws.send(json.dumps({"jsonrpc": "2.0", "method": "textDocument/didOpen",
+                                      "params": {"textDocument": doc}}))  # fmt: skip
+            at = {"textDocument": {"uri": uri}, "position": {"line": 1, "character": 5}}
+            t = time.perf_counter()
+            first = await call("textDocument/completion", at)
+            cold = (time.perf_counter() - t) * 1000
+            assert first and first["items"], first
+            times = []
+            for _ in range(requests):
+                t = time.perf_counter()
+                await call("textDocument/completion", at)
+                times.append((time.perf_counter() - t) * 1000)
+        await p.api.delete(f"/v1/instances/{iid}")
+    times.sort()
+    print(f"LSP (pylsp): initialize {started:.0f} ms, first completion {cold:.0f} ms")
+    print(
+        f"completion round trip: p50 {statistics.median(times):.1f} ms, "
+        f"p90 {pct(times, 0.9):.1f} ms, max {times[-1]:.1f} ms ({len(times)} requests)"
+    )
+    print(f"(machine: {Path('/proc/loadavg').read_text().split()[0]} load average at the end)")
+
+
 def ssh_true(host: str, port: int, instance: str, identity: str, runs: int) -> list[float]:
     argv = [
         "ssh", "-p", str(port), "-i", identity, "-o", "BatchMode=yes",
@@ -188,7 +254,12 @@ def main() -> None:
     pv = sub.add_parser("preview")
     pv.add_argument("--requests", type=int, default=300)
     pv.add_argument("--mb", type=int, default=200)
+    lsp = sub.add_parser("lsp")
+    lsp.add_argument("--requests", type=int, default=100)
     args = parser.parse_args()
+    if args.what == "lsp":
+        asyncio.run(lsp_completion(args.requests))
+        return
     if args.what == "preview":
         asyncio.run(preview(args.requests, args.mb))
         return

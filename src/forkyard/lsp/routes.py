@@ -6,7 +6,7 @@ text message either way is one JSON-RPC message of the Language Server Protocol 
 directory and is shared by every client of the same instance, language and root: request ids
 are rewritten so that each answer reaches the client that asked, `initialize` reaches the
 server once (later clients get the first one's result), and `shutdown`/`exit` end only that
-client. With no client left the server is stopped after a grace (docs/adr/0015-lsp.md).
+client. With no client left the server is stopped after a grace (docs/adr/0017-lsp.md).
 
 Authentication as for the terminal: a Bearer API key with write scope, or the session cookie
 from an allowed Origin. Close codes: 4401 unauthenticated, 4403 forbidden, 4404 no such

@@ -6,7 +6,7 @@ exec op with piped stdin, in the root as its working directory. Its stdout is LS
 framing (`Content-Length: N\\r\\n\\r\\n` + N bytes of JSON); each client sees one JSON-RPC message
 per WebSocket text message.
 
-Sharing one server between clients (ADR 0015):
+Sharing one server between clients (docs/adr/0017-lsp.md):
 - Requests from clients get a fresh id of the node's counter before they reach the server; the
   server's response is sent, with the client's own id put back, to that client only.
   `$/cancelRequest` is translated the same way.
