@@ -1978,6 +1978,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/instances/{id}/lsp": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The language servers the instance's image offers (found on its PATH), and those running.
+         * @description The language servers the instance's image offers (found on its PATH), and those running.
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        get: operations["lsp-list_language_servers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/instances/{id}/port-forwards": {
         parameters: {
             query?: never;
@@ -5704,6 +5726,34 @@ export interface components {
             /** Name */
             name: string;
         };
+        /** LanguageServer */
+        LanguageServer: {
+            /**
+             * Command
+             * @description How it is started inside the instance (stdio).
+             */
+            command: string[];
+            /**
+             * Language
+             * @description The `{language}` of the WebSocket route, e.g. `python`.
+             */
+            language: string;
+            /**
+             * Name
+             * @description The server, e.g. `pylsp`, `gopls`.
+             */
+            name: string;
+            /**
+             * Path
+             * @description Where the instance's PATH found it.
+             */
+            path: string;
+            /**
+             * Running
+             * @description Its running servers, one per root.
+             */
+            running: components["schemas"]["LspRunning"][];
+        };
         /** LoginRequest */
         LoginRequest: {
             /**
@@ -5725,6 +5775,24 @@ export interface components {
             /** Session Id */
             session_id: string | null;
             user: components["schemas"]["User"] | null;
+        };
+        /** LspRunning */
+        LspRunning: {
+            /**
+             * Clients
+             * @description WebSockets sharing this server now.
+             */
+            clients: number;
+            /**
+             * Root
+             * @description The workspace root the server was started for.
+             */
+            root: string;
+            /**
+             * Started At
+             * Format: date-time
+             */
+            started_at: string;
         };
         /** MagicLinkRequest */
         MagicLinkRequest: {
@@ -6126,6 +6194,13 @@ export interface components {
         Page_Invitation_: {
             /** Data */
             data: components["schemas"]["Invitation"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
+        /** Page[LanguageServer] */
+        Page_LanguageServer_: {
+            /** Data */
+            data: components["schemas"]["LanguageServer"][];
             /** Next Cursor */
             next_cursor: string | null;
         };
@@ -10496,6 +10571,37 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ForkOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "lsp-list_language_servers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_LanguageServer_"];
                 };
             };
             /** @description Validation Error */
