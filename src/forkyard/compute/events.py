@@ -8,11 +8,11 @@ from typing import Any, ClassVar
 from sqlalchemy import select
 
 from forkyard.compute.models import BaseImage, Checkpoint, Instance, Snapshot
+from forkyard.compute.states import InstanceStatus, transition
 from forkyard.events import SYSTEM, Actor, Event, subscriber
 from forkyard.identity.events import UserDeleted
 from forkyard.jobs import enqueue
 from forkyard.jobs.queue import JobContext
-from forkyard.kit.clock import utcnow
 
 # --- instances (a VM is an instance's machine on its server; its facts are the instance's) ---
 
@@ -241,6 +241,5 @@ async def delete_personal_org_instances(ctx: JobContext, event: UserDeleted) -> 
         )
     ).scalars()
     for instance in instances:
-        instance.status, instance.status_reason = "deleting", "account_deleted"
-        instance.updated_at = utcnow()
+        transition(instance, InstanceStatus.DELETING, action="delete", reason="account_deleted")
         await enqueue(ctx.session, "instance.destroy", {"instance_id": instance.id})

@@ -14,7 +14,9 @@ from sqlalchemy import select
 
 from forkyard.compute.models import ComputeServer, Instance, Vm
 from forkyard.compute.node_client import SECRET_PURPOSE
+from forkyard.compute.service import enter
 from forkyard.compute.state.layers import layer_ids_of_server
+from forkyard.compute.states import InstanceStatus
 from forkyard.db.session import DbSession
 from forkyard.identity.deps import ACCESS_ATTR, settings_of
 from forkyard.kit.clock import utcnow
@@ -158,11 +160,13 @@ async def _sync_states(session: DbSession, server_id: str, reported: dict[str, s
             if vm.state == "unreachable":
                 vm.state = "running"
                 if instance.status == "error" and instance.status_reason == "server_unreachable":
-                    instance.status, instance.status_reason = "running", None
+                    await enter(session, instance, InstanceStatus.RUNNING, action="resume")
         elif state is not None and vm.state == "running":
             vm.state, vm.stopped_at = "stopped", utcnow()
             if instance.status == "running":
-                instance.status, instance.status_reason = "error", "vm_exited"
+                await enter(
+                    session, instance, InstanceStatus.ERROR, action="mark", reason="vm_exited"
+                )
 
 
 def _is_live(server: ComputeServer, stale_after_s: int) -> bool:

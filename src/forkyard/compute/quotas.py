@@ -9,10 +9,9 @@ from sqlalchemy import Integer, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.compute.models import BaseImage, Instance, Layer
+from forkyard.compute.states import LIVE_STATUSES
 from forkyard.config import Settings
 from forkyard.kit.errors import QuotaExceeded
-
-LIVE_STATUSES = ("provisioning", "running", "stopping", "stopped", "error")
 
 # An image build whose recipe names no disk size (from a snapshot) counts this much.
 BUILD_DISK_MB = 2048

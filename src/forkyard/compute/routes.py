@@ -21,8 +21,8 @@ from forkyard.compute.service import (
     get_vm,
     instance_out,
     network_in,
-    transition,
 )
+from forkyard.compute.states import InstanceStatus, transition
 from forkyard.db.session import DbSession, ReadSession, database
 from forkyard.identity.deps import Reader, Writer, settings_of
 from forkyard.jobs import enqueue
@@ -145,9 +145,7 @@ async def update_instance(
 async def delete_instance(id: str, session: DbSession, principal: Writer) -> schemas.InstanceOut:
     """Delete an instance: every process, mount, cgroup and byte of its storage goes."""
     instance = await get_instance(session, principal, id, lock=True)
-    transition(
-        instance, ("provisioning", "running", "stopping", "stopped", "error"), "deleting", "delete"
-    )
+    transition(instance, InstanceStatus.DELETING, action="delete")
     await enqueue(session, "instance.destroy", {"instance_id": instance.id})
     await record(
         session,
@@ -202,7 +200,7 @@ async def get_vm_route(
 async def start_vm(id: str, session: DbSession, principal: Writer) -> schemas.InstanceOut:
     """Boot a stopped instance again; its disk is as it was."""
     instance = await get_instance(session, principal, id, lock=True)
-    transition(instance, ("stopped", "error"), "provisioning", "start")
+    transition(instance, InstanceStatus.PROVISIONING, action="start")
     await enqueue(session, "instance.boot", {"instance_id": instance.id})
     return instance_out(instance)
 
@@ -211,7 +209,7 @@ async def start_vm(id: str, session: DbSession, principal: Writer) -> schemas.In
 async def stop_vm(id: str, session: DbSession, principal: Writer) -> schemas.InstanceOut:
     """Stop the instance's VM; the disk stays for the next boot."""
     instance = await get_instance(session, principal, id, lock=True)
-    transition(instance, ("running", "error"), "stopping", "stop")
+    transition(instance, InstanceStatus.STOPPING, action="stop")
     await enqueue(
         session, "instance.stop", {"instance_id": instance.id, "reason": "stopped_by_user"}
     )

@@ -11,11 +11,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.compute import schemas
-from forkyard.compute.errors import EmailNotVerified, InvalidTransition, NodeUnreachable
+from forkyard.compute.errors import EmailNotVerified, NodeUnreachable
 from forkyard.compute.events import (
-    InstanceCreated,
     InstanceDeleted,
     InstanceError,
+    InstanceEvent,
     InstanceRunning,
     InstanceStopped,
 )
@@ -27,6 +27,7 @@ from forkyard.compute.models import (
     Vm,
 )
 from forkyard.compute.node_client import node_clients
+from forkyard.compute.provision import blueprint, provision
 from forkyard.compute.quotas import check_quota
 from forkyard.compute.servers import node_for, place
 from forkyard.compute.state.image_resolution import NODE_IMAGES, image_path
@@ -37,6 +38,7 @@ from forkyard.compute.state.layers import (
     new_stack,
     release_instance,
 )
+from forkyard.compute.states import InstanceStatus, transition
 from forkyard.config import Settings
 from forkyard.events import Actor, emit
 from forkyard.identity.principal import Principal
@@ -52,7 +54,6 @@ log = logging.getLogger("forkyard.compute")
 BOOT_ATTEMPTS_ON_UNREACHABLE = 3
 # A create that boots in its own request leaves the queued boot this long, in case it dies.
 INLINE_BOOT_SAFETY_NET_S = 60
-DEFAULT_VCPUS, DEFAULT_MEMORY_MB, DEFAULT_DISK_MB = 1.0, 512, 1024
 EXEC_MAX_TIMEOUT_S = 3600  # schemas.ExecRequest.timeout_s's bound
 # Nodes heartbeat into nothing while the control plane is down; its silence is not theirs.
 # Staleness counts from this process's start at the earliest (ADR 0009).
@@ -127,59 +128,31 @@ async def create_instance(
     boots it itself (`booting_inline`) still queues the boot, later, as a safety net: it runs
     only if that caller died before the instance left `provisioning`."""
     require_verified(principal)
-    profile = None
-    if body.profile_id:
-        profile = await get_profile(session, principal, body.profile_id)
-    vcpus = body.vcpus or (profile.vcpus if profile else DEFAULT_VCPUS)
-    memory_mb = body.memory_mb or (profile.memory_mb if profile else DEFAULT_MEMORY_MB)
-    disk_mb = body.disk_mb or (profile.disk_mb if profile else DEFAULT_DISK_MB)
+    profile = await get_profile(session, principal, body.profile_id) if body.profile_id else None
+    plan = blueprint(body, profile, settings)
     assert principal.org_id
-    await check_quota(session, settings, principal.org_id, vcpus, memory_mb, disk_mb=disk_mb)
-    image = body.image or (profile.image if profile else "default")
+    await check_quota(
+        session, settings, principal.org_id, plan.vcpus, plan.memory_mb, disk_mb=plan.disk_mb
+    )
     # Pinned now: the image's current version when the instance is created.
-    stack = await new_stack(session, principal.org_id, image)
-    if stack.image_id is None and image not in NODE_IMAGES:
+    stack = await new_stack(session, principal.org_id, plan.image)
+    if stack.image_id is None and plan.image not in NODE_IMAGES:
         # Refused here, not left to the node: an unknown name would only fail at boot.
         raise ValidationFailed(
-            f"No image named {image!r}.",
+            f"No image named {plan.image!r}.",
             details={"fields": [{"loc": ["body", "image"], "msg": "unknown image"}]},
         )
     server = await place(session, settings, stack.layer_ids)
-    now = utcnow()
-    instance = Instance(
+    return await provision(
+        session,
+        plan,
         org_id=principal.org_id,
         created_by=principal.user_id,
-        status="provisioning",
         server_id=server.id,
-        profile_id=profile.id if profile else None,
-        image=image,
-        vcpus=vcpus,
-        memory_mb=memory_mb,
-        disk_mb=disk_mb,
-        env={**(profile.env if profile else {}), **(body.env or {})},
-        labels=body.labels or {},
-        idle_timeout_s=body.idle_timeout_s
-        if body.idle_timeout_s is not None
-        else (profile.idle_timeout_s if profile else None),
-        setup_commands=list(profile.setup_commands) if profile else [],
-        network=initial_network(body.network, profile, settings),
-        setup_done=False,
-        last_activity_at=now,
+        stack=stack,
+        actor=Actor.of(principal),
+        boot_at=utcnow() + timedelta(seconds=INLINE_BOOT_SAFETY_NET_S) if booting_inline else None,
     )
-    instance.name = body.name or instance.id
-    session.add(instance)
-    await session.flush()
-    stack.instance_id = instance.id
-    session.add(stack)
-    session.add(Vm(instance_id=instance.id, server_id=server.id, state="pending", boots=0))
-    await emit(session, InstanceCreated.of(instance, Actor.of(principal)))
-    await enqueue(
-        session,
-        "instance.boot",
-        {"instance_id": instance.id},
-        run_at=utcnow() + timedelta(seconds=INLINE_BOOT_SAFETY_NET_S) if booting_inline else None,
-    )
-    return instance
 
 
 async def get_profile(session: AsyncSession, principal: Principal, profile_id: str) -> Profile:
@@ -189,15 +162,20 @@ async def get_profile(session: AsyncSession, principal: Principal, profile_id: s
     return profile
 
 
-def transition(instance: Instance, allowed_from: tuple[str, ...], to: str, action: str) -> None:
-    if instance.status not in allowed_from:
-        raise InvalidTransition(
-            f"Cannot {action} instance {instance.id} while it is {instance.status}.",
-            details={"status": instance.status, "action": action},
-        )
-    instance.status = to
-    instance.status_reason = None
-    instance.updated_at = utcnow()
+async def enter(
+    session: AsyncSession,
+    instance: Instance,
+    to: InstanceStatus,
+    *,
+    action: str,
+    reason: str | None = None,
+) -> None:
+    """`transition`, then emit the fact of the new status (instance.running, .stopped or
+    .error) in the same transaction."""
+    transition(instance, to, action=action, reason=reason)
+    event = STATUS_EVENTS.get(to)
+    if event is not None:
+        await emit(session, event.of(instance))
 
 
 def sandbox_spec(instance: Instance, settings: Settings) -> SandboxSpecIn:
@@ -236,17 +214,6 @@ async def build_spec(
     return spec
 
 
-def initial_network(
-    asked: schemas.Network | None, profile: Profile | None, settings: Settings
-) -> dict[str, Any]:
-    """A new instance's egress policy: the request's, else its profile's, else the default."""
-    if asked is not None:
-        return asked.model_dump()
-    if profile is not None and profile.network is not None:
-        return dict(profile.network)
-    return schemas.Network(egress=settings.default_egress).model_dump()
-
-
 def network_of(network: dict[str, Any] | None) -> schemas.Network:
     """An instance's policy (None: a row older than egress policies, which had none)."""
     return schemas.Network.model_validate(network or {})
@@ -257,6 +224,15 @@ def network_in(network: dict[str, Any] | None, settings: Settings) -> NetworkIn:
     return NetworkIn(
         egress=policy.egress, allow=policy.allow, blocked=settings.egress_blocked_ranges
     )
+
+
+# The fact emitted on entering a status (provisioning and deleting are told by instance.created
+# and instance.deleted, emitted where the row is made and removed).
+STATUS_EVENTS: dict[InstanceStatus, type[InstanceEvent]] = {
+    InstanceStatus.RUNNING: InstanceRunning,
+    InstanceStatus.STOPPED: InstanceStopped,
+    InstanceStatus.ERROR: InstanceError,
+}
 
 
 # --- jobs: each reloads state by id and is safe to run twice ---
@@ -292,7 +268,7 @@ async def boot(
     if row is None:
         return await session.get(Instance, instance_id)
     instance, vm, server = row
-    if instance.status != "provisioning":
+    if instance.status != InstanceStatus.PROVISIONING:
         return instance
     if server is None:
         raise NodeUnreachable()
@@ -307,20 +283,27 @@ async def boot(
         if retry_if_unreachable:
             raise  # tried again later: a restarting node re-registers meanwhile
         vm.state = "failed"
-        instance.status, instance.status_reason = (
-            "error",
-            "boot failed: the compute server is not answering",
+        await enter(
+            session,
+            instance,
+            InstanceStatus.ERROR,
+            action="boot",
+            reason="boot failed: the compute server is not answering",
         )
-        await emit(session, InstanceError.of(instance))
         return instance
     except Exception as exc:
         vm.state = "failed"
         # The reason is shown to the instance's users: the error's public message only (a
         # RemoteError keeps the node's own text, which names host paths, for the log).
         public = exc.message if isinstance(exc, ForkyardError) else "internal error"
-        instance.status, instance.status_reason = "error", f"boot failed: {public}"[:500]
         log.warning("boot of %s failed: %s", instance.id, getattr(exc, "node_message", None) or exc)
-        await emit(session, InstanceError.of(instance))
+        await enter(
+            session,
+            instance,
+            InstanceStatus.ERROR,
+            action="boot",
+            reason=f"boot failed: {public}"[:500],
+        )
         return instance
     now = utcnow()
     vm.state, vm.pid, vm.boot_ms, vm.started_at, vm.stopped_at = (
@@ -339,15 +322,16 @@ async def boot(
                 instance.id, {"command": command, "timeout_s": 600}, timeout=660
             )
             if result["exit_code"] != 0:
-                instance.status, instance.status_reason = (
-                    "error",
-                    f"setup command failed ({result['exit_code']}): {command}"[:500],
+                await enter(
+                    session,
+                    instance,
+                    InstanceStatus.ERROR,
+                    action="set up",
+                    reason=f"setup command failed ({result['exit_code']}): {command}"[:500],
                 )
-                await emit(session, InstanceError.of(instance))
                 return instance
         instance.setup_done = True
-    instance.status, instance.status_reason = "running", None
-    await emit(session, InstanceRunning.of(instance))
+    await enter(session, instance, InstanceStatus.RUNNING, action="boot")
     return instance
 
 
@@ -355,23 +339,22 @@ async def boot(
 async def stop_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
     session, settings = ctx.session, ctx.settings
     instance = await session.get(Instance, payload["instance_id"], with_for_update=True)
-    if instance is None or instance.status != "stopping":
+    if instance is None or instance.status != InstanceStatus.STOPPING:
         return
     vm = await get_vm(session, instance)
     node = await node_for(session, settings, instance.server_id)
     await node.stop(instance.id)
     vm.state, vm.stopped_at, vm.pid = "stopped", utcnow(), None
-    instance.status = "stopped"
-    instance.status_reason = payload.get("reason")
-    instance.updated_at = utcnow()
-    await emit(session, InstanceStopped.of(instance))
+    await enter(
+        session, instance, InstanceStatus.STOPPED, action="stop", reason=payload.get("reason")
+    )
 
 
 @job("instance.destroy")
 async def destroy_instance(ctx: JobContext, payload: dict[str, Any]) -> None:
     session, settings = ctx.session, ctx.settings
     instance = await session.get(Instance, payload["instance_id"], with_for_update=True)
-    if instance is None or instance.status != "deleting":
+    if instance is None or instance.status != InstanceStatus.DELETING:
         return
     if instance.server_id:
         node = await node_for(session, settings, instance.server_id)
@@ -406,14 +389,15 @@ async def mark_stale_servers(session: AsyncSession, settings: Settings) -> int:
             .where(Vm.server_id == server.id, Vm.state == "running")
             .values(state="unreachable")
         )
-        failed = await session.execute(
-            update(Instance)
-            .where(Instance.server_id == server.id, Instance.status == "running")
-            .values(status="error", status_reason="server_unreachable")
-            .returning(Instance)
+        running = await session.execute(
+            select(Instance)
+            .where(Instance.server_id == server.id, Instance.status == InstanceStatus.RUNNING)
+            .with_for_update()
         )
-        for instance in failed.scalars():
-            await emit(session, InstanceError.of(instance))
+        for instance in running.scalars():
+            await enter(
+                session, instance, InstanceStatus.ERROR, action="mark", reason="server_unreachable"
+            )
     return len(stale)
 
 
@@ -450,7 +434,7 @@ async def stop_idle_instances(session: AsyncSession) -> int:
     for instance in idle:
         assert instance.idle_timeout_s is not None
         if now - instance.last_activity_at >= timedelta(seconds=instance.idle_timeout_s):
-            instance.status = "stopping"
+            transition(instance, InstanceStatus.STOPPING, action="stop", reason=None)
             await enqueue(
                 session, "instance.stop", {"instance_id": instance.id, "reason": "idle_timeout"}
             )

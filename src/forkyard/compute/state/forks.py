@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import Query, Request, Response
@@ -16,16 +17,16 @@ from sqlalchemy import func, select
 from forkyard.audit.service import record
 from forkyard.compute.errors import NoCapacity
 from forkyard.compute.events import (
-    InstanceCreated,
     InstanceDeleted,
     InstanceForked,
-    InstanceRunning,
 )
-from forkyard.compute.models import ComputeServer, Instance, InstanceStack, Vm
+from forkyard.compute.models import ComputeServer, Instance, InstanceStack
+from forkyard.compute.provision import Blueprint, provision
 from forkyard.compute.quotas import check_quota
 from forkyard.compute.servers import node_for, place, server_is_fresh
 from forkyard.compute.service import (
     build_spec,
+    enter,
     get_instance,
     get_vm,
     instance_out,
@@ -38,6 +39,7 @@ from forkyard.compute.state.layers import (
     ensure_stack,
     forget_node_layer,
 )
+from forkyard.compute.states import InstanceStatus
 from forkyard.config import Settings
 from forkyard.db.session import DbSession
 from forkyard.events import Actor, emit
@@ -99,52 +101,49 @@ async def fork_instance(
     room = await free_slots(session, server, settings)
     parent_stack = await ensure_stack(session, parent)
     prefix = body.name_prefix or f"{parent.name}-fork"
-    now = utcnow()
+    # A child is its parent as it is now: sizes (unless overridden), settings, egress policy
+    # (a fork reaches what its parent reaches) and a disk already set up.
+    like_parent = Blueprint(
+        profile_id=parent.profile_id,
+        image=parent.image,
+        vcpus=vcpus,
+        memory_mb=memory_mb,
+        disk_mb=parent.disk_mb,
+        env={**parent.env, **(over.env or {})},
+        labels={**parent.labels, **(over.labels or {})},
+        idle_timeout_s=parent.idle_timeout_s,
+        network=dict(parent.network or {}),
+        setup_commands=list(parent.setup_commands),
+        setup_done=True,
+    )
     children: list[Instance] = []
     for i in range(body.count):
         # The parent's server while it has room (its layers are there); then other servers
         # (placement prefers those holding the parent's layers), which get a copy of the fork
         # layer before the child boots.
+        assert parent.server_id  # require_capturable: it runs somewhere
         server_id = parent.server_id
         if i >= room:
             try:
                 server_id = (await place(session, settings, parent_stack.layer_ids)).id
             except NoCapacity:
                 break
-        child = Instance(
+        child = await provision(
+            session,
+            replace(like_parent, name=f"{prefix}-{i + 1}"),
             org_id=parent.org_id,
             created_by=principal.user_id,
-            name=f"{prefix}-{i + 1}",
-            status="provisioning",
             server_id=server_id,
-            profile_id=parent.profile_id,
-            image=parent.image,
-            vcpus=vcpus,
-            memory_mb=memory_mb,
-            disk_mb=parent.disk_mb,
-            env={**parent.env, **(over.env or {})},
-            labels={**parent.labels, **(over.labels or {})},
-            idle_timeout_s=parent.idle_timeout_s,
-            setup_commands=list(parent.setup_commands),
-            network=parent.network,  # a fork reaches what its parent reaches
-            setup_done=True,
-            last_activity_at=now,
-        )
-        session.add(child)
-        children.append(child)
-        await session.flush()  # a provisioning child takes a slot in the next placement
-    for child in children:
-        session.add(Vm(instance_id=child.id, server_id=child.server_id, state="pending", boots=0))
-        session.add(
-            InstanceStack(
-                instance_id=child.id,
+            stack=InstanceStack(
                 image_id=parent_stack.image_id,
                 rootfs=parent_stack.rootfs,
                 layer_ids=list(parent_stack.layer_ids),
-            )
+            ),
+            actor=Actor.of(principal),
+            boot=False,  # below: one node call, or jobs once the fork layer is captured
+            parent_id=parent.id,
         )
-    for child in children:
-        await emit(session, InstanceCreated.of(child, Actor.of(principal), parent_id=parent.id))
+        children.append(child)
     await session.flush()
     errors: dict[int, schemas.ForkError] = {
         i: schemas.ForkError(code="no_capacity", message="No server has room for this child.")
@@ -231,6 +230,5 @@ async def _fork_now(
             now,
             1,
         )
-        child.status = "running"
-        await emit(session, InstanceRunning.of(child))
+        await enter(session, child, InstanceStatus.RUNNING, action="fork")
     await session.flush()

@@ -13,7 +13,6 @@ from sqlalchemy import select
 
 from forkyard.audit.service import record
 from forkyard.compute.events import (
-    InstanceCreated,
     InstanceRolledBack,
     SnapshotCreated,
     SnapshotDeleted,
@@ -24,14 +23,13 @@ from forkyard.compute.models import (
     InstanceStack,
     Layer,
     Snapshot,
-    Vm,
 )
+from forkyard.compute.provision import blueprint, provision
 from forkyard.compute.quotas import check_quota
 from forkyard.compute.servers import place
 from forkyard.compute.service import (
     get_instance,
     get_profile,
-    initial_network,
     instance_out,
     require_verified,
 )
@@ -48,8 +46,6 @@ from forkyard.db.session import DbSession
 from forkyard.events import Actor, emit
 from forkyard.identity.deps import Reader, Writer, settings_of
 from forkyard.identity.principal import Principal
-from forkyard.jobs import enqueue
-from forkyard.kit.clock import utcnow
 from forkyard.kit.errors import NotFound
 from forkyard.kit.ids import has_prefix
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
@@ -232,46 +228,35 @@ async def restore_snapshot(
     new = body.new_instance
     require_verified(principal)
     profile = await get_profile(session, principal, new.profile_id) if new.profile_id else None
-    vcpus = new.vcpus or (profile.vcpus if profile else 1.0)
-    memory_mb = new.memory_mb or (profile.memory_mb if profile else 512)
+    # The disk is a clone of the snapshot's, set up already; the rest as a create would have it.
+    plan = blueprint(
+        new,
+        profile,
+        settings,
+        disk_mb=layer.disk_mb,
+        image=layer.image_id or layer.rootfs,
+        from_disk=True,
+    )
     assert principal.org_id
-    await check_quota(session, settings, principal.org_id, vcpus, memory_mb, disk_mb=layer.disk_mb)
+    await check_quota(
+        session, settings, principal.org_id, plan.vcpus, plan.memory_mb, disk_mb=plan.disk_mb
+    )
     server = await place(session, settings, [layer.id])
-    now = utcnow()
-    instance = Instance(
+    instance = await provision(
+        session,
+        plan,
         org_id=principal.org_id,
         created_by=principal.user_id,
-        status="provisioning",
         server_id=server.id,
-        profile_id=profile.id if profile else None,
-        image=layer.image_id or layer.rootfs,
-        vcpus=vcpus,
-        memory_mb=memory_mb,
-        disk_mb=layer.disk_mb,  # the disk is a clone of the snapshot's
-        env={**(profile.env if profile else {}), **(new.env or {})},
-        labels=new.labels or {},
-        idle_timeout_s=new.idle_timeout_s,
-        setup_commands=[],
-        network=initial_network(new.network, profile, settings),
-        setup_done=True,
-        last_activity_at=now,
-    )
-    instance.name = new.name or instance.id
-    session.add(instance)
-    await session.flush()
-    session.add(Vm(instance_id=instance.id, server_id=server.id, state="pending", boots=0))
-    session.add(
-        InstanceStack(
-            instance_id=instance.id,
+        stack=InstanceStack(
             image_id=layer.image_id,
             rootfs=layer.rootfs,
             layer_ids=list(layer.lower_ids),
             boot_layer_id=layer.id,
-        )
+        ),
+        actor=Actor.of(principal),
+        snapshot_id=snap.id,
     )
-    await session.flush()
-    await enqueue(session, "instance.boot", {"instance_id": instance.id})
-    await emit(session, InstanceCreated.of(instance, Actor.of(principal), snapshot_id=snap.id))
     await record(
         session,
         "instance.created",
