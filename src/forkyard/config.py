@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     webhooks_max_per_org: int = 20
     webhooks_test_per_min: int = 10  # POST /v1/webhooks/{id}/test per org
 
+    # --- events API and streams (docs/adr/0016-webhooks.md) ---
+    events_retention_days: int = 90  # events older than this are deleted (the API, the streams)
+    events_stream_keepalive_s: float = 15.0  # SSE keep-alive comment after this much silence
+
     # --- worker ---
     worker_heartbeat_stale_s: int = 30
     job_retention_s: int = 7 * 24 * 3600  # finished jobs are deleted this long after they end

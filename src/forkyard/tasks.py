@@ -10,6 +10,7 @@ def load_all_tasks() -> None:
     import forkyard.compute.state.images
     import forkyard.compute.state.layers
     import forkyard.events.kernel
+    import forkyard.events.tasks
     import forkyard.forwards.events
     import forkyard.identity.events
     import forkyard.identity.idempotency

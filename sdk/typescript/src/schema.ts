@@ -1633,6 +1633,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/events/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * SSE stream of the caller's org's events as they commit (event: the type, data: the event).
+         * @description SSE stream of the caller's org's events as they commit (event: the type, data: the event).
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        get: operations["events-stream_events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/events/{id}": {
         parameters: {
             query?: never;
@@ -2409,6 +2431,28 @@ export interface paths {
          *     Access: A signed-in session or an API key of the org (the key's scopes apply).
          */
         put: operations["notifications-update_notification_settings"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/notifications/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * SSE stream of your new notices (event: `notification`, data: the notice).
+         * @description SSE stream of your new notices (event: `notification`, data: the notice).
+         *
+         *     Access: A signed-in session or an API key of the org (the key's scopes apply).
+         */
+        get: operations["notifications-stream_notifications"];
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -9889,6 +9933,45 @@ export interface operations {
             };
         };
     };
+    "events-stream_events": {
+        parameters: {
+            query?: {
+                /** @description Exact type, or a prefix ending in `.` (`instance.`). */
+                type?: string | null;
+                /** @description instance, checkpoint, ... */
+                resource_type?: string | null;
+                /** @description One resource's history. */
+                resource_id?: string | null;
+            };
+            header?: {
+                /** @description Resume after this event. */
+                "last-event-id"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Server-sent events; `id:` is the row's id (resume with Last-Event-ID); `: keep-alive` comments at least every 15 s. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     "events-get_event": {
         parameters: {
             query?: never;
@@ -11359,6 +11442,38 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["NotificationSettings"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "notifications-stream_notifications": {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Resume after this notice. */
+                "last-event-id"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Server-sent events; `id:` is the row's id (resume with Last-Event-ID); `: keep-alive` comments at least every 15 s. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": unknown;
                 };
             };
             /** @description Validation Error */

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Query
-from sqlalchemy import select
+from fastapi import Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy import Select, select
 
-from forkyard.db.session import DbSession
+from forkyard.db.session import DbSession, database
 from forkyard.events.models import EventRecord
 from forkyard.events.schemas import EventOut
-from forkyard.identity.deps import Reader
+from forkyard.events.stream import SSE_RESPONSES, Row, follow, start_after, stream_response
+from forkyard.identity.deps import Reader, settings_of
 from forkyard.kit.errors import NotFound
 from forkyard.kit.ids import has_prefix
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
@@ -31,7 +33,22 @@ async def list_events(
     resource_id: Annotated[str | None, Query(description="One resource's history.")] = None,
 ) -> Page[EventOut]:
     """The caller's org's events, newest first."""
-    stmt = select(EventRecord).where(EventRecord.org_id == principal.org_id)
+    stmt = _filtered(
+        select(EventRecord).where(EventRecord.org_id == principal.org_id),
+        type,
+        resource_type,
+        resource_id,
+    )
+    rows, cursor = await paginate(session, stmt, EventRecord, page)
+    return Page(data=[EventOut.of(r) for r in rows], next_cursor=cursor)
+
+
+def _filtered(
+    stmt: Select[Any],
+    type: str | None,
+    resource_type: str | None,
+    resource_id: str | None,
+) -> Select[Any]:
     if type:
         stmt = stmt.where(
             EventRecord.type.startswith(type, autoescape=True)
@@ -42,8 +59,47 @@ async def list_events(
         stmt = stmt.where(EventRecord.resource_type == resource_type)
     if resource_id:
         stmt = stmt.where(EventRecord.resource_id == resource_id)
-    rows, cursor = await paginate(session, stmt, EventRecord, page)
-    return Page(data=[EventOut.of(r) for r in rows], next_cursor=cursor)
+    return stmt
+
+
+@router.get("/stream", response_class=StreamingResponse, responses=SSE_RESPONSES)
+async def stream_events(
+    request: Request,
+    principal: Reader,
+    type: Annotated[
+        str | None, Query(description="Exact type, or a prefix ending in `.` (`instance.`).")
+    ] = None,
+    resource_type: Annotated[str | None, Query(description="instance, checkpoint, ...")] = None,
+    resource_id: Annotated[str | None, Query(description="One resource's history.")] = None,
+    last_event_id: Annotated[str | None, Header(description="Resume after this event.")] = None,
+) -> StreamingResponse:
+    """SSE stream of the caller's org's events as they commit (event: the type, data: the event)."""
+    org_id = principal.org_id
+    assert org_id is not None
+    db = database(request)
+
+    async def read(after: str, limit: int) -> list[Row]:
+        stmt = _filtered(
+            select(EventRecord).where(EventRecord.org_id == org_id, EventRecord.id > after),
+            type,
+            resource_type,
+            resource_id,
+        )
+        async with db.read_sessions() as session:
+            rows = (await session.execute(stmt.order_by(EventRecord.id).limit(limit))).scalars()
+            return [Row(r.id, r.type, EventOut.of(r).model_dump(mode="json")) for r in rows]
+
+    return stream_response(
+        follow(
+            db.url,
+            channel="forkyard_events",
+            key=org_id,
+            prefix="evt",
+            after=start_after("evt", last_event_id),
+            read=read,
+            keepalive_s=settings_of(request).events_stream_keepalive_s,
+        )
+    )
 
 
 @router.get("/{id}", response_model=EventOut)

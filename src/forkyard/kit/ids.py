@@ -53,3 +53,9 @@ def new_id(prefix: str) -> str:
 def has_prefix(value: str, prefix: str) -> bool:
     head, sep, tail = value.partition("_")
     return bool(sep) and head == prefix and len(tail) == 26 and all(c in _ALPHABET for c in tail)
+
+
+def id_floor(prefix: str, at_ms: int) -> str:
+    """The least id of `prefix` made at `at_ms` (milliseconds since the epoch): every id made at
+    or after it sorts above it (a time bound on the primary key: retention, stream windows)."""
+    return f"{prefix}_{_encode(at_ms, 10)}{'0' * 16}"

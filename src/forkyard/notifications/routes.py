@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Query
+from fastapi import Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from forkyard.db.session import DbSession
-from forkyard.identity.deps import UserPrincipal
+from forkyard.db.session import DbSession, database
+from forkyard.events.stream import SSE_RESPONSES, Row, follow, start_after, stream_response
+from forkyard.identity.deps import UserPrincipal, settings_of
 from forkyard.kit.clock import utcnow
 from forkyard.kit.errors import NotFound, ValidationFailed
 from forkyard.kit.ids import has_prefix
@@ -106,6 +108,48 @@ async def list_notifications(
         stmt = stmt.where(Notification.read_at.is_(None))
     rows, cursor = await paginate(session, stmt, Notification, page)
     return Page(data=[NotificationOut.of(n) for n in rows], next_cursor=cursor)
+
+
+@router.get("/stream", response_class=StreamingResponse, responses=SSE_RESPONSES)
+async def stream_notifications(
+    request: Request,
+    principal: UserPrincipal,
+    last_event_id: Annotated[str | None, Header(description="Resume after this notice.")] = None,
+) -> StreamingResponse:
+    """SSE stream of your new notices (event: `notification`, data: the notice)."""
+    user_id = principal.user_id
+    assert user_id is not None
+    db = database(request)
+
+    async def read(after: str, limit: int) -> list[Row]:
+        stmt = (
+            select(Notification)
+            .where(
+                Notification.user_id == user_id,
+                Notification.in_app.is_(True),
+                Notification.id > after,
+            )
+            .order_by(Notification.id)
+            .limit(limit)
+        )
+        async with db.read_sessions() as session:
+            rows = (await session.execute(stmt)).scalars()
+            return [
+                Row(n.id, "notification", NotificationOut.of(n).model_dump(mode="json"))
+                for n in rows
+            ]
+
+    return stream_response(
+        follow(
+            db.url,
+            channel="forkyard_notifications",
+            key=user_id,
+            prefix="ntf",
+            after=start_after("ntf", last_event_id),
+            read=read,
+            keepalive_s=settings_of(request).events_stream_keepalive_s,
+        )
+    )
 
 
 @router.get("/settings", response_model=NotificationSettings)
