@@ -43,9 +43,12 @@ lint fmt: install
 	$(BIN)/ruff check --fix src tests bench scripts sdk/python
 	$(BIN)/ruff format src tests bench scripts sdk/python
 
+# The snapshot and everything generated from it: the TS SDK's types, the Python SDK's layer and
+# the reference (commit the first three together; drift tests compare them).
 openapi: install
 	$(BIN)/forkyard openapi > docs/openapi.snapshot.json
 	@if command -v npm >/dev/null; then cd $(TS_SDK) && npm run -s generate; fi
+	$(BIN)/python -m forkyard.reference
 
 # The API reference (docs/build/reference, served at /reference) and the Python SDK's typed layer.
 docs: install

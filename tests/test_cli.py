@@ -26,7 +26,10 @@ FORKYARD = [sys.executable, "-m", "forkyard.cli"]
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FORKYARD_")}
-    env.update(FORKYARD_LOG_JSON="false", FORKYARD_LOCAL_NODE="false", **extra)
+    # FORKYARD_SSH_PORT=0: the SSH gateway of a `serve` takes any free port (2222 may be taken)
+    env.update(
+        FORKYARD_LOG_JSON="false", FORKYARD_LOCAL_NODE="false", FORKYARD_SSH_PORT="0", **extra
+    )
     return env
 
 

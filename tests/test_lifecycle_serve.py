@@ -56,6 +56,7 @@ class Serve:
             FORKYARD_PUBLIC_URL=self.url,
             FORKYARD_IMAGE_CACHE_DIR=IMAGE_CACHE,
             FORKYARD_SERVER_STALE_AFTER_S="30",
+            FORKYARD_SSH_PORT="0",  # installations on one host each need their own SSH port
         )
         if database_url:
             env["FORKYARD_DATABASE_URL"] = database_url

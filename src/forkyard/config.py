@@ -131,7 +131,9 @@ class Settings(BaseSettings):
     # --- SSH gateway (docs/adr/0014-ssh-gateway.md) ---
     ssh_enabled: bool = True  # `serve` runs the SSH gateway
     ssh_port: int = 2222  # the gateway's port (0: any free port)
-    ssh_listen_host: str = "0.0.0.0"  # the interface the gateway listens on
+    # the interface the gateway listens on: loopback, like `serve --host`, until an operator
+    # opens it (a second installation on the host also needs another ssh_port)
+    ssh_listen_host: str = "127.0.0.1"
     ssh_public_host: str | None = None  # the host name users ssh to; unset: public_url's host
     ssh_auth_attempts_per_min: int = 30  # failed sign-ins (and connections) per client address
 

@@ -92,6 +92,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "compute_servers-set_server_status": ("PATCH", "/v1/admin/servers/{id}/status"),
     "compute_servers-server_vm_storage": ("GET", "/v1/admin/servers/{id}/vm-storage"),
     "events-list_events": ("GET", "/v1/events"),
+    "events-stream_events": ("GET", "/v1/events/stream"),
     "events-get_event": ("GET", "/v1/events/{id}"),
     "exec-list_execs": ("GET", "/v1/instances/{id}/exec"),
     "exec-run_command": ("POST", "/v1/instances/{id}/exec"),
@@ -118,6 +119,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "invitations-list_invitations": ("GET", "/v1/orgs/{org_id}/invitations"),
     "invitations-create_invitation": ("POST", "/v1/orgs/{org_id}/invitations"),
     "invitations-revoke_invitation": ("DELETE", "/v1/orgs/{org_id}/invitations/{inv_id}"),
+    "lsp-list_language_servers": ("GET", "/v1/instances/{id}/lsp"),
     "members-list_members": ("GET", "/v1/orgs/{org_id}/members"),
     "members-update_member": ("PATCH", "/v1/orgs/{org_id}/members/{user_id}"),
     "members-remove_member": ("DELETE", "/v1/orgs/{org_id}/members/{user_id}"),
@@ -125,6 +127,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "notifications-read_all_notifications": ("POST", "/v1/notifications/read-all"),
     "notifications-get_notification_settings": ("GET", "/v1/notifications/settings"),
     "notifications-update_notification_settings": ("PUT", "/v1/notifications/settings"),
+    "notifications-stream_notifications": ("GET", "/v1/notifications/stream"),
     "notifications-read_notification": ("POST", "/v1/notifications/{id}/read"),
     "orgs-list_orgs": ("GET", "/v1/orgs"),
     "orgs-create_org": ("POST", "/v1/orgs"),
@@ -1208,6 +1211,14 @@ class Inviter(TypedDict):
     name: str
 
 
+class LanguageServer(TypedDict):
+    command: list[str]
+    language: str
+    name: str
+    path: str
+    running: list[LspRunning]
+
+
 class LoginRequest(TypedDict):
     email: str
     password: str
@@ -1219,6 +1230,12 @@ class LoginResult(TypedDict):
     mfa_required: bool
     session_id: str | None
     user: User | None
+
+
+class LspRunning(TypedDict):
+    clients: int
+    root: str
+    started_at: str
 
 
 class MagicLinkRequest(TypedDict):
@@ -1420,6 +1437,11 @@ class Page_InstanceOut_(TypedDict):
 
 class Page_Invitation_(TypedDict):
     data: list[Invitation]
+    next_cursor: str | None
+
+
+class Page_LanguageServer_(TypedDict):
+    data: list[LanguageServer]
     next_cursor: str | None
 
 
@@ -2774,6 +2796,24 @@ class EventsApi:
             ),
         )
 
+    def stream_events(
+        self,
+        *,
+        type: str | None = None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+    ) -> Iterator[Event]:
+        """SSE stream of the caller's org's events as they commit (event: the type, data: the event).
+
+        `GET /v1/events/stream` (reference: events-stream_events.html)"""
+        return self._core.stream_op(
+            "events-stream_events",
+            {},
+            {"type": type, "resource_type": resource_type, "resource_id": resource_id},
+            None,
+            "stream",
+        )
+
     def get_event(self, id: str) -> EventOut:
         """One event of the caller's org.
 
@@ -3065,6 +3105,22 @@ class InvitationsApi:
         )
 
 
+class LspApi:
+    """Operations tagged `lsp`."""
+
+    def __init__(self, core: SyncCore) -> None:
+        self._core = core
+
+    def list_language_servers(self, id: str) -> Page_LanguageServer_:
+        """The language servers the instance's image offers (found on its PATH), and those running.
+
+        `GET /v1/instances/{id}/lsp` (reference: lsp-list_language_servers.html)"""
+        return cast(
+            "Page_LanguageServer_",
+            self._core.op("lsp-list_language_servers", {"id": id}, {}, None, "json"),
+        )
+
+
 class MembersApi:
     """Operations tagged `members`."""
 
@@ -3162,6 +3218,12 @@ class NotificationsApi:
             "NotificationSettings",
             self._core.op("notifications-update_notification_settings", {}, {}, body, "json"),
         )
+
+    def stream_notifications(self) -> Iterator[Event]:
+        """SSE stream of your new notices (event: `notification`, data: the notice).
+
+        `GET /v1/notifications/stream` (reference: notifications-stream_notifications.html)"""
+        return self._core.stream_op("notifications-stream_notifications", {}, {}, None, "stream")
 
     def read_notification(self, id: str) -> NotificationOut:
         """Mark one notice read.
@@ -3664,6 +3726,7 @@ class Api:
         self.instances = InstancesApi(core)
         self.internal = InternalApi(core)
         self.invitations = InvitationsApi(core)
+        self.lsp = LspApi(core)
         self.members = MembersApi(core)
         self.notifications = NotificationsApi(core)
         self.orgs = OrgsApi(core)
@@ -4401,6 +4464,24 @@ class AsyncEventsApi:
             ),
         )
 
+    def stream_events(
+        self,
+        *,
+        type: str | None = None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+    ) -> AsyncIterator[Event]:
+        """SSE stream of the caller's org's events as they commit (event: the type, data: the event).
+
+        `GET /v1/events/stream` (reference: events-stream_events.html)"""
+        return self._core.stream_op(
+            "events-stream_events",
+            {},
+            {"type": type, "resource_type": resource_type, "resource_id": resource_id},
+            None,
+            "stream",
+        )
+
     async def get_event(self, id: str) -> EventOut:
         """One event of the caller's org.
 
@@ -4715,6 +4796,22 @@ class AsyncInvitationsApi:
         )
 
 
+class AsyncLspApi:
+    """Operations tagged `lsp`."""
+
+    def __init__(self, core: AsyncCore) -> None:
+        self._core = core
+
+    async def list_language_servers(self, id: str) -> Page_LanguageServer_:
+        """The language servers the instance's image offers (found on its PATH), and those running.
+
+        `GET /v1/instances/{id}/lsp` (reference: lsp-list_language_servers.html)"""
+        return cast(
+            "Page_LanguageServer_",
+            await self._core.op("lsp-list_language_servers", {"id": id}, {}, None, "json"),
+        )
+
+
 class AsyncMembersApi:
     """Operations tagged `members`."""
 
@@ -4812,6 +4909,12 @@ class AsyncNotificationsApi:
             "NotificationSettings",
             await self._core.op("notifications-update_notification_settings", {}, {}, body, "json"),
         )
+
+    def stream_notifications(self) -> AsyncIterator[Event]:
+        """SSE stream of your new notices (event: `notification`, data: the notice).
+
+        `GET /v1/notifications/stream` (reference: notifications-stream_notifications.html)"""
+        return self._core.stream_op("notifications-stream_notifications", {}, {}, None, "stream")
 
     async def read_notification(self, id: str) -> NotificationOut:
         """Mark one notice read.
@@ -5343,6 +5446,7 @@ class AsyncApi:
         self.instances = AsyncInstancesApi(core)
         self.internal = AsyncInternalApi(core)
         self.invitations = AsyncInvitationsApi(core)
+        self.lsp = AsyncLspApi(core)
         self.members = AsyncMembersApi(core)
         self.notifications = AsyncNotificationsApi(core)
         self.orgs = AsyncOrgsApi(core)

@@ -15,6 +15,7 @@ docs/adr/0011-domain-events.md)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -87,6 +88,13 @@ class Event(BaseModel):
         if self._record is None:
             raise RuntimeError("this event was not read from a stored row")
         return self._record
+
+    def __eq__(self, other: object) -> bool:
+        # A fact is its class and its fields; the stored row it was read from is not part of it.
+        return type(other) is type(self) and self.model_dump() == other.model_dump()  # type: ignore[union-attr]
+
+    def __hash__(self) -> int:
+        return hash((type(self), json.dumps(self.model_dump(mode="json"), sort_keys=True)))
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
