@@ -91,7 +91,7 @@ class Event(BaseModel):
 
     def __eq__(self, other: object) -> bool:
         # A fact is its class and its fields; the stored row it was read from is not part of it.
-        return type(other) is type(self) and self.model_dump() == other.model_dump()  # type: ignore[union-attr]
+        return type(other) is type(self) and self.model_dump() == other.model_dump()
 
     def __hash__(self) -> int:
         return hash((type(self), json.dumps(self.model_dump(mode="json"), sort_keys=True)))
