@@ -8,7 +8,7 @@ import contextlib
 import itertools
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -167,6 +167,22 @@ def _exec_request(
     return req
 
 
+@contextlib.contextmanager
+def short_socket_path(socket_path: str) -> Iterator[str]:
+    """A name for `socket_path` that fits a unix socket address (107 bytes; deep data dirs
+    exceed it): while open, a /proc/self/fd path through an O_PATH fd of its directory. For
+    both binding and connecting."""
+    if len(socket_path.encode()) <= 100:
+        yield socket_path
+        return
+    head, _, name = socket_path.rpartition("/")
+    dir_fd = os.open(head, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{dir_fd}/{name}"
+    finally:
+        os.close(dir_fd)
+
+
 class AgentClient:
     """A connection to one guest agent. Safe for many concurrent calls from one event loop."""
 
@@ -180,26 +196,13 @@ class AgentClient:
 
     @classmethod
     async def connect(cls, socket_path: str, *, timeout: float = 5.0) -> AgentClient:
-        # A unix socket path is limited to 107 bytes; deep data dirs exceed it. Reach the socket
-        # through a short /proc/self/fd path to its directory instead.
-        dir_fd = None
-        path = socket_path
-        if len(socket_path.encode()) > 100:
-            head, _, name = socket_path.rpartition("/")
-            try:
-                dir_fd = os.open(head, os.O_PATH | os.O_DIRECTORY)
-            except OSError as exc:
-                raise AgentUnavailable(f"cannot connect to agent at {socket_path}: {exc}") from None
-            path = f"/proc/self/fd/{dir_fd}/{name}"
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(path, limit=2 * p.MAX_PAYLOAD), timeout
-            )
+            with short_socket_path(socket_path) as path:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_unix_connection(path, limit=2 * p.MAX_PAYLOAD), timeout
+                )
         except (OSError, TimeoutError) as exc:
             raise AgentUnavailable(f"cannot connect to agent at {socket_path}: {exc}") from None
-        finally:
-            if dir_fd is not None:
-                os.close(dir_fd)
         return cls(reader, writer)
 
     @property

@@ -37,7 +37,7 @@ from typing import Any
 
 import forkyard.guest
 from forkyard.node import isolation, seccomp, storage
-from forkyard.node.agent_client import AgentClient
+from forkyard.node.agent_client import AgentClient, short_socket_path
 from forkyard.node.cgroups import InstanceCgroup, Limits, owned_names
 from forkyard.node.drivers.base import (
     INSTANCE_ID_RE,
@@ -337,12 +337,8 @@ class SandboxDriver(Driver):
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         filter_fd = seccomp.program_fd()
         try:
-            # Through the directory's fd: a deep data dir's path exceeds a socket name's limit.
-            dir_fd = os.open(run_dir, os.O_PATH | os.O_DIRECTORY)
-            try:
-                listener.bind(f"/proc/self/fd/{dir_fd}/{SOCKET_NAME}")
-            finally:
-                os.close(dir_fd)
+            with short_socket_path(str(sock)) as bind_to:
+                listener.bind(bind_to)
             os.chmod(sock, 0o600)
             listener.listen(128)
             argv = self._bwrap_argv(spec, root, userns, filter_fd, listener.fileno())
