@@ -20,7 +20,7 @@ from forkyard.identity.models import User
 from forkyard.jobs.models import Job
 from forkyard.jobs.queue import JobContext
 from forkyard.kit.clock import clock
-from forkyard.webhooks import service, transport
+from forkyard.webhooks import queries, service, transport
 from forkyard.webhooks.errors import WebhookUrlRefused
 from forkyard.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.helpers import error_code, make_account, make_api_key, outbox
@@ -245,7 +245,7 @@ async def test_one_delivery_per_event_when_the_worker_dies_between_commit_and_se
 
         event = await s.get(EventRecord, json.loads(receiver.requests[0].body)["data"]["id"])
         assert event is not None
-        assert await service.create_deliveries(s, event) == 0
+        assert await queries.create_deliveries(s, event) == 0
 
 
 async def test_an_endpoint_failing_for_days_is_disabled_and_its_owner_told(

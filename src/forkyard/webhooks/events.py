@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from forkyard.events import CATALOGUE, Event, subscriber
 from forkyard.jobs.queue import JobContext
+from forkyard.webhooks.queries import create_deliveries
 
 
 class WebhookEvent(Event):
@@ -42,8 +43,6 @@ FAN_OUT = "webhooks.fan_out"
 
 
 async def fan_out(ctx: JobContext, event: Event) -> None:
-    from forkyard.webhooks.service import create_deliveries
-
     await create_deliveries(ctx.session, event.record)
 
 

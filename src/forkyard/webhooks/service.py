@@ -10,13 +10,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.config import Settings
 from forkyard.db.tenancy import get_owned, owned
 from forkyard.events import SYSTEM, Actor, emit
-from forkyard.events.models import EventRecord
 from forkyard.events.schemas import EventOut
 from forkyard.jobs import enqueue, job
 from forkyard.jobs.queue import JobContext
@@ -29,8 +27,8 @@ from forkyard.webhooks.errors import NotDeadLettered, TooManyWebhooks, WebhookDi
 from forkyard.webhooks.events import WebhookDisabled as WebhookDisabledEvent
 from forkyard.webhooks.events import WebhookTest
 from forkyard.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from forkyard.webhooks.queries import SEND_JOB
 
-SEND_JOB = "webhooks.send"
 SECRET_PURPOSE = "webhook-secret"
 # After attempt n fails, the next comes RETRY_DELAYS_S[n-1] later (+-10 % jitter, so endpoints
 # that failed together do not all come back at once): about 27.6 hours in all, 8 attempts.
@@ -55,10 +53,6 @@ def live_secrets(settings: Settings, endpoint: WebhookEndpoint) -> list[str]:
             decrypt(settings.secret_key, SECRET_PURPOSE, endpoint.previous_secret_sealed)
         )
     return secrets
-
-
-def matches(endpoint: WebhookEndpoint, event_type: str) -> bool:
-    return "*" in endpoint.event_types or event_type in endpoint.event_types
 
 
 # --- endpoints ---
@@ -128,61 +122,6 @@ async def update_endpoint(
 
 
 # --- deliveries ---
-
-
-def body_of(event: EventRecord) -> dict[str, Any]:
-    """What is POSTed: Standard Webhooks' {type, timestamp, data}; data is the event as the
-    events API shows it."""
-    return {
-        "type": event.type,
-        "timestamp": rfc3339(event.created_at),
-        "data": EventOut.of(event).model_dump(mode="json"),
-    }
-
-
-async def create_deliveries(session: AsyncSession, event: EventRecord) -> int:
-    """One delivery per enabled endpoint of the event's org that wants its type, each with a
-    send job, in the caller's transaction. Safe to run twice (one row per endpoint and event)."""
-    if event.org_id is None:
-        return 0
-    endpoints = (
-        (
-            await session.execute(
-                owned(select(WebhookEndpoint), event.org_id).where(
-                    WebhookEndpoint.enabled.is_(True)
-                )
-            )
-        )
-        .scalars()
-        .all()
-    )
-    made = 0
-    now = utcnow()
-    for endpoint in endpoints:
-        if not matches(endpoint, event.type):
-            continue
-        delivery_id = new_id("msg")
-        inserted = await session.execute(
-            insert(WebhookDelivery)
-            .values(
-                id=delivery_id,
-                created_at=now,
-                org_id=event.org_id,
-                endpoint_id=endpoint.id,
-                event_id=event.id,
-                event_type=event.type,
-                body=body_of(event),
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["endpoint_id", "event_id"])
-            .returning(WebhookDelivery.id)
-        )
-        if inserted.first() is not None:
-            await enqueue(session, SEND_JOB, {"delivery_id": delivery_id}, max_attempts=3)
-            made += 1
-    return made
 
 
 def next_delay(attempt: int) -> timedelta | None:

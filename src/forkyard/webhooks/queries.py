@@ -1,0 +1,80 @@
+"""Queueing deliveries: one row per (event, endpoint) and its send job. Used by the fan-out
+subscriber (webhooks/events.py) and by the service; it imports neither, so the subscriber no
+longer reaches into the service, which emits webhook events of its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from forkyard.db.tenancy import owned
+from forkyard.events.models import EventRecord
+from forkyard.events.schemas import EventOut
+from forkyard.jobs import enqueue
+from forkyard.kit.clock import rfc3339, utcnow
+from forkyard.kit.ids import new_id
+from forkyard.webhooks.models import WebhookDelivery, WebhookEndpoint
+
+SEND_JOB = "webhooks.send"
+
+
+def matches(endpoint: WebhookEndpoint, event_type: str) -> bool:
+    return "*" in endpoint.event_types or event_type in endpoint.event_types
+
+
+def body_of(event: EventRecord) -> dict[str, Any]:
+    """What is POSTed: Standard Webhooks' {type, timestamp, data}; data is the event as the
+    events API shows it."""
+    return {
+        "type": event.type,
+        "timestamp": rfc3339(event.created_at),
+        "data": EventOut.of(event).model_dump(mode="json"),
+    }
+
+
+async def create_deliveries(session: AsyncSession, event: EventRecord) -> int:
+    """One delivery per enabled endpoint of the event's org that wants its type, each with a
+    send job, in the caller's transaction. Safe to run twice (one row per endpoint and event)."""
+    if event.org_id is None:
+        return 0
+    endpoints = (
+        (
+            await session.execute(
+                owned(select(WebhookEndpoint), event.org_id).where(
+                    WebhookEndpoint.enabled.is_(True)
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    made = 0
+    now = utcnow()
+    for endpoint in endpoints:
+        if not matches(endpoint, event.type):
+            continue
+        delivery_id = new_id("msg")
+        inserted = await session.execute(
+            insert(WebhookDelivery)
+            .values(
+                id=delivery_id,
+                created_at=now,
+                org_id=event.org_id,
+                endpoint_id=endpoint.id,
+                event_id=event.id,
+                event_type=event.type,
+                body=body_of(event),
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["endpoint_id", "event_id"])
+            .returning(WebhookDelivery.id)
+        )
+        if inserted.first() is not None:
+            await enqueue(session, SEND_JOB, {"delivery_id": delivery_id}, max_attempts=3)
+            made += 1
+    return made
