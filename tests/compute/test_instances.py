@@ -76,9 +76,17 @@ async def test_create_with_wait_answers_running(platform, run_jobs, db):
     assert vm["state"] == "running" and vm["boots"] == 1
     assert (await api.get(f"/v1/instances/{inst['id']}")).json()["status"] == "running"
 
-    # Without a verified email or over quota, wait changes nothing: the same errors.
+    # The creation is audited like any other (it commits in its own transaction, before the boot).
+    audit = await platform.browser.get("/v1/audit", params={"action": "instance.created"})
+    assert audit.status_code == 200, audit.text
+    assert inst["id"] in {e["target_id"] for e in audit.json()["data"]}
+
+    # Without a verified email or over quota, wait changes nothing: the same errors, and no
+    # instance is left behind by the refused one.
     r = await api.post("/v1/instances", params={"wait": "true"}, json={"vcpus": 10_000})
     assert r.status_code in (403, 422), r.text
+    listed = (await api.get("/v1/instances")).json()["data"]
+    assert [i["id"] for i in listed] == [inst["id"]]
 
 
 async def test_stop_start_keeps_disk_and_bad_transitions_are_409(platform):

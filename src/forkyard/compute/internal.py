@@ -12,9 +12,9 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from forkyard.compute.instances import enter
 from forkyard.compute.models import ComputeServer, Instance, Vm
 from forkyard.compute.node_client import SECRET_PURPOSE
-from forkyard.compute.service import enter
 from forkyard.compute.state.layers import layer_ids_of_server
 from forkyard.compute.states import InstanceStatus
 from forkyard.db.session import DbSession

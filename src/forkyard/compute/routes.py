@@ -9,22 +9,17 @@ from sqlalchemy import select
 
 from forkyard.audit.service import record
 from forkyard.compute import schemas
-from forkyard.compute.errors import InstanceNotRunning, NodeUnreachable, ProfileInUse
+from forkyard.compute.errors import InstanceNotRunning, ProfileInUse
+from forkyard.compute.instances import get_instance, get_profile, get_vm, instance_out, network_in
 from forkyard.compute.models import Instance, Profile, Vm
 from forkyard.compute.servers import node_for
-from forkyard.compute.service import (
-    boot,
-    build_spec,
-    create_instance,
-    get_instance,
-    get_profile,
-    get_vm,
-    instance_out,
-    network_in,
-)
+from forkyard.compute.service import create_and_boot, create_instance
+from forkyard.compute.state.specs import build_spec
 from forkyard.compute.states import InstanceStatus, transition
 from forkyard.db.session import DbSession, ReadSession, database
+from forkyard.db.tenancy import owned
 from forkyard.identity.deps import Reader, Writer, settings_of
+from forkyard.identity.principal import Principal
 from forkyard.jobs import enqueue
 from forkyard.kit.clock import utcnow
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
@@ -59,26 +54,12 @@ async def create_instance_route(
 ) -> schemas.InstanceOut:
     """Create an instance; it answers `provisioning` and becomes `running` when its agent answers (or, with `wait=true`, answers once it runs)."""
     settings = settings_of(request)
-    instance = await create_instance(session, settings, principal, body, booting_inline=wait)
-    await record(
-        session,
-        "instance.created",
-        principal=principal,
-        target_type="instance",
-        target_id=instance.id,
-    )
-    if not wait:
+    if wait:
+        instance, booted = await create_and_boot(database(request), settings, principal, body)
+        if booted:
+            response.status_code = 201
         return instance_out(instance)
-    await session.commit()
-    try:
-        async with database(request).transaction() as boot_session:
-            booted = await boot(boot_session, settings, instance.id, retry_if_unreachable=True)
-    except NodeUnreachable:
-        booted = None  # still provisioning: the queued boot tries again
-    if booted is not None and booted.status != "provisioning":
-        response.status_code = 201
-        return instance_out(booted)
-    return instance_out(instance)
+    return instance_out(await create_instance(session, settings, principal, body))
 
 
 @instances.get("", response_model=Page[schemas.InstanceOut])
@@ -92,7 +73,7 @@ async def list_instances(
     ] = None,
 ) -> Page[schemas.InstanceOut]:
     """The org's instances, newest first, filtered by status and labels."""
-    stmt = select(Instance).where(Instance.org_id == principal.org_id)
+    stmt = owned(select(Instance), principal)
     if status:
         stmt = stmt.where(Instance.status == status)
     for item in label or []:
@@ -275,9 +256,9 @@ def profile_out(p: Profile) -> schemas.ProfileOut:
 
 
 async def _name_taken(
-    session: DbSession, org_id: str | None, name: str, exclude: str | None = None
+    session: DbSession, principal: Principal, name: str, exclude: str | None = None
 ) -> bool:
-    stmt = select(Profile.id).where(Profile.org_id == org_id, Profile.name == name)
+    stmt = owned(select(Profile.id).where(Profile.name == name), principal, model=Profile)
     if exclude:
         stmt = stmt.where(Profile.id != exclude)
     return (await session.execute(stmt)).first() is not None
@@ -288,9 +269,7 @@ async def list_profiles(
     session: DbSession, principal: Reader, page: Paging
 ) -> Page[schemas.ProfileOut]:
     """The org's profiles, newest first."""
-    rows, cursor = await paginate(
-        session, select(Profile).where(Profile.org_id == principal.org_id), Profile, page
-    )
+    rows, cursor = await paginate(session, owned(select(Profile), principal), Profile, page)
     return Page(data=[profile_out(p) for p in rows], next_cursor=cursor)
 
 
@@ -299,7 +278,7 @@ async def create_profile(
     body: schemas.ProfileCreate, session: DbSession, principal: Writer
 ) -> schemas.ProfileOut:
     """A named preset to create instances from: image, size, env, idle timeout, setup commands."""
-    if await _name_taken(session, principal.org_id, body.name):
+    if await _name_taken(session, principal, body.name):
         raise ProfileInUse(details={"name": body.name})
     profile = Profile(org_id=principal.org_id, **body.model_dump())
     session.add(profile)
@@ -321,7 +300,7 @@ async def update_profile(
     profile = await get_profile(session, principal, id)
     changes = body.model_dump(exclude_unset=True)
     if "name" in changes and await _name_taken(
-        session, principal.org_id, changes["name"], exclude=profile.id
+        session, principal, changes["name"], exclude=profile.id
     ):
         raise ProfileInUse(details={"name": changes["name"]})
     for key, value in changes.items():

@@ -10,44 +10,31 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from forkyard.audit.service import record
 from forkyard.compute import schemas
-from forkyard.compute.errors import EmailNotVerified, NodeUnreachable
-from forkyard.compute.events import (
-    InstanceDeleted,
-    InstanceError,
-    InstanceEvent,
-    InstanceRunning,
-    InstanceStopped,
-)
-from forkyard.compute.models import (
-    ComputeServer,
-    ExecRecord,
-    Instance,
-    Profile,
-    Vm,
-)
+from forkyard.compute.errors import NodeUnreachable
+from forkyard.compute.events import InstanceDeleted
+
+# get_instance is re-exported: ssh, forwards and exec read an instance through the service.
+from forkyard.compute.instances import enter, get_profile, get_vm, require_verified
+from forkyard.compute.instances import get_instance as get_instance
+from forkyard.compute.models import ComputeServer, ExecRecord, Instance, Vm
 from forkyard.compute.node_client import node_clients
 from forkyard.compute.provision import blueprint, provision
 from forkyard.compute.quotas import check_quota
 from forkyard.compute.servers import node_for, place
-from forkyard.compute.state.image_resolution import NODE_IMAGES, image_path
-from forkyard.compute.state.layers import (
-    after_boot,
-    ensure_on,
-    ensure_stack,
-    new_stack,
-    release_instance,
-)
+from forkyard.compute.state.image_resolution import NODE_IMAGES
+from forkyard.compute.state.layers import after_boot, ensure_stack, new_stack, release_instance
+from forkyard.compute.state.specs import build_spec
 from forkyard.compute.states import InstanceStatus, transition
 from forkyard.config import Settings
+from forkyard.db.engine import Database
 from forkyard.events import Actor, emit
 from forkyard.identity.principal import Principal
 from forkyard.jobs import enqueue, job
 from forkyard.jobs.queue import JobContext, periodic
 from forkyard.kit.clock import utcnow
-from forkyard.kit.errors import ForkyardError, NotFound, ValidationFailed
-from forkyard.kit.ids import has_prefix
-from forkyard.node.contract import NetworkIn, SandboxSpecIn
+from forkyard.kit.errors import ForkyardError, ValidationFailed
 
 log = logging.getLogger("forkyard.compute")
 
@@ -58,62 +45,6 @@ EXEC_MAX_TIMEOUT_S = 3600  # schemas.ExecRequest.timeout_s's bound
 # Nodes heartbeat into nothing while the control plane is down; its silence is not theirs.
 # Staleness counts from this process's start at the earliest (ADR 0009).
 PROCESS_STARTED_AT = utcnow()
-
-
-def capabilities(driver: str = "sandbox") -> schemas.Capabilities:
-    # The namespace sandbox keeps files, not memory: processes restart after a rollback.
-    return schemas.Capabilities(
-        driver=driver, memory_preserved_on_rollback=False, checkpoints=True, fork=True
-    )
-
-
-def instance_out(instance: Instance) -> schemas.InstanceOut:
-    return schemas.InstanceOut(
-        id=instance.id,
-        org_id=instance.org_id,
-        name=instance.name,
-        status=instance.status,
-        status_reason=instance.status_reason,
-        server_id=instance.server_id,
-        profile_id=instance.profile_id,
-        image=instance.image,
-        vcpus=instance.vcpus,
-        memory_mb=instance.memory_mb,
-        disk_mb=instance.disk_mb,
-        env=instance.env,
-        labels=instance.labels,
-        idle_timeout_s=instance.idle_timeout_s,
-        network=network_of(instance.network),
-        created_at=instance.created_at,
-        updated_at=instance.updated_at,
-        last_activity_at=instance.last_activity_at,
-        capabilities=capabilities(),
-    )
-
-
-async def get_instance(
-    session: AsyncSession, principal: Principal, instance_id: str, *, lock: bool = False
-) -> Instance:
-    """The caller's org's instance, or 404 (also for other orgs' and wrong-prefix ids)."""
-    if not has_prefix(instance_id, "inst"):
-        raise NotFound.of("Instance", instance_id)
-    stmt = select(Instance).where(Instance.id == instance_id, Instance.org_id == principal.org_id)
-    if lock:
-        stmt = stmt.with_for_update()
-    instance = (await session.execute(stmt)).scalar_one_or_none()
-    if instance is None:
-        raise NotFound.of("Instance", instance_id)
-    return instance
-
-
-async def get_vm(session: AsyncSession, instance: Instance) -> Vm:
-    vm = (await session.execute(select(Vm).where(Vm.instance_id == instance.id))).scalar_one()
-    return vm
-
-
-def require_verified(principal: Principal) -> None:
-    if not principal.email_verified:
-        raise EmailNotVerified()
 
 
 async def create_instance(
@@ -143,7 +74,7 @@ async def create_instance(
             details={"fields": [{"loc": ["body", "image"], "msg": "unknown image"}]},
         )
     server = await place(session, settings, stack.layer_ids)
-    return await provision(
+    inst = await provision(
         session,
         plan,
         org_id=principal.org_id,
@@ -153,86 +84,30 @@ async def create_instance(
         actor=Actor.of(principal),
         boot_at=utcnow() + timedelta(seconds=INLINE_BOOT_SAFETY_NET_S) if booting_inline else None,
     )
-
-
-async def get_profile(session: AsyncSession, principal: Principal, profile_id: str) -> Profile:
-    profile = await session.get(Profile, profile_id) if has_prefix(profile_id, "prof") else None
-    if profile is None or profile.org_id != principal.org_id:
-        raise NotFound.of("Profile", profile_id)
-    return profile
-
-
-async def enter(
-    session: AsyncSession,
-    instance: Instance,
-    to: InstanceStatus,
-    *,
-    action: str,
-    reason: str | None = None,
-) -> None:
-    """`transition`, then emit the fact of the new status (instance.running, .stopped or
-    .error) in the same transaction."""
-    transition(instance, to, action=action, reason=reason)
-    event = STATUS_EVENTS.get(to)
-    if event is not None:
-        await emit(session, event.of(instance))
-
-
-def sandbox_spec(instance: Instance, settings: Settings) -> SandboxSpecIn:
-    return SandboxSpecIn(
-        instance_id=instance.id,
-        image=str(image_path(instance.image)),
-        vcpus=instance.vcpus,
-        memory_mb=instance.memory_mb,
-        disk_mb=instance.disk_mb,
-        env=instance.env,
-        hostname=instance.id.replace("_", "-"),
-        network=network_in(instance.network, settings),
+    await record(
+        session, "instance.created", principal=principal, target_type="instance", target_id=inst.id
     )
+    return inst
 
 
-async def build_spec(
-    session: AsyncSession, instance: Instance, settings: Settings
-) -> SandboxSpecIn:
-    """The node's sandbox spec with the instance's image and layers (and, before its first boot,
-    the layer its disk is cloned from)."""
-    stack = await ensure_stack(session, instance)
-    spec = sandbox_spec(instance, settings).model_copy(
-        update={
-            "image": stack.rootfs,
-            "layer_ids": list(stack.layer_ids),
-            "from_layer": stack.boot_layer_id or None,
-        }
-    )
-    assert instance.server_id
-    await ensure_on(
-        session,
-        settings,
-        instance.server_id,
-        [*([stack.boot_layer_id] if stack.boot_layer_id else []), *stack.layer_ids],
-    )
-    return spec
-
-
-def network_of(network: dict[str, Any] | None) -> schemas.Network:
-    """An instance's policy (None: a row older than egress policies, which had none)."""
-    return schemas.Network.model_validate(network or {})
-
-
-def network_in(network: dict[str, Any] | None, settings: Settings) -> NetworkIn:
-    policy = network_of(network)
-    return NetworkIn(
-        egress=policy.egress, allow=policy.allow, blocked=settings.egress_blocked_ranges
-    )
-
-
-# The fact emitted on entering a status (provisioning and deleting are told by instance.created
-# and instance.deleted, emitted where the row is made and removed).
-STATUS_EVENTS: dict[InstanceStatus, type[InstanceEvent]] = {
-    InstanceStatus.RUNNING: InstanceRunning,
-    InstanceStatus.STOPPED: InstanceStopped,
-    InstanceStatus.ERROR: InstanceError,
-}
+async def create_and_boot(
+    db: Database, settings: Settings, principal: Principal, body: schemas.InstanceCreate
+) -> tuple[Instance, bool]:
+    """Create an instance and boot it within the caller's request (`POST /v1/instances?wait=true`):
+    the creation commits in a transaction of its own first, so the boot (seconds on the node)
+    holds no lock on it and an instance that fails to boot is still there, in `error`. The
+    boot runs in a second transaction. Returns the instance and whether it left `provisioning`
+    (a node that does not answer leaves it to the queued boot)."""
+    async with db.transaction() as session:
+        instance = await create_instance(session, settings, principal, body, booting_inline=True)
+    try:
+        async with db.transaction() as session:
+            booted = await boot(session, settings, instance.id, retry_if_unreachable=True)
+    except NodeUnreachable:
+        return instance, False  # still provisioning: the queued boot tries again
+    if booted is None or booted.status == InstanceStatus.PROVISIONING:
+        return instance, False
+    return booted, True
 
 
 # --- jobs: each reloads state by id and is safe to run twice ---

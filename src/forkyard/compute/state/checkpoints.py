@@ -13,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.compute.errors import InstanceNotRunning
 from forkyard.compute.events import CheckpointCreated, CheckpointDeleted, InstanceRolledBack
+from forkyard.compute.instances import get_instance, get_vm, instance_out
 from forkyard.compute.models import Checkpoint, Instance, InstanceStack, Layer, Snapshot
 from forkyard.compute.node_client import RemoteError
 from forkyard.compute.quotas import check_disk
 from forkyard.compute.servers import node_for
-from forkyard.compute.service import get_instance, get_vm, instance_out
 from forkyard.compute.state import schemas
 from forkyard.compute.state.layers import capture, ensure_stack, forget_node_layer, release
 from forkyard.config import Settings

@@ -20,18 +20,17 @@ from forkyard.compute.events import (
     InstanceDeleted,
     InstanceForked,
 )
-from forkyard.compute.models import ComputeServer, Instance, InstanceStack
-from forkyard.compute.provision import Blueprint, provision
-from forkyard.compute.quotas import check_quota
-from forkyard.compute.servers import node_for, place, server_is_fresh
-from forkyard.compute.service import (
-    build_spec,
+from forkyard.compute.instances import (
     enter,
     get_instance,
     get_vm,
     instance_out,
     require_verified,
 )
+from forkyard.compute.models import ComputeServer, Instance, InstanceStack
+from forkyard.compute.provision import Blueprint, provision
+from forkyard.compute.quotas import check_quota
+from forkyard.compute.servers import node_for, place, server_is_fresh
 from forkyard.compute.state import schemas
 from forkyard.compute.state.checkpoints import require_capturable
 from forkyard.compute.state.layers import (
@@ -39,6 +38,7 @@ from forkyard.compute.state.layers import (
     ensure_stack,
     forget_node_layer,
 )
+from forkyard.compute.state.specs import build_spec
 from forkyard.compute.states import InstanceStatus
 from forkyard.config import Settings
 from forkyard.db.session import DbSession

@@ -17,6 +17,12 @@ from forkyard.compute.events import (
     SnapshotCreated,
     SnapshotDeleted,
 )
+from forkyard.compute.instances import (
+    get_instance,
+    get_profile,
+    instance_out,
+    require_verified,
+)
 from forkyard.compute.models import (
     BaseImage,
     Instance,
@@ -27,12 +33,6 @@ from forkyard.compute.models import (
 from forkyard.compute.provision import blueprint, provision
 from forkyard.compute.quotas import check_quota
 from forkyard.compute.servers import place
-from forkyard.compute.service import (
-    get_instance,
-    get_profile,
-    instance_out,
-    require_verified,
-)
 from forkyard.compute.state import schemas
 from forkyard.compute.state.checkpoints import (
     capture_as,
