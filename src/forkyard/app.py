@@ -28,7 +28,7 @@ def _routers() -> list[APIRouter]:
     from forkyard.audit.routes import router as audit
     from forkyard.compute.admin import router as compute_servers
     from forkyard.compute.consoles import terminals, watch_router
-    from forkyard.compute.exec_files import exec_router, files_router
+    from forkyard.compute.exec import exec_router, files_router
     from forkyard.compute.internal import router as internal
     from forkyard.compute.routes import instances, profiles, vms
     from forkyard.compute.state.routers import routers as state_routers

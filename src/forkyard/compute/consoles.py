@@ -24,7 +24,8 @@ import websockets
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from forkyard.compute.exec_files import KEEPALIVE_S, _target
+from forkyard.compute.exec.claim import claim
+from forkyard.compute.exec.stream import KEEPALIVE_S
 from forkyard.identity.deps import Reader
 from forkyard.kit.errors import Forbidden, ForkyardError
 from forkyard.kit.routing import protected_router
@@ -55,7 +56,7 @@ async def terminal(
         principal = await get_principal(request)
         if not principal.can("write"):
             raise Forbidden("This needs the `write` scope.", details={"scope": "write"})
-        target = await _target(request, principal, id)
+        target = await claim(request, principal, id)
         node_ws = await target.node.open_session(
             target.instance_id, c.SessionOpenIn(kind="pty", term=term, rows=rows, cols=cols)
         )
@@ -156,7 +157,7 @@ async def watch_files(
     recursive: bool = False,
 ) -> StreamingResponse:
     """Changes under a directory of the instance as server-sent events (inotify inside it)."""
-    target = await _target(request, principal, id)
+    target = await claim(request, principal, id)
     events = target.node.watch(target.instance_id, c.WatchIn(path=path, recursive=recursive))
     iterator = events.__aiter__()
     first = await iterator.__anext__()  # the node's refusal (no such directory) is the answer

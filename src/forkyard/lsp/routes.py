@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import websockets
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 
-from forkyard.compute.exec_files import _target
+from forkyard.compute.exec.claim import claim
 from forkyard.identity.deps import Reader
 from forkyard.kit.errors import Forbidden, ForkyardError
 from forkyard.kit.pagination import Page
@@ -41,7 +41,7 @@ CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404, 409: 4409, 422: 4422}
 @router.get("/{id}/lsp", response_model=Page[LanguageServer])
 async def list_language_servers(id: str, request: Request, principal: Reader) -> Page[Any]:
     """The language servers the instance's image offers (found on its PATH), and those running."""
-    target = await _target(request, principal, id)
+    target = await claim(request, principal, id)
     found = await target.node.lsp_servers(target.instance_id)
     servers = [
         LanguageServer(
@@ -79,7 +79,7 @@ async def language_server(
         principal = await get_principal(request)
         if not principal.can("write"):
             raise Forbidden("This needs the `write` scope.", details={"scope": "write"})
-        target = await _target(request, principal, id)
+        target = await claim(request, principal, id)
         node_ws = await target.node.open_lsp(target.instance_id, language, root)
     except ForkyardError as exc:
         await websocket.close(CLOSE_CODES.get(exc.status_code, 1011), exc.code)

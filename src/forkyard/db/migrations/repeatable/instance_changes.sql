@@ -1,5 +1,5 @@
 -- Announce changes to where a running instance runs on `forkyard_instances`, so each API
--- process drops the route it cached for the exec hot path (compute/exec_files.py `routes`,
+-- process drops the route it cached for the exec hot path (compute/exec/claim.py `routes`,
 -- db/changes.py). The payload is the instance's id, or empty (every route) for a server.
 -- Repeatable: db/migrate.py runs this file after the Alembic migrations, every time.
 
