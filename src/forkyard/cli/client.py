@@ -1,4 +1,4 @@
-"""The client side of `forkyard`, through the Python SDK: login, instances, exec, cp, fork,
+"""The client side of `forkyard`, through the Python SDK: login, instances, exec, ssh, cp, fork,
 checkpoint, rollback, images, keys. Tables on a terminal, `--json` for scripts, and errors as
 one line with their code."""
 
@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
+import shlex
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -65,7 +68,7 @@ def client() -> Forkyard:
     return Forkyard(api_key=key, base_url=url)
 
 
-def fail(code: str, message: str, exit_code: int = 1) -> None:
+def fail(code: str, message: str, exit_code: int = 1) -> NoReturn:
     err.print(f"[red]error[/]: {code}: {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(exit_code)
 
@@ -238,6 +241,82 @@ def exec_command(
     raise typer.Exit(code)
 
 
+def _key_fingerprint(known_hosts_line: str) -> str:
+    """`SHA256:...` of the key in a known_hosts line, computed as ssh-keygen computes it."""
+    blob = base64.b64decode(known_hosts_line.split()[2])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def pin_host_key(access: dict[str, Any]) -> Path:
+    """The CLI's own known_hosts, holding the gateway's key as the API states it.
+
+    The API (reached with the user's key, over the URL they chose) is the trust anchor: ssh
+    then refuses any other host key (StrictHostKeyChecking=yes) instead of asking the user to
+    trust whatever answered first. The line is checked against the fingerprint too, so a
+    garbled answer is refused rather than pinned. Lines of other gateways are kept."""
+    line = access["known_hosts_line"].strip()
+    if _key_fingerprint(line) != access["host_key_fingerprint"]:
+        fail("host_key_mismatch", "The API's host key line does not match its fingerprint.")
+    path = config_path().parent / "known_hosts"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    host = line.split()[0]
+    try:
+        kept = [ln for ln in path.read_text().splitlines() if ln.split()[:1] != [host]]
+    except OSError:
+        kept = []
+    tmp = path.with_name(f"known_hosts.{os.getpid()}")
+    tmp.write_text("".join(f"{ln}\n" for ln in [*kept, line]))
+    tmp.replace(path)  # whole or not at all, even with two `forkyard ssh` at once
+    return path
+
+
+def ssh_command(
+    instance_id: str,
+    command: Annotated[
+        list[str] | None, typer.Argument(help="A remote command (after `--`); none: a shell.")
+    ] = None,
+    identity: Annotated[
+        Path | None, typer.Option("-i", "--identity", help="The private key to sign in with.")
+    ] = None,
+    print_only: Annotated[
+        bool, typer.Option("--print", help="Print the ssh command instead of running it.")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Open a shell (or run a command) in an instance over SSH, with your account's SSH key."""
+    if command and command[0] == "--":
+        command = command[1:]
+    with api_errors(), client() as fy:
+        access: dict[str, Any] = dict(fy.api.ssh.ssh_access(instance_id))
+    known_hosts = pin_host_key(access)
+    argv = ["ssh", "-p", str(access["port"])]
+    argv += ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes"]
+    if identity is not None:
+        argv += ["-i", str(identity), "-o", "IdentitiesOnly=yes"]
+    argv += [f"{access['username']}@{access['host']}", *(command or [])]
+    if as_json:
+        emit(
+            {
+                "argv": argv,
+                "command": shlex.join(argv),
+                "known_hosts": str(known_hosts),
+                "host_key_fingerprint": access["host_key_fingerprint"],
+            },
+            True,
+        )
+        return
+    if print_only:
+        sys.stdout.write(shlex.join(argv) + "\n")
+        return
+    program = shutil.which("ssh")
+    if program is None:
+        fail("ssh_not_found", "The OpenSSH client (ssh) is not installed.")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # exec, not a child: the terminal, signals and the exit status are ssh's own.
+    os.execv(program, argv)  # noqa: S606 (an argv list, no shell: nothing to inject into)
+
+
 def _remote(spec: str) -> tuple[str, str] | None:
     """`inst_...:/path` -> (instance, path); a local path -> None."""
     head, sep, tail = spec.partition(":")
@@ -329,6 +408,9 @@ def register(app: typer.Typer) -> None:
     app.command(
         "exec", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True}
     )(exec_command)
+    app.command(
+        "ssh", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True}
+    )(ssh_command)
     app.command()(cp)
     app.command()(fork)
     app.command()(checkpoint)
