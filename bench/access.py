@@ -1,13 +1,21 @@
 """Reaching an instance: figures (ADR 0013, ADR 0014; prints, asserts nothing). Each way in is a
 subcommand; add yours beside the others.
 
-`ssh`: the SSH gateway's `ssh host true` round trip, against a running installation
-(`forkyard serve`), with a key on your account and an instance:
+`ssh`: the SSH gateway's `ssh host true` round trip. On a platform of the bench's own (run as
+root; a fresh ed25519 key on the account, one instance):
+
+    python bench/access.py ssh [--runs 30]
+
+or against a running installation (`forkyard serve`), with a key on your account and an
+instance:
 
     python bench/access.py ssh --instance inst_... --identity ~/.ssh/id_ed25519 [--port 2222]
 
 Prints p50/p90/max of N sequential `ssh -p PORT inst@host true` runs (a new connection each:
-key exchange, sign-in, a command through the node and the agent). Aim: under 50 ms.
+key exchange, sign-in, a command through the node and the agent), and as a baseline in the
+same run the same OpenSSH client's own cost without a server to speak to of ours: `ssh -V`
+would say nothing, so the baseline is `ssh -G` (config parsing) plus the client's process
+start. Aim: under 50 ms.
 
 `preview`: preview URLs, on a platform of the bench's own (bench/harness.py; run as root):
 
@@ -227,10 +235,13 @@ async def lsp_completion(requests: int) -> None:
     print(f"(machine: {Path('/proc/loadavg').read_text().split()[0]} load average at the end)")
 
 
-def ssh_true(host: str, port: int, instance: str, identity: str, runs: int) -> list[float]:
+def ssh_true(
+    host: str, port: int, instance: str, identity: str, runs: int, *options: str
+) -> list[float]:
     argv = [
         "ssh", "-p", str(port), "-i", identity, "-o", "BatchMode=yes",
         "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=accept-new",
+        *[a for o in options for a in ("-o", o)],
         f"{instance}@{host}", "true",
     ]  # fmt: skip
     subprocess.run(argv, check=True)  # warm: known_hosts, the node's session route
@@ -248,8 +259,8 @@ def main() -> None:
     s = sub.add_parser("ssh")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=2222)
-    s.add_argument("--instance", required=True)
-    s.add_argument("--identity", required=True)
+    s.add_argument("--instance")
+    s.add_argument("--identity")
     s.add_argument("--runs", type=int, default=30)
     pv = sub.add_parser("preview")
     pv.add_argument("--requests", type=int, default=300)
@@ -263,11 +274,53 @@ def main() -> None:
     if args.what == "preview":
         asyncio.run(preview(args.requests, args.mb))
         return
-    times = ssh_true(args.host, args.port, args.instance, args.identity, args.runs)
+    if args.instance is None:
+        asyncio.run(ssh_on_own_platform(args.runs))
+        return
+    if args.identity is None:
+        parser.error("--identity goes with --instance")
+    print_ssh(ssh_true(args.host, args.port, args.instance, args.identity, args.runs))
+
+
+def print_ssh(times: list[float]) -> None:
     print(
         f"ssh host true: p50 {statistics.median(times):.1f} ms, "
-        f"p90 {times[int(len(times) * 0.9) - 1]:.1f} ms, max {times[-1]:.1f} ms ({len(times)} runs)"
+        f"p90 {pct(times, 0.9):.1f} ms, max {times[-1]:.1f} ms ({len(times)} runs)"
     )
+
+
+async def ssh_on_own_platform(runs: int) -> None:
+    import tempfile
+
+    from harness import free_port
+
+    ssh_port = free_port()
+    async with platform(ssh_port=ssh_port, ssh_listen_host="127.0.0.1") as p:
+        iid = await first_instance(p.api)
+        work = Path(tempfile.mkdtemp(prefix="fy-ssh-bench-"))
+        key = work / "id"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        r = await p.api.post(
+            "/v1/account/ssh-keys",
+            json={"name": "bench", "public_key": (work / "id.pub").read_text()},
+        )
+        r.raise_for_status()
+        known = work / "known_hosts"
+        times = await asyncio.to_thread(
+            ssh_true, "127.0.0.1", ssh_port, iid, str(key), runs, f"UserKnownHostsFile={known}"
+        )
+        # Baseline: the same client binary started as often, doing its config work only.
+        base = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            subprocess.run(["ssh", "-G", "-p", str(ssh_port), f"{iid}@127.0.0.1"],
+                           check=True, capture_output=True)  # fmt: skip
+            base.append((time.perf_counter() - t) * 1000)
+        await p.api.delete(f"/v1/instances/{iid}")
+    print_ssh(times)
+    b = statistics.median(sorted(base))
+    print(f"baseline (ssh -G, the client's start alone): p50 {b:.1f} ms")
+    print(f"(machine: {Path('/proc/loadavg').read_text().split()[0]} load average at the end)")
 
 
 if __name__ == "__main__":

@@ -207,3 +207,62 @@ async def test_preview_urls_and_tunnel(platform: Any, compute_settings: Any, run
     async with _preview(platform, made[8002]["url"], Authorization=f"Bearer {key}") as c:
         assert (await c.get("/")).status_code == 404
     assert json.dumps(listed)
+
+
+async def test_a_stalled_connection_holds_up_no_other(platform: Any) -> None:
+    """Connections to the node are opened ahead of need and shared by nobody: a tunnel whose
+    reader stops (a 64 MiB answer nobody reads) leaves preview requests to the same instance
+    flowing, and still delivers every byte once read."""
+    api = platform.api
+    key = api.headers["Authorization"].removeprefix("Bearer ")
+    iid = (await create_running(api, memory_mb=256, disk_mb=512))["id"]
+    for port in (8000, 8001):
+        r = await api.post(f"/v1/instances/{iid}/exec", json={"command": (
+            "mkdir -p /srv && head -c 64M /dev/zero > /srv/big && echo hi > /srv/small && cd /srv"
+            f" && setsid python3 -m http.server {port} --bind 127.0.0.1 >/dev/null 2>&1 </dev/null &"
+        )})  # fmt: skip
+        assert r.status_code == 200, r.text
+    forwards = f"/v1/instances/{iid}/port-forwards"
+    http_fwd = (await api.post(forwards, json={"port": 8000})).json()
+    tcp_fwd = (await api.post(forwards, json={"port": 8001, "protocol": "tcp"})).json()
+    auth = {"Authorization": f"Bearer {key}"}
+    async with _preview(platform, http_fwd["url"], **auth) as c:
+        for _ in range(100):  # the servers may still be starting
+            r = await c.get("/small")
+            if r.status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        async with connect(
+            tcp_fwd["url"], additional_headers=auth, proxy=None, max_size=None
+        ) as stalled:
+            await stalled.send(b"GET /big HTTP/1.0\r\n\r\n")
+            await asyncio.sleep(1)  # buffers along the way fill up, then everything waits
+            for _ in range(20):
+                r = await asyncio.wait_for(c.get("/small"), 10)
+                assert r.status_code == 200 and r.content == b"hi\n"
+            got = 0
+            while (chunk := await asyncio.wait_for(stalled.recv(), 30)) != b"":
+                got += len(chunk)
+    assert got > 64 * 2**20  # the headers and all of the file
+    await api.delete(f"/v1/instances/{iid}")
+
+
+async def test_the_node_port_route_wants_the_node_secret(platform: Any) -> None:
+    """Only the control plane opens the node's port connections: without the node's secret
+    the upgrade is refused; with it, a target that is not an instance running there is
+    answered with a refusal, never a connection."""
+    url = platform.node.url.replace("http", "ws", 1) + "/node/ports/connect"
+    for headers in ({}, {"Authorization": "Bearer not-the-secret"}):
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with connect(url, additional_headers=headers, proxy=None):
+                pass
+        assert refused.value.response.status_code in (401, 403)
+    secret = {"Authorization": f"Bearer {platform.node.secret}"}
+    for target in ('{"instance_id": "inst_nothere", "port": 80}', '{"port": 0}', "x"):
+        async with connect(url, additional_headers=secret, proxy=None) as ws:
+            await ws.send(target)
+            answer = json.loads(await ws.recv())
+            assert answer["ok"] is False and answer["code"] in (
+                "instance_not_found",
+                "port_unreachable",
+            ), answer

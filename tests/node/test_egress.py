@@ -10,7 +10,9 @@ import asyncio
 import socket
 import struct
 import subprocess
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +163,143 @@ async def test_dns_relay_answers_only_the_allowlist(driver, make_spec):
         driver.network.upstreams = saved
         transport.close()
         await driver.destroy(spec.instance_id)
+
+
+class _Resolver(asyncio.DatagramProtocol):
+    """An upstream resolver of the test's: answers every A query with `address`."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def connection_made(self, transport):  # type: ignore[no-untyped-def]
+        self.t = transport
+
+    def datagram_received(self, data, addr):  # type: ignore[no-untyped-def]
+        answer = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton(self.address)
+        header = data[:2] + struct.pack("!HHHHH", 0x8180, 1, 1, 0, 0)
+        self.t.sendto(header + data[12:] + answer, addr)
+
+
+NAME_PROBE = """
+import socket, struct, sys
+ns = open("/etc/resolv.conf").read().split()[1]
+for name in sys.argv[1:]:
+    body = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\\0"
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+    s.sendto(struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + body + b"\\0\\1\\0\\1", (ns, 53))
+    r = s.recv(512)
+    if r[3] & 15:
+        print("refused"); continue
+    ip = socket.inet_ntoa(r[-4:])
+    try:
+        socket.create_connection((ip, 8080), timeout=3).close(); print("open")
+    except OSError as e:
+        print("closed", type(e).__name__)
+"""
+
+
+async def test_node_restart_restores_the_dns_relay_and_rules(
+    default_image, make_spec, bench_net, tmp_path
+):
+    """A node that dies with an allowlisted instance running comes back through its start-up
+    reconcile (Node.reconcile_with, as `forkyard node` runs it) with the instance's policy in
+    force: the allowlisted name resolves through the node's relay and connects; another name
+    is refused and another address is closed."""
+    from forkyard.node.drivers.sandbox import SandboxDriver
+    from forkyard.node.runner import Node, NodeConfig
+
+    net = bench_net
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _Resolver(net.allowed), local_addr=("127.0.0.1", 0)
+    )
+    upstream = [transport.get_extra_info("sockname")]
+    cgroup = f"forkyard-test-restart-{uuid.uuid4().hex[:6]}"
+    first = SandboxDriver(tmp_path / "node", cgroup_parent=cgroup)
+    first.network.upstreams = upstream
+    spec = make_spec(network=policy("allowlist", "app.example", net.allowed))
+    iid = spec.instance_id
+    second = None
+    try:
+        await first.start(spec)
+        assert await probe_names(first, iid, "app.example", "exfil.example") == ["open", "refused"]
+        # The node process dies: its sockets (the DNS relay's) and tasks go with it; the
+        # sandbox, its link and its rules are left as they were.
+        for link in first.network._links.values():
+            assert link.relay is not None
+            link.relay.close()
+        await first.close()
+
+        second = SandboxDriver(tmp_path / "node", cgroup_parent=cgroup)
+        second.network.upstreams = upstream
+        node = Node(
+            NodeConfig(control_plane="http://unused", token="t", data_dir=tmp_path, name="n")
+        )
+        node.driver = second
+        await node.reconcile_with({iid: "running"})
+        assert second.state(iid) == "running"
+        assert await probe_names(second, iid, "app.example", "exfil.example") == [
+            "open",
+            "refused",
+        ]
+        assert await probe(second, iid, f"{net.other}:{PORT}") == ["closed"]
+        assert second.network._refresher is not None  # the allowlist's names are refreshed
+    finally:
+        transport.close()
+        d = second or first
+        await d.destroy(iid)
+        await d.close()
+        d.release_store()
+        for c in ("memory", "pids", "cpu", "cpuacct", "freezer"):
+            p = Path("/sys/fs/cgroup") / c / cgroup
+            if p.is_dir():
+                p.rmdir()
+
+
+async def probe_names(driver, instance_id: str, *names: str) -> list[str]:
+    r = await driver.exec(instance_id, ["python3", "-c", NAME_PROBE, *names], timeout=60)
+    assert r.exit_code == 0, r.stderr
+    return [line.split()[0] for line in r.stdout.decode().splitlines()]
+
+
+async def test_ipv6_from_an_instance_is_refused_by_the_rules(driver, make_spec, host_listener_v6):
+    """IPv6 is not given to instances (ADR 0015), but their link carries it: the kernel gives
+    both ends an fe80:: address. The node's rules refuse all of it (neighbour discovery
+    included, so not even the host end's link address is learnt): a host listener on `::` is
+    closed to the instance, and opens once the instance's table is gone, so what closed it
+    was the rules, not a missing address or route."""
+    spec = make_spec(network=policy("open"))
+    await driver.start(spec)
+    iid = spec.instance_id
+    try:
+        slot = int((driver.instance_dir(iid) / "egress-slot").read_text())
+        host_ll = None
+        for _ in range(100):  # duplicate address detection keeps it tentative for a moment
+            out = subprocess.run(
+                ["ip", "-6", "-o", "addr", "show", "dev", f"fyeg{slot}", "scope", "link"],
+                capture_output=True, text=True,
+            ).stdout  # fmt: skip
+            if out and "tentative" not in out:
+                host_ll = out.split()[3].split("/")[0]
+                break
+            await asyncio.sleep(0.1)
+        assert host_ll is not None, "the host end has no IPv6 link-local address"
+        target = f"{host_ll}%eth0:{host_listener_v6}"
+        r = await driver.exec(iid, "ip -6 -o addr show dev eth0 scope link")
+        assert b"fe80::" in r.stdout  # the instance's end has one too
+        assert await probe(driver, iid, target, target) == ["closed", "closed"]
+        r = await driver.exec(iid, "ip -6 route show default")
+        assert r.stdout.strip() == b""  # and there is nowhere else to send it
+
+        subprocess.run(["nft", "delete", "table", "inet", f"forkyard_eg{slot}"], check=True)
+        assert await probe(driver, iid, target) == ["open"]
+    finally:
+        await driver.destroy(iid)
+
+
+@pytest.fixture
+async def host_listener_v6() -> AsyncIterator[int]:
+    """A TCP server of the host's on every IPv6 address."""
+    server = await asyncio.start_server(lambda r, w: w.close(), "::", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()

@@ -10,18 +10,22 @@ under preview URLs, the `connect` WebSocket tunnel and the SSH gateway's `-L`.
 
 or `await relay(tcp, reader, writer)` to pipe it to an asyncio stream pair until both ends are
 done. The bytes travel over one WebSocket to the instance's node (`node/api/ports.py`), which
-connects a socket it made inside the instance's network namespace (ADR 0013)."""
+connects a socket it made inside the instance's network namespace (ADR 0013). The WebSocket
+was opened and authenticated ahead of need (`_WarmConnections`) and is told its target."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections import deque
 from types import TracebackType
 from typing import Any
 
 import websockets
 from sqlalchemy import select
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.protocol import State
 
 from forkyard.compute.errors import InstanceNotRunning, NodeUnreachable
 from forkyard.compute.models import ComputeServer, Instance
@@ -35,6 +39,10 @@ from forkyard.node import contract as c
 
 # One WebSocket message at most (a read returns at most this much).
 MAX_FRAME = 1024 * 1024
+# Warm WebSockets kept open to each node, and how long one is kept unused: less than the
+# node's wait for a target (node/api/ports.py WARM_IDLE_S), so a taken one is still listening.
+WARM_PER_NODE = 4
+WARM_MAX_AGE_S = 45.0
 
 
 class InstanceTcp:
@@ -88,38 +96,110 @@ class InstanceTcp:
         await self.aclose()
 
 
+class _WarmConnections:
+    """Authenticated WebSockets to one node's port route, opened ahead of need and each
+    handed one target (`contract.PortConnectIn`) when taken, so a proxied request pays a
+    message round trip to the node and its namespace connect, not a TCP connect, an HTTP
+    upgrade and the node's authentication. One WebSocket still carries one TCP connection:
+    each keeps its own TCP window, and a caller that stops reading stalls nothing but its own.
+    """
+
+    def __init__(self, url: str, secret: str) -> None:
+        self.url = url
+        self.secret = secret
+        self.loop = asyncio.get_running_loop()
+        self._idle: deque[tuple[float, ClientConnection]] = deque()
+        self._filling: asyncio.Task[None] | None = None
+
+    async def open(self) -> ClientConnection:
+        try:
+            return await connect(
+                self.url,
+                additional_headers={"Authorization": f"Bearer {self.secret}"},
+                compression=None,
+                proxy=None,
+                max_size=MAX_FRAME + 1024,
+                open_timeout=5,
+                ping_interval=None,
+            )
+        except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+            raise NodeUnreachable() from exc
+
+    def take(self) -> ClientConnection | None:
+        """A warm connection young enough that the node still waits on it, or None; a refill
+        starts either way."""
+        now = time.monotonic()
+        found = None
+        while self._idle and found is None:
+            born, ws = self._idle.popleft()
+            if now - born < WARM_MAX_AGE_S and ws.state is State.OPEN:
+                found = ws
+            else:
+                _closing.add(task := asyncio.create_task(ws.close()))
+                task.add_done_callback(_closing.discard)
+        if self._filling is None or self._filling.done():
+            self._filling = asyncio.create_task(self._fill())
+        return found
+
+    async def _fill(self) -> None:
+        while len(self._idle) < WARM_PER_NODE:
+            try:
+                ws = await self.open()
+            except NodeUnreachable:
+                return  # the next take() tries again
+            self._idle.append((time.monotonic(), ws))
+
+
+_warm: dict[tuple[str, str], _WarmConnections] = {}
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _warm_for(node: NodeClient) -> _WarmConnections:
+    url = "ws" + node.base_url.removeprefix("http").rstrip("/") + "/node/ports/connect"
+    key = (url, node.rpc.secret)
+    pool = _warm.get(key)
+    # Connections belong to the event loop that made them (tests run several loops in turn).
+    if pool is None or pool.loop is not asyncio.get_running_loop():
+        pool = _warm[key] = _WarmConnections(url, node.rpc.secret)
+    return pool
+
+
 async def connect_node_port(node: NodeClient, instance_id: str, port: int) -> InstanceTcp:
     """Connect through a node already known to hold the running instance."""
-    url = "ws" + node.base_url.removeprefix("http").rstrip("/")
-    url += f"/node/instances/{instance_id}/ports/{port}/connect"
-    try:
-        ws = await connect(
-            url,
-            additional_headers={"Authorization": f"Bearer {node.rpc.secret}"},
-            compression=None,
-            proxy=None,
-            max_size=MAX_FRAME + 1024,
-            open_timeout=5,
-            ping_interval=None,
-        )
-    except (OSError, TimeoutError, websockets.WebSocketException) as exc:
-        raise NodeUnreachable() from exc
-    try:
-        first = await asyncio.wait_for(ws.recv(), 10)
-        answer = c.PortConnectOut.model_validate_json(first)
-    except BaseException as exc:
-        await ws.close()
-        if isinstance(exc, Exception):
-            raise NodeUnreachable() from exc
-        raise
+    pool = _warm_for(node)
+    target = c.PortConnectIn(instance_id=instance_id, port=port).model_dump_json()
+    ws = pool.take()
+    answer = None
+    if ws is not None:
+        answer = await _ask(ws, target, warm=True)
+    if answer is None:  # no warm one, or it went away as it was taken: a new one
+        ws = await pool.open()
+        answer = await _ask(ws, target, warm=False)
+    assert ws is not None and answer is not None
     if not answer.ok:
         await ws.close()
         if answer.code == "port_refused":
             raise PortRefused(details={"port": port})
-        if answer.code == "instance_not_running":
+        if answer.code in ("instance_not_running", "instance_not_found"):
             raise InstanceNotRunning(details={"status": "stopped"})
         raise PortUnreachable(details={"port": port})
     return InstanceTcp(ws, instance_id, port)
+
+
+async def _ask(ws: ClientConnection, target: str, *, warm: bool) -> c.PortConnectOut | None:
+    """Name the target and read the node's answer. None when a warm connection turns out
+    closed (the node restarted, or retired it just now); a fresh one failing is an error."""
+    try:
+        await ws.send(target)
+        first = await asyncio.wait_for(ws.recv(), 10)
+        return c.PortConnectOut.model_validate_json(first)
+    except BaseException as exc:
+        await ws.close()
+        if warm and isinstance(exc, websockets.ConnectionClosed):
+            return None
+        if isinstance(exc, Exception):
+            raise NodeUnreachable() from exc
+        raise
 
 
 async def open_instance_tcp(

@@ -321,8 +321,16 @@ class BuildEvent(Contract):
 # --- ports (node/api/ports.py) ---
 
 
+class PortConnectIn(Contract):
+    """The first message on a warm port WebSocket (`/node/ports/connect`): where to connect.
+    The control plane opens these ahead of need and names the target when one is wanted."""
+
+    instance_id: str = Field(min_length=1, max_length=64)
+    port: int = Field(ge=1, le=65535)
+
+
 class PortConnectOut(Contract):
-    """The first message on a port's WebSocket: connected, or why not."""
+    """The node's answer to `PortConnectIn`: connected, or why not."""
 
     ok: bool
     code: str | None

@@ -1,9 +1,13 @@
 """Ports inside instances: a WebSocket per TCP connection, relayed by the node from a socket
 it made in the instance's network namespace (node/ports.py, docs/adr/0013-port-forwards.md).
 
-Protocol: the node accepts, connects, and sends one text message, `contract.PortConnectOut`
-as JSON. When it says `ok`, binary messages carry the bytes both ways; an empty binary message
-is the end of that direction (a TCP half-close); closing the WebSocket closes the connection."""
+Protocol: the control plane opens the WebSocket ahead of need (node authentication, TCP and
+the upgrade are paid then, not per request) and leaves it idle; when a connection is wanted
+it sends one text message, `contract.PortConnectIn` {instance_id, port}. The node connects and
+answers `contract.PortConnectOut` as JSON. When it says `ok`, binary messages carry the bytes
+both ways; an empty binary message is the end of that direction (a TCP half-close); closing
+the WebSocket closes the connection. One WebSocket carries one TCP connection, so each has
+its own TCP window: a reader that stops reading holds up its own connection only."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import asyncio
 import contextlib
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
 
 from forkyard.kit.errors import ForkyardError
 from forkyard.node import contract as c
@@ -19,20 +24,35 @@ from forkyard.node.api.deps import Node
 
 router = APIRouter(prefix="/node")
 
+# How long a warm WebSocket may wait for its target; the control plane retires its idle ones
+# sooner (forwards/tunnel.py WARM_MAX_AGE_S).
+WARM_IDLE_S = 60.0
 
-@router.websocket("/instances/{instance_id}/ports/{port}/connect")
-async def port_connect(websocket: WebSocket, instance_id: str, port: int, node: Node) -> None:
-    """One TCP connection to 127.0.0.1:port inside the instance, relayed over this WebSocket."""
+
+@router.websocket("/ports/connect")
+async def port_connect(websocket: WebSocket, node: Node) -> None:
+    """One TCP connection to 127.0.0.1:port inside the instance the first message names."""
     await websocket.accept()
     try:
-        if not 1 <= port <= 65535:
-            raise ports.PortUnreachable("The port must be 1-65535.")
-        netns = node.driver.network_namespace(instance_id)
-        reader, writer = await ports.connect(netns, port)
+        message = await asyncio.wait_for(websocket.receive(), WARM_IDLE_S)
+    except TimeoutError:
+        with contextlib.suppress(Exception):
+            await websocket.close()
+        return
+    if message["type"] == "websocket.disconnect":
+        return
+    try:
+        try:
+            target = c.PortConnectIn.model_validate_json(message.get("text") or "")
+        except ValidationError as exc:
+            raise ports.PortUnreachable("Name an instance and a port (1-65535).") from exc
+        netns = node.driver.network_namespace(target.instance_id)
+        reader, writer = await ports.connect(netns, target.port)
     except ForkyardError as exc:
         out = c.PortConnectOut(ok=False, code=exc.code, message=exc.message)
-        await websocket.send_text(out.model_dump_json())
-        await websocket.close()
+        with contextlib.suppress(Exception):
+            await websocket.send_text(out.model_dump_json())
+            await websocket.close()
         return
     await websocket.send_text(c.PortConnectOut(ok=True, code=None, message=None).model_dump_json())
     await relay(websocket, reader, writer)
