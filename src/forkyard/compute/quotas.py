@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from forkyard.compute.models import BaseImage, Instance, Layer
 from forkyard.compute.states import LIVE_STATUSES
 from forkyard.config import Settings
+from forkyard.db.tenancy import owned
 from forkyard.kit.errors import QuotaExceeded
 
 # An image build whose recipe names no disk size (from a snapshot) counts this much.
@@ -20,21 +21,19 @@ MIB = 1024 * 1024
 
 def _layers_mb(org_id: str) -> Any:
     """The org's checkpoints, snapshots, images and fork layers: the bytes they hold, in MiB."""
-    return (
-        select(func.coalesce(func.sum(Layer.data_bytes), 0) / MIB)
-        .where(Layer.org_id == org_id)
-        .scalar_subquery()
-    )
+    return owned(
+        select(func.coalesce(func.sum(Layer.data_bytes), 0) / MIB), org_id, Layer
+    ).scalar_subquery()
 
 
 def _builds_mb(org_id: str) -> Any:
     """The disks of the org's image builds under way (each runs in a build sandbox)."""
     disk = func.coalesce(BaseImage.recipe["disk_mb"].astext.cast(Integer), BUILD_DISK_MB)
-    return (
-        select(func.coalesce(func.sum(disk), 0))
-        .where(BaseImage.org_id == org_id, BaseImage.status == "building")
-        .scalar_subquery()
-    )
+    return owned(
+        select(func.coalesce(func.sum(disk), 0)).where(BaseImage.status == "building"),
+        org_id,
+        BaseImage,
+    ).scalar_subquery()
 
 
 async def check_disk(
@@ -48,9 +47,13 @@ async def check_disk(
         (
             await session.execute(
                 select(
-                    select(func.coalesce(func.sum(Instance.disk_mb), 0))
-                    .where(Instance.org_id == org_id, Instance.status.in_(LIVE_STATUSES))
-                    .scalar_subquery()
+                    owned(
+                        select(func.coalesce(func.sum(Instance.disk_mb), 0)).where(
+                            Instance.status.in_(LIVE_STATUSES)
+                        ),
+                        org_id,
+                        Instance,
+                    ).scalar_subquery()
                     + _layers_mb(org_id)
                     + _builds_mb(org_id)
                 )
@@ -92,18 +95,13 @@ async def check_quota(
                 "requested": disk_mb,
             },
         )
-    used = (
-        await session.execute(
-            select(
-                func.count(),
-                func.coalesce(func.sum(Instance.vcpus), 0),
-                func.coalesce(func.sum(Instance.memory_mb), 0),
-                func.coalesce(func.sum(Instance.disk_mb), 0)
-                + _layers_mb(org_id)
-                + _builds_mb(org_id),
-            ).where(Instance.org_id == org_id, Instance.status.in_(LIVE_STATUSES))
-        )
-    ).one()
+    totals = select(
+        func.count(),
+        func.coalesce(func.sum(Instance.vcpus), 0),
+        func.coalesce(func.sum(Instance.memory_mb), 0),
+        func.coalesce(func.sum(Instance.disk_mb), 0) + _layers_mb(org_id) + _builds_mb(org_id),
+    ).where(Instance.status.in_(LIVE_STATUSES))
+    used = (await session.execute(owned(totals, org_id, Instance))).one()
     n, cpu, mem, disk = int(used[0]), float(used[1]), int(used[2]), int(used[3])
     for limit, current, extra, cap in (
         ("max_instances", n, count, settings.max_instances_per_org),

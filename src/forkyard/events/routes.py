@@ -9,12 +9,11 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import Select, select
 
 from forkyard.db.session import DbSession, database
+from forkyard.db.tenancy import get_owned, owned
 from forkyard.events.models import EventRecord
 from forkyard.events.schemas import EventOut
 from forkyard.events.stream import SSE_RESPONSES, Row, follow, start_after, stream_response
 from forkyard.identity.deps import Reader, settings_of
-from forkyard.kit.errors import NotFound
-from forkyard.kit.ids import has_prefix
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
 from forkyard.kit.routing import protected_router
 
@@ -34,7 +33,7 @@ async def list_events(
 ) -> Page[EventOut]:
     """The caller's org's events, newest first."""
     stmt = _filtered(
-        select(EventRecord).where(EventRecord.org_id == principal.org_id),
+        owned(select(EventRecord), principal),
         type,
         resource_type,
         resource_id,
@@ -80,7 +79,7 @@ async def stream_events(
 
     async def read(after: str, limit: int) -> list[Row]:
         stmt = _filtered(
-            select(EventRecord).where(EventRecord.org_id == org_id, EventRecord.id > after),
+            owned(select(EventRecord).where(EventRecord.id > after), org_id),
             type,
             resource_type,
             resource_id,
@@ -105,7 +104,4 @@ async def stream_events(
 @router.get("/{id}", response_model=EventOut)
 async def get_event(id: str, session: DbSession, principal: Reader) -> EventOut:
     """One event of the caller's org."""
-    row = await session.get(EventRecord, id) if has_prefix(id, "evt") else None
-    if row is None or row.org_id is None or row.org_id != principal.org_id:
-        raise NotFound.of("Event", id)
-    return EventOut.of(row)
+    return EventOut.of(await get_owned(session, EventRecord, id, principal, kind="Event"))

@@ -37,6 +37,7 @@ async def keys_for_instance(db: Database, instance_id: str) -> dict[str, Grant]:
         rows = await session.execute(
             select(SshKey.fingerprint, SshKey.user_id, SshKey.id, Instance.org_id)
             .select_from(Instance)
+            # Not a tenancy check: the instance's own org decides whose keys open it.
             .join(Membership, Membership.org_id == Instance.org_id)
             .join(User, User.id == Membership.user_id)
             .join(SshKey, SshKey.user_id == User.id)

@@ -12,6 +12,7 @@ from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.compute.models import BaseImage
+from forkyard.db.tenancy import Tenant, is_owned
 from forkyard.kit.clock import utcnow
 from forkyard.kit.ids import has_prefix
 
@@ -65,7 +66,14 @@ async def ensure_platform_default(session: AsyncSession) -> None:
 
 
 def visible(org_id: str | None) -> Any:
+    """The images an org may read, as a filter: its own and the platform's. Not `owned` alone:
+    platform rows (no org) are every org's to read."""
     return or_(BaseImage.org_id == org_id, BaseImage.org_id.is_(None))
+
+
+def readable(image: BaseImage, tenant: Tenant | str | None) -> bool:
+    """`visible` for a row in hand: a platform image, or one the tenant's org owns."""
+    return image.org_id is None or is_owned(image, tenant)
 
 
 async def family_current(
@@ -89,7 +97,7 @@ async def resolve_image(session: AsyncSession, org_id: str | None, name: str) ->
     names neither (a node image name given directly)."""
     if has_prefix(name, "img"):
         image = await session.get(BaseImage, name)
-        if image is None or image.org_id not in (None, org_id) or image.status != "ready":
+        if image is None or not readable(image, org_id) or image.status != "ready":
             return None
         return image
     return await family_current(session, org_id, name)

@@ -43,6 +43,7 @@ from forkyard.compute.state.checkpoints import (
 from forkyard.compute.state.errors import SnapshotInUse
 from forkyard.compute.state.layers import ensure_on, release
 from forkyard.db.session import DbSession
+from forkyard.db.tenancy import owned
 from forkyard.events import Actor, emit
 from forkyard.identity.deps import Reader, Writer, settings_of
 from forkyard.identity.principal import Principal
@@ -78,9 +79,12 @@ async def _snapshot(
         raise NotFound.of("Snapshot", snapshot_id)
     row = (
         await session.execute(
-            select(Snapshot, Layer)
-            .join(Layer, Layer.id == Snapshot.layer_id)
-            .where(Snapshot.id == snapshot_id, Snapshot.org_id == principal.org_id)
+            owned(
+                select(Snapshot, Layer)
+                .join(Layer, Layer.id == Snapshot.layer_id)
+                .where(Snapshot.id == snapshot_id),
+                principal,
+            )
         )
     ).one_or_none()
     if row is None or row[0].instance_id not in (instance_id, None):
