@@ -150,3 +150,33 @@ async def test_records_expire(client, db, settings):
     load_all_tasks()
     await Worker(db, settings).run_periodic_now()
     assert await _records(db) == 0
+
+
+async def test_concurrent_requests_with_one_key_do_the_work_once(client, new_client, db):
+    """The claim is one statement: of several identical requests at once, one does the work and
+    the others are told it is running or get its answer, never a second API key."""
+    import asyncio
+
+    await make_account(client, "idem6@example.com")
+    key = await make_api_key(client, ["read", "write", "account"])
+    bots = [new_client() for _ in range(6)]
+    for bot in bots:
+        bot.headers["Authorization"] = f"Bearer {key}"
+    before = await _count_keys(db)
+    answers = await asyncio.gather(
+        *(
+            bot.post("/v1/api-keys", json={"name": "once"}, headers={"Idempotency-Key": "race"})
+            for bot in bots
+        )
+    )
+    assert await _count_keys(db) == before + 1
+    made = [r for r in answers if r.status_code == 201]
+    assert made and len({r.json()["id"] for r in made}) == 1
+    waiting = [r for r in answers if r.status_code != 201]
+    assert all(r.status_code == 409 and error_code(r) == "idempotency_in_progress" for r in waiting)
+    # Afterwards the key replays the one answer.
+    again = await bots[0].post(
+        "/v1/api-keys", json={"name": "once"}, headers={"Idempotency-Key": "race"}
+    )
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert again.json()["id"] == made[0].json()["id"]
