@@ -28,6 +28,7 @@ from forkyard.compute.instances import (
     require_verified,
 )
 from forkyard.compute.models import ComputeServer, Instance, InstanceStack
+from forkyard.compute.node_client import RemoteError
 from forkyard.compute.provision import Blueprint, provision
 from forkyard.compute.quotas import check_quota
 from forkyard.compute.servers import node_for, place, server_is_fresh
@@ -209,11 +210,11 @@ async def _fork_now(
         vm = await get_vm(session, child)
         if answer.error is not None or answer.pid is None:
             # The node's text names host paths and tool output: the log keeps it, the
-            # caller gets the code and a plain message.
+            # caller gets the code and the message of any node failure (RemoteError's).
             log.warning("fork child %s failed: %s", child.id, answer.error)
             errors[i] = schemas.ForkError(
                 code=answer.error.code if answer.error else "sandbox_failed",
-                message="The compute server could not start it.",
+                message=RemoteError.GENERIC,
             )
             stack = await session.get(InstanceStack, child.id)
             if stack is not None:
