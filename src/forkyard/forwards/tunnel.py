@@ -48,15 +48,43 @@ WARM_MAX_AGE_S = 45.0
 class InstanceTcp:
     """One TCP connection inside an instance. `read()` answers b"" once the port ended its
     side; `write_eof()` ends ours (a half-close); `aclose()` (or leaving `async with`) closes
-    both. Errors while open surface as ConnectionError."""
+    both. Errors while open surface as ConnectionError.
+
+    Made with `wait=False`, the node's answer is still on its way: writes go ahead of it
+    (the node reads them once connected, or drops them with the connection), and `ready()`
+    (which the first read() calls) raises the refusal, as `connect_node_port` would have."""
 
     def __init__(self, ws: ClientConnection, instance_id: str, port: int) -> None:
         self._ws = ws
         self.instance_id = instance_id
         self.port = port
         self._eof = False
+        self._answered = False
+
+    async def ready(self) -> None:
+        """Wait for the node's answer: returns once connected; PortRefused, PortUnreachable,
+        InstanceNotRunning or NodeUnreachable otherwise."""
+        if self._answered:
+            return
+        self._answered = True
+        try:
+            first = await asyncio.wait_for(self._ws.recv(), 10)
+            answer = c.PortConnectOut.model_validate_json(first)
+        except BaseException as exc:
+            await self.aclose()
+            if isinstance(exc, Exception):
+                raise NodeUnreachable() from exc
+            raise
+        if not answer.ok:
+            await self.aclose()
+            if answer.code == "port_refused":
+                raise PortRefused(details={"port": self.port})
+            if answer.code in ("instance_not_running", "instance_not_found"):
+                raise InstanceNotRunning(details={"status": "stopped"})
+            raise PortUnreachable(details={"port": self.port})
 
     async def read(self) -> bytes:
+        await self.ready()
         if self._eof:
             return b""
         try:
@@ -164,42 +192,37 @@ def _warm_for(node: NodeClient) -> _WarmConnections:
     return pool
 
 
-async def connect_node_port(node: NodeClient, instance_id: str, port: int) -> InstanceTcp:
-    """Connect through a node already known to hold the running instance."""
+async def connect_node_port(
+    node: NodeClient, instance_id: str, port: int, *, wait: bool = True
+) -> InstanceTcp:
+    """Connect through a node already known to hold the running instance. With `wait=False`
+    the answer is left to `InstanceTcp.ready()`: the caller's first bytes travel with the
+    target instead of a round trip later (the preview proxy's request head)."""
     pool = _warm_for(node)
     target = c.PortConnectIn(instance_id=instance_id, port=port).model_dump_json()
     ws = pool.take()
-    answer = None
     if ws is not None:
-        answer = await _ask(ws, target, warm=True)
-    if answer is None:  # no warm one, or it went away as it was taken: a new one
-        ws = await pool.open()
-        answer = await _ask(ws, target, warm=False)
-    assert ws is not None and answer is not None
-    if not answer.ok:
-        await ws.close()
-        if answer.code == "port_refused":
-            raise PortRefused(details={"port": port})
-        if answer.code in ("instance_not_running", "instance_not_found"):
-            raise InstanceNotRunning(details={"status": "stopped"})
-        raise PortUnreachable(details={"port": port})
-    return InstanceTcp(ws, instance_id, port)
-
-
-async def _ask(ws: ClientConnection, target: str, *, warm: bool) -> c.PortConnectOut | None:
-    """Name the target and read the node's answer. None when a warm connection turns out
-    closed (the node restarted, or retired it just now); a fresh one failing is an error."""
+        tcp = InstanceTcp(ws, instance_id, port)
+        try:
+            await ws.send(target)
+            if wait:
+                await tcp.ready()
+            return tcp
+        except websockets.ConnectionClosed:
+            await tcp.aclose()  # the node restarted, or retired it just now: a fresh one
+        except NodeUnreachable as exc:
+            if not isinstance(exc.__cause__, websockets.ConnectionClosed):
+                raise
+    ws = await pool.open()
+    tcp = InstanceTcp(ws, instance_id, port)
     try:
         await ws.send(target)
-        first = await asyncio.wait_for(ws.recv(), 10)
-        return c.PortConnectOut.model_validate_json(first)
-    except BaseException as exc:
-        await ws.close()
-        if warm and isinstance(exc, websockets.ConnectionClosed):
-            return None
-        if isinstance(exc, Exception):
-            raise NodeUnreachable() from exc
-        raise
+    except websockets.ConnectionClosed as exc:
+        await tcp.aclose()
+        raise NodeUnreachable() from exc
+    if wait:
+        await tcp.ready()
+    return tcp
 
 
 async def open_instance_tcp(

@@ -1,0 +1,301 @@
+"""Speaking to the app inside an instance over an `InstanceTcp`: the caller's HTTP request as
+HTTP/1.1 (h11), or its websocket spoken again as a websocket client (websockets' sans-I/O
+protocol), with the headers the app should see (ADR 0013)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import h11
+from starlette.types import Message, Receive, Scope, Send
+from websockets.client import ClientProtocol
+from websockets.frames import Opcode
+from websockets.http11 import Response as WsResponse
+from websockets.uri import parse_uri
+
+from forkyard.config import Settings
+from forkyard.forwards import service
+from forkyard.forwards.refusals import Refused, header, refuse
+from forkyard.forwards.tunnel import InstanceTcp
+from forkyard.kit.errors import ForkyardError
+
+log = logging.getLogger("forkyard.forwards.proxy")
+
+HOP_BY_HOP = {
+    b"connection",
+    b"keep-alive",
+    b"proxy-authenticate",
+    b"proxy-authorization",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+    b"host",
+    b"content-length",
+}
+
+
+def forwarded_headers(scope: Scope, settings: Settings, host: str) -> list[tuple[bytes, bytes]]:
+    """The caller's headers as the app should see them: without hop-by-hop headers and our
+    credentials, with X-Forwarded-*."""
+    out: list[tuple[bytes, bytes]] = []
+    prior_for = ""
+    for k, v in scope["headers"]:
+        if k in HOP_BY_HOP or k.startswith(b"sec-websocket-"):
+            continue
+        if k == b"authorization" and v[:10].lower() == b"bearer fy_":
+            continue
+        if k == b"x-forwarded-for":
+            prior_for = v.decode("latin-1")
+            continue
+        if k in (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port"):
+            continue
+        if k == b"cookie":
+            kept = _strip_our_cookies(v.decode("latin-1"))
+            if kept:
+                out.append((k, kept.encode("latin-1")))
+            continue
+        out.append((k, v))
+    client = scope.get("client") or ("", 0)
+    scheme = "https" if settings.public_url.startswith("https://") else scope.get("scheme", "http")
+    scheme = scheme.replace("ws", "http")
+    port = host.rsplit(":", 1)[1] if ":" in host else ("443" if scheme == "https" else "80")
+    chain = f"{prior_for}, {client[0]}" if prior_for and settings.trusted_proxies else client[0]
+    out += [
+        (b"x-forwarded-for", chain.encode()),
+        (b"x-forwarded-proto", scheme.encode()),
+        (b"x-forwarded-host", host.encode()),
+        (b"x-forwarded-port", port.encode()),
+    ]
+    return out
+
+
+def _strip_our_cookies(header: str) -> str:
+    parts = [p.strip() for p in header.split(";")]
+    return "; ".join(p for p in parts if p and not p.split("=", 1)[0].strip().startswith("fy_"))
+
+
+def _target_path(scope: Scope) -> bytes:
+    raw = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string", b"")
+    if service.SHARE_PARAM.encode() in query:
+        pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+        query = urlencode([(k, v) for k, v in pairs if k != service.SHARE_PARAM]).encode()
+    return bytes(raw) + (b"?" + query if query else b"")
+
+
+async def _ready(scope: Scope, receive: Receive, send: Send, tcp: InstanceTcp, port: int) -> bool:
+    """Whether the node connected the port; if not, the caller has its refusal (502)."""
+    try:
+        await tcp.ready()
+    except ForkyardError as exc:
+        await refuse(scope, receive, send, Refused(502, exc.code, exc.message, {"port": port}))
+        return False
+    return True
+
+
+async def proxy_http(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    tcp: InstanceTcp,
+    settings: Settings,
+    host: str,
+    port: int,
+) -> None:
+    conn = h11.Connection(h11.CLIENT)
+    headers = [(b"host", host.encode()), *forwarded_headers(scope, settings, host)]
+    length = header(scope, b"content-length")
+    if length:
+        headers.append((b"content-length", length.encode()))
+    elif scope["method"] not in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        headers.append((b"transfer-encoding", b"chunked"))
+    headers.append((b"connection", b"close"))
+    request = h11.Request(method=scope["method"], target=_target_path(scope), headers=headers)
+    await tcp.write(conn.send(request) or b"")
+    if not await _ready(scope, receive, send, tcp, port):
+        return
+    expects_body = bool(length) or (b"transfer-encoding", b"chunked") in headers
+    while expects_body:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        body = message.get("body", b"")
+        if body:
+            await tcp.write(conn.send(h11.Data(data=body)) or b"")
+        if not message.get("more_body", False):
+            break
+    await tcp.write(conn.send(h11.EndOfMessage()) or b"")
+
+    started = False
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await tcp.read()
+            conn.receive_data(data)
+            if not data and not started and conn.their_state is h11.SEND_RESPONSE:
+                await refuse(
+                    scope,
+                    receive,
+                    send,
+                    Refused(
+                        502,
+                        "port_unreachable",
+                        "The app closed the connection without answering.",
+                        {"port": port},
+                    ),
+                )
+                return
+            continue
+        if isinstance(event, h11.InformationalResponse):
+            continue
+        if isinstance(event, h11.Response):
+            out = [
+                (k, v) for k, v in event.headers if k not in HOP_BY_HOP or k == b"content-length"
+            ]
+            await send({"type": "http.response.start", "status": event.status_code, "headers": out})
+            started = True
+        elif isinstance(event, h11.Data):
+            await send({"type": "http.response.body", "body": bytes(event.data), "more_body": True})
+        elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+
+async def proxy_websocket(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    tcp: InstanceTcp,
+    settings: Settings,
+    host: str,
+    port: int,
+) -> None:
+    """The caller's websocket, spoken again to the app over the tunnel (websockets' sans-I/O
+    client): the handshake first, then messages both ways."""
+    first = await receive()
+    assert first["type"] == "websocket.connect"
+    origin = header(scope, b"origin") or None
+    protocols = [
+        p.strip() for p in header(scope, b"sec-websocket-protocol").split(",") if p.strip()
+    ]
+    path = _target_path(scope).decode("latin-1")
+    ws = ClientProtocol(
+        parse_uri(f"ws://{host}{path}"),
+        origin=origin,  # type: ignore[arg-type]
+        subprotocols=protocols or None,  # type: ignore[arg-type]
+        max_size=16 * 1024 * 1024,
+    )
+    handshake = ws.connect()
+    for k, v in forwarded_headers(scope, settings, host):
+        name = k.decode("latin-1")
+        if name.lower() not in ("origin",):
+            handshake.headers[name] = v.decode("latin-1")
+    ws.send_request(handshake)
+    await tcp.write(b"".join(ws.data_to_send()))
+    if not await _ready(scope, receive, send, tcp, port):
+        return
+    response: WsResponse | None = None
+    pending: list[Any] = []
+    while response is None:
+        data = await tcp.read()
+        if data:
+            ws.receive_data(data)
+        else:
+            ws.receive_eof()
+        for ev in ws.events_received():
+            if isinstance(ev, WsResponse):
+                response = ev
+            else:
+                pending.append(ev)
+        if response is None and not data:
+            await send({"type": "websocket.close", "code": 1011})
+            return
+    if response.status_code != 101 or ws.handshake_exc is not None:
+        await send({"type": "websocket.http.response.start", "status": 502, "headers": []})
+        await send(
+            {"type": "websocket.http.response.body", "body": b"The app refused the websocket."}
+        )
+        return
+    await send(
+        {"type": "websocket.accept", "subprotocol": response.headers.get("Sec-WebSocket-Protocol")}
+    )
+    await _relay_websocket(receive, send, tcp, ws, pending)
+
+
+# Close codes a peer may put in a close frame (1005/1006/1015 are only ever reported locally).
+_UNSENDABLE_CLOSE = {1004, 1005, 1006, 1015}
+
+
+def _close_code(code: int | None, default: int) -> int:
+    if code is None or code in _UNSENDABLE_CLOSE or not (1000 <= code <= 4999):
+        return default
+    return code
+
+
+async def _relay_websocket(
+    receive: Receive, send: Send, tcp: InstanceTcp, ws: ClientProtocol, pending: list[Any]
+) -> None:
+    """Messages both ways until either side closes. The app's close code reaches the caller
+    and the caller's reaches the app; an app that drops the connection without a close frame
+    is reported as 1011, the nearest code ASGI can send (1006 is never put on the wire)."""
+
+    async def from_caller() -> None:
+        while True:
+            message: Message = await receive()
+            if message["type"] == "websocket.disconnect":
+                ws.send_close(_close_code(message.get("code"), 1000))
+                await tcp.write(b"".join(ws.data_to_send()))
+                return
+            if message.get("text") is not None:
+                ws.send_text(message["text"].encode())
+            elif message.get("bytes") is not None:
+                ws.send_binary(message["bytes"])
+            await tcp.write(b"".join(ws.data_to_send()))
+
+    async def from_app() -> None:
+        parts: list[bytes] = []
+        opcode = Opcode.TEXT
+        events = pending
+        while True:
+            for frame in events:
+                if frame.opcode in (Opcode.TEXT, Opcode.BINARY):
+                    opcode, parts = frame.opcode, [frame.data]
+                elif frame.opcode is Opcode.CONT:
+                    parts.append(frame.data)
+                elif frame.opcode is Opcode.CLOSE:
+                    await tcp.write(b"".join(ws.data_to_send()))  # the close answer
+                    code = ws.close_rcvd.code if ws.close_rcvd else None
+                    await send({"type": "websocket.close", "code": _close_code(code, 1000)})
+                    return
+                else:
+                    continue  # pings are answered by the protocol (sent below)
+                if frame.fin:
+                    payload = b"".join(parts)
+                    if opcode is Opcode.TEXT:
+                        await send({"type": "websocket.send", "text": payload.decode()})
+                    else:
+                        await send({"type": "websocket.send", "bytes": payload})
+            outgoing = ws.data_to_send()
+            if outgoing:
+                await tcp.write(b"".join(outgoing))
+            data = await tcp.read()
+            if not data:
+                await send({"type": "websocket.close", "code": 1011})
+                return
+            ws.receive_data(data)
+            events = ws.events_received()
+
+    tasks = [asyncio.create_task(from_caller()), asyncio.create_task(from_app())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            log.warning("preview websocket relay ended by %r", result)
