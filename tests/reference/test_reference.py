@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 from forkyard.reference import pysdk, site
 from forkyard.reference.schema import load, operations
@@ -47,19 +50,68 @@ def pysdk_order() -> list[str]:
     return TAG_ORDER
 
 
-def test_python_samples_compile_and_name_real_sdk_methods():
-    from forkyard_sdk import Forkyard
+MYPY = [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir=/dev/null"]
+
+
+def _mypy(directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*MYPY, str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_every_python_sample_type_checks(tmp_path: Path) -> None:
+    """mypy --strict over the Python sample of every operation, against the SDK's types (the
+    TypeScript samples get the same from tsc: tests/sdk_typescript/test_samples.py); where the
+    SDK has a method of its own, the sample uses it instead of the generated layer."""
+    from forkyard.reference import samples
+
+    spec = load()
+    ops = operations(spec)
+    for op in ops:
+        code = samples.python(op, spec)
+        if op.id in samples.FRIENDLY:
+            assert "fy.api." not in code, op.id
+        else:
+            assert re.search(r"fy\.api\.\w+\.\w+\(", code), op.id
+        (tmp_path / f"{op.slug.replace('-', '_')}.py").write_text(code + "\n")
+    result = _mypy(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"in {len(ops)} source files" in result.stdout
+
+
+def test_a_python_sample_that_misuses_the_sdk_fails(tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_text(
+        "from forkyard_sdk import Forkyard\n"
+        "inst = Forkyard().instances.get('inst_1')\n"
+        "inst.files.write(1, 'a')\n"
+        "print(inst.exec('true').exitcode)\n"
+    )
+    result = _mypy(tmp_path)
+    assert result.returncode != 0
+    assert result.stdout.count("bad.py:") == 2, result.stdout
+
+
+def test_the_sdks_share_the_friendly_operations() -> None:
+    """Each friendly sample names the methods both SDKs have (the TS side is checked by tsc)."""
+    from forkyard_sdk import Instance
+    from forkyard_sdk.client import Files, Instances
 
     from forkyard.reference import samples
 
     spec = load()
-    fy = Forkyard(api_key="fy_unused")
-    for op in operations(spec):
-        code = samples.python(op, spec)
-        compile(code, op.slug, "exec")
-        match = re.search(r"fy\.api\.(\w+)\.(\w+)\(", code)
-        assert match, op.id
-        assert callable(getattr(getattr(fy.api, match[1]), match[2])), op.id
+    ops = {o.id: o for o in operations(spec)}
+    owners = {"inst.files": Files, "inst": Instance, "fy.instances": Instances}
+    for op_id, friendly in samples.FRIENDLY.items():
+        assert op_id in ops, f"{op_id} is in FRIENDLY but not in the snapshot"
+        calls = re.findall(
+            r"\b(inst\.files|inst|fy\.instances)\.(\w+)\(", "\n".join(friendly.python)
+        )
+        assert calls, op_id
+        for owner, name in calls:
+            assert callable(getattr(owners[owner], name, None)), (op_id, owner, name)
 
 
 def test_the_sdk_generated_layer_matches_the_snapshot():

@@ -65,6 +65,9 @@ async def test_the_sdk_drives_an_instance(built_sdk: Path, platform: Platform) -
         "texts": ["version = 2\n", "version = 2\n"],
         "parent_after_child_write": "version = 2\n",
     }
+    assert steps["generic"]["stdout"] == "raw\n"
+    assert steps["generic"]["ssh_user"] == steps["create"]["id"]
+    assert steps["generic"]["ssh_command"].endswith(f"{steps['create']['id']}@127.0.0.1")
     # limit=1 pages through all three (parent and two children) by next_cursor.
     assert steps["list"] == {"count": 3, "has_parent": True}
     assert steps["error"]["is_error"] is True

@@ -74,6 +74,8 @@ def clean_query(params: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def write_headers(method: str, idempotency_key: str | None) -> dict[str, str] | None:
+    """An Idempotency-Key on every POST, exec included: retried without one, a command whose
+    answer was lost would run twice; with it the server replays the first run (README)."""
     if method == "POST":
         return {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
     return None

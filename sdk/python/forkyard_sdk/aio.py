@@ -17,8 +17,20 @@ import httpx
 
 from forkyard_sdk import _generated as g
 from forkyard_sdk import errors
+from forkyard_sdk._shared import (
+    WAIT_POLL_S,
+    ExecResult,
+    InstanceState,
+    checkpoint_body,
+    edit_body,
+    exec_body,
+    fork_body,
+    forked,
+    page_params,
+    rollback_body,
+    write_body,
+)
 from forkyard_sdk._transport import AsyncCore, Config, Event
-from forkyard_sdk.client import WAIT_POLL_S, ExecResult, exec_body, write_body
 
 
 class AsyncFiles:
@@ -42,38 +54,18 @@ class AsyncFiles:
     async def edit(
         self, path: str, old_str: str, new_str: str, *, replace_all: bool = False
     ) -> g.EditResultOut:
-        body: g.FileEdit = {
-            "path": path,
-            "old_str": old_str,
-            "new_str": new_str,
-            "replace_all": replace_all,
-        }
+        body = edit_body(path, old_str, new_str, replace_all)
         return await self._api.edit_file(self._instance.id, body)
 
     async def list(self, path: str = "/", *, depth: int = 1) -> list[g.FileEntry]:
         return (await self._api.list_files(self._instance.id, path=path, depth=depth))["data"]
 
 
-class AsyncInstance:
+class AsyncInstance(InstanceState):
     def __init__(self, fy: AsyncForkyard, data: g.InstanceOut) -> None:
         self._fy = fy
         self.data = data
         self.files = AsyncFiles(self)
-
-    @property
-    def id(self) -> str:
-        return self.data["id"]
-
-    @property
-    def name(self) -> str:
-        return self.data["name"]
-
-    @property
-    def status(self) -> str:
-        return self.data["status"]
-
-    def __repr__(self) -> str:
-        return f"<AsyncInstance {self.id} {self.status}>"
 
     async def __aenter__(self) -> AsyncInstance:
         return self
@@ -92,13 +84,7 @@ class AsyncInstance:
 
     async def wait(self, status: str = "running", timeout: float = 300) -> AsyncInstance:
         deadline = time.monotonic() + timeout
-        while (await self.refresh()).status != status:
-            if self.status == "error":
-                raise errors.ForkyardError(
-                    f"{self.id} failed: {self.data.get('status_reason')}", code="instance_error"
-                )
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.id} is {self.status}, not {status}, after {timeout} s")
+        while not (await self.refresh()).reached(status, deadline, timeout):  # noqa: ASYNC110 (polls the API)
             await asyncio.sleep(WAIT_POLL_S)
         return self
 
@@ -127,32 +113,28 @@ class AsyncInstance:
         return self._fy.api.exec.stream_command(self.id, body)
 
     async def checkpoint(self, name: str | None = None) -> g.CheckpointOut:
-        body: g.CheckpointCreate = {} if name is None else {"name": name}
-        return await self._fy.api.checkpoints.create_checkpoint(self.id, body)
+        return await self._fy.api.checkpoints.create_checkpoint(self.id, checkpoint_body(name))
 
     def checkpoints(self) -> AsyncIterator[g.CheckpointOut]:
         return self._fy.paginate(f"/v1/instances/{self.id}/checkpoints")
 
     async def rollback(self, checkpoint: g.CheckpointOut | str) -> g.RollbackOut:
-        cp = checkpoint if isinstance(checkpoint, str) else checkpoint["id"]
-        result = await self._fy.api.checkpoints.rollback(self.id, {"checkpoint_id": cp})
+        result = await self._fy.api.checkpoints.rollback(self.id, rollback_body(checkpoint))
         self.data = result["instance"]
         return result
 
     async def fork(self, count: int = 1, *, name_prefix: str | None = None) -> list[AsyncInstance]:
-        body: g.ForkRequest = {"count": count}
-        if name_prefix is not None:
-            body["name_prefix"] = name_prefix
+        body = fork_body(count, name_prefix)
         result = await self._fy.api.instances.fork_instance(self.id, body)
-        failed = [c["error"] for c in result["children"] if c.get("error")]
-        kids = [
-            AsyncInstance(self._fy, c["instance"])
-            for c in result["children"]
-            if c["instance"] is not None
-        ]
-        if failed and not kids:
-            raise errors.ForkyardError(f"fork failed: {failed[0]}", code="fork_failed")
+        kids = [AsyncInstance(self._fy, data) for data in forked(result)]
         return [k if k.status == "running" else await k.wait() for k in kids]
+
+    async def ssh_access(self) -> g.SshAccessOut:
+        return await self._fy.api.ssh.ssh_access(self.id)
+
+    async def update(self, **fields: Any) -> AsyncInstance:
+        self.data = await self._fy.api.instances.update_instance(self.id, fields)  # type: ignore[arg-type]
+        return self
 
     async def delete(self) -> None:
         try:
@@ -170,10 +152,8 @@ class AsyncInstances:
         body: Any = fields
         data = await self._fy.api.instances.create_instance_route(body, wait=wait)
         inst = AsyncInstance(self._fy, data)
-        if wait and inst.status == "error":
-            raise errors.ForkyardError(
-                f"{inst.id} failed: {inst.data.get('status_reason')}", code="instance_error"
-            )
+        if wait:
+            inst.check_booted()
         return inst
 
     async def get(self, instance_id: str) -> AsyncInstance:
@@ -229,9 +209,7 @@ class AsyncForkyard:
     async def paginate(self, path: str, **params: Any) -> AsyncIterator[Any]:
         cursor: str | None = None
         while True:
-            page = await self._core.request(
-                "GET", path, params={**params, "cursor": cursor, "limit": 200}
-            )
+            page = await self._core.request("GET", path, params=page_params(params, cursor))
             for item in page["data"]:
                 yield item
             cursor = page.get("next_cursor")

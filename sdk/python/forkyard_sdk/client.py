@@ -4,10 +4,8 @@ API is on `fy.api.<tag>.<operation>()` (generated from the snapshot), or `fy.req
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -15,77 +13,22 @@ import httpx
 
 from forkyard_sdk import _generated as g
 from forkyard_sdk import errors
+from forkyard_sdk._shared import (
+    WAIT_POLL_S,
+    ExecResult,
+    InstanceState,
+    checkpoint_body,
+    edit_body,
+    exec_body,
+    fork_body,
+    forked,
+    page_params,
+    rollback_body,
+    write_body,
+)
 from forkyard_sdk._transport import Config, Event, SyncCore
 
-WAIT_POLL_S = 0.05
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    """What a finished command left: `exit_code`, `stdout`, `stderr` (text), and the rest."""
-
-    exit_code: int
-    stdout: str
-    stderr: str
-    exec_id: str
-    duration_ms: float
-    timed_out: bool
-    truncated: bool
-    signal: int | None
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-    @classmethod
-    def parse(cls, body: g.ExecResultOut) -> ExecResult:
-        out, err = body["stdout"], body["stderr"]
-        if body.get("encoding") == "base64":
-            out = base64.b64decode(out).decode("utf-8", "replace")
-            err = base64.b64decode(err).decode("utf-8", "replace")
-        return cls(
-            exit_code=body["exit_code"],
-            stdout=out,
-            stderr=err,
-            exec_id=body["exec_id"],
-            duration_ms=body["duration_ms"],
-            timed_out=body["timed_out"],
-            truncated=body["truncated"],
-            signal=body.get("signal"),
-        )
-
-
-def exec_body(
-    command: str | list[str],
-    cwd: str | None,
-    env: dict[str, str] | None,
-    stdin: str | None,
-    timeout_s: float | None,
-) -> g.ExecRequest:
-    body: g.ExecRequest = {"command": command}
-    if cwd is not None:
-        body["cwd"] = cwd
-    if env is not None:
-        body["env"] = env
-    if stdin is not None:
-        body["stdin"] = stdin
-    if timeout_s is not None:
-        body["timeout_s"] = timeout_s
-    return body
-
-
-def write_body(path: str, content: str | bytes, mode: int | None) -> g.FileWrite:
-    if isinstance(content, bytes):
-        body: g.FileWrite = {
-            "path": path,
-            "content": base64.b64encode(content).decode(),
-            "encoding": "base64",
-        }
-    else:
-        body = {"path": path, "content": content}
-    if mode is not None:
-        body["mode"] = mode
-    return body
+__all__ = ["ExecResult", "Files", "Forkyard", "Instance", "Instances"]
 
 
 class Files:
@@ -107,19 +50,15 @@ class Files:
     def edit(
         self, path: str, old_str: str, new_str: str, *, replace_all: bool = False
     ) -> g.EditResultOut:
-        body: g.FileEdit = {
-            "path": path,
-            "old_str": old_str,
-            "new_str": new_str,
-            "replace_all": replace_all,
-        }
-        return self._api.edit_file(self._instance.id, body)
+        return self._api.edit_file(
+            self._instance.id, edit_body(path, old_str, new_str, replace_all)
+        )
 
     def list(self, path: str = "/", *, depth: int = 1) -> list[g.FileEntry]:
         return self._api.list_files(self._instance.id, path=path, depth=depth)["data"]
 
 
-class Instance:
+class Instance(InstanceState):
     """One instance. `data` is its last known state (`refresh()` reads it again); used as a
     context manager it is deleted on exit."""
 
@@ -127,21 +66,6 @@ class Instance:
         self._fy = fy
         self.data = data
         self.files = Files(self)
-
-    @property
-    def id(self) -> str:
-        return self.data["id"]
-
-    @property
-    def name(self) -> str:
-        return self.data["name"]
-
-    @property
-    def status(self) -> str:
-        return self.data["status"]
-
-    def __repr__(self) -> str:
-        return f"<Instance {self.id} {self.status}>"
 
     def __enter__(self) -> Instance:
         return self
@@ -161,13 +85,7 @@ class Instance:
     def wait(self, status: str = "running", timeout: float = 300) -> Instance:
         """Poll until the instance reaches `status`; an instance in `error` raises."""
         deadline = time.monotonic() + timeout
-        while self.refresh().status != status:
-            if self.status == "error":
-                raise errors.ForkyardError(
-                    f"{self.id} failed: {self.data.get('status_reason')}", code="instance_error"
-                )
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.id} is {self.status}, not {status}, after {timeout} s")
+        while not self.refresh().reached(status, deadline, timeout):
             time.sleep(WAIT_POLL_S)
         return self
 
@@ -199,34 +117,27 @@ class Instance:
         return self._fy.api.exec.stream_command(self.id, body)
 
     def checkpoint(self, name: str | None = None) -> g.CheckpointOut:
-        body: g.CheckpointCreate = {} if name is None else {"name": name}
-        return self._fy.api.checkpoints.create_checkpoint(self.id, body)
+        return self._fy.api.checkpoints.create_checkpoint(self.id, checkpoint_body(name))
 
     def checkpoints(self) -> Iterator[g.CheckpointOut]:
         return self._fy.paginate(f"/v1/instances/{self.id}/checkpoints")
 
     def rollback(self, checkpoint: g.CheckpointOut | str) -> g.RollbackOut:
         """Put the filesystem back as it was at the checkpoint (processes restart)."""
-        cp = checkpoint if isinstance(checkpoint, str) else checkpoint["id"]
-        result = self._fy.api.checkpoints.rollback(self.id, {"checkpoint_id": cp})
+        result = self._fy.api.checkpoints.rollback(self.id, rollback_body(checkpoint))
         self.data = result["instance"]
         return result
 
     def fork(self, count: int = 1, *, name_prefix: str | None = None) -> list[Instance]:
         """`count` new instances with this one's filesystem as it is now, each running."""
-        body: g.ForkRequest = {"count": count}
-        if name_prefix is not None:
-            body["name_prefix"] = name_prefix
-        result = self._fy.api.instances.fork_instance(self.id, body)
-        failed = [c["error"] for c in result["children"] if c.get("error")]
-        kids = [
-            Instance(self._fy, c["instance"])
-            for c in result["children"]
-            if c["instance"] is not None
-        ]
-        if failed and not kids:
-            raise errors.ForkyardError(f"fork failed: {failed[0]}", code="fork_failed")
+        result = self._fy.api.instances.fork_instance(self.id, fork_body(count, name_prefix))
+        kids = [Instance(self._fy, data) for data in forked(result)]
         return [k if k.status == "running" else k.wait() for k in kids]
+
+    def ssh_access(self) -> g.SshAccessOut:
+        """How to ssh in with one of your account's keys: host, port, the command, and the
+        gateway's host key (`forkyard ssh ID` pins it and runs ssh)."""
+        return self._fy.api.ssh.ssh_access(self.id)
 
     def update(self, **fields: Any) -> Instance:
         self.data = self._fy.api.instances.update_instance(self.id, fields)  # type: ignore[arg-type]
@@ -250,10 +161,8 @@ class Instances:
         labels, env...). With `wait` (the default) it answers once the instance runs."""
         body: Any = fields
         inst = Instance(self._fy, self._fy.api.instances.create_instance_route(body, wait=wait))
-        if wait and inst.status == "error":
-            raise errors.ForkyardError(
-                f"{inst.id} failed: {inst.data.get('status_reason')}", code="instance_error"
-            )
+        if wait:
+            inst.check_booted()
         return inst
 
     def get(self, instance_id: str) -> Instance:
@@ -317,9 +226,7 @@ class Forkyard:
         """Every item of a cursor list, fetching pages as the loop needs them."""
         cursor: str | None = None
         while True:
-            page = self._core.request(
-                "GET", path, params={**params, "cursor": cursor, "limit": 200}
-            )
+            page = self._core.request("GET", path, params=page_params(params, cursor))
             yield from page["data"]
             cursor = page.get("next_cursor")
             if not cursor:

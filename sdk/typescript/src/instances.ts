@@ -12,6 +12,7 @@ export type EditResult = Schemas["EditResultOut"];
 export type Checkpoint = Schemas["CheckpointOut"];
 export type RollbackResult = Schemas["RollbackOut"];
 export type ForkRequest = Schemas["ForkRequest"];
+export type SshAccess = Schemas["SshAccessOut"];
 
 /** One frame of `execStream`: `start`, then `stdout`/`stderr` chunks, then `exit`. */
 export type ExecEvent =
@@ -279,6 +280,14 @@ export class Instance {
       throw new ForkyardError("fork_failed", `fork failed: ${failed[0]?.code} ${failed[0]?.message}`);
     }
     return Promise.all(kids.map((k) => (k.status === "running" ? k : k.wait())));
+  }
+
+  /**
+   * How to ssh in with one of your account's keys: host, port, the command, and the gateway's
+   * host key (`forkyard ssh ID` pins it and runs ssh).
+   */
+  async sshAccess(): Promise<SshAccess> {
+    return this.http.request<SshAccess>("GET", `${this.base}/ssh`);
   }
 
   /** Delete the instance and its checkpoints (already gone is fine). */

@@ -1,5 +1,5 @@
 // Drives the built SDK against a live server (FORKYARD_API_KEY, FORKYARD_BASE_URL) and prints
-// one JSON line per step; tests/sdk/test_typescript_sdk.py asserts on them.
+// one JSON line per step; tests/sdk_typescript/test_live.py asserts on them.
 import { Forkyard, ForkyardError, NotFoundError } from "../dist/index.js";
 
 const out = (step, value) => console.log(JSON.stringify({ step, ...value }));
@@ -50,6 +50,14 @@ out("fork", {
   texts: kidText,
   parent_after_child_write: await inst.files.readText("/work/app.txt"),
 });
+
+// The generic stream (any SSE endpoint), and how to reach the instance over SSH.
+let generic = "";
+for await (const ev of fy.stream("POST", `/v1/instances/${inst.id}/exec/stream`, { body: { command: "echo raw" } })) {
+  if (ev.event === "stdout") generic += JSON.parse(ev.data).data;
+}
+const access = await inst.sshAccess();
+out("generic", { stdout: generic, ssh_user: access.username, ssh_command: access.command });
 
 const listed = [];
 for await (const i of fy.instances.list({ limit: 1 })) listed.push(i.id);

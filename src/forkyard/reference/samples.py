@@ -6,19 +6,155 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import dataclass
+from string import Template
 from typing import Any
 
 from forkyard.reference.schema import Operation, example, example_id, non_null, required_example
 
-# TypeScript methods of the TS SDK (sdk/typescript) by operation id; every other operation's
-# sample uses its generic `fy.request(method, path, {body, query})`. Hook for the TS SDK's
-# owners: add a line here when a resource method exists, and `make docs` writes every TS
-# sample to docs/build/reference/samples/ts/<operation id>.ts for `tsc` to check.
-TS_METHODS: dict[str, str] = {
-    "instances-create_instance_route": "fy.instances.create({body})",
-    "instances-get_instance_route": "fy.instances.get({id})",
-    "instances-delete_instance": "(await fy.instances.get({id})).delete()",
+
+@dataclass(frozen=True)
+class Friendly:
+    """An operation's samples through the SDKs' hand-written layer (`inst.exec(...)`) rather
+    than the generated one (`fy.api.exec.run_command(...)`, `fy.request(...)`): lines of Python
+    and of TypeScript, formatted with the sample's values as literals of the language:
+    `$id`, a body or query field by name (`$command`, `$path`), `$kwargs` / `$body` for
+    the whole body. The samples after them: every operation that has such a method in both
+    SDKs; `make docs` writes them, tests type-check the TypeScript and run the Python."""
+
+    python: tuple[str, ...]
+    typescript: tuple[str, ...]
+
+
+GET_PY = "inst = fy.instances.get($id)"
+GET_TS = "const inst = await fy.instances.get($id);"
+
+FRIENDLY: dict[str, Friendly] = {
+    "instances-list_instances": Friendly(
+        ("for inst in fy.instances.list():  # every page", "    print(inst.id, inst.status)"),
+        (
+            "for await (const inst of fy.instances.list()) {",
+            "  console.log(inst.id, inst.status);",
+            "}",
+        ),
+    ),
+    "instances-create_instance_route": Friendly(
+        (
+            "inst = fy.instances.create($kwargs)  # waits until it runs",
+            "print(inst.id, inst.status)",
+        ),
+        (
+            "const inst = await fy.instances.create($body); // waits until it runs",
+            "console.log(inst.id, inst.status);",
+        ),
+    ),
+    "instances-get_instance_route": Friendly(
+        (GET_PY, "print(inst.data)"), (GET_TS, "console.log(inst.data);")
+    ),
+    "instances-update_instance": Friendly(
+        (GET_PY, "inst.update($kwargs)", "print(inst.data)"),
+        (GET_TS, "await inst.update($body);", "console.log(inst.data);"),
+    ),
+    "instances-delete_instance": Friendly(
+        (GET_PY, "inst.delete()"), (GET_TS, "await inst.delete();")
+    ),
+    "instances-fork_instance": Friendly(
+        (
+            GET_PY,
+            "kids = inst.fork($count)  # each one running",
+            "print([kid.id for kid in kids])",
+        ),
+        (
+            GET_TS,
+            "const kids = await inst.fork($count); // each one running",
+            "console.log(kids.map((kid) => kid.id));",
+        ),
+    ),
+    "exec-run_command": Friendly(
+        (
+            GET_PY,
+            "result = inst.exec($command)",
+            "print(result.exit_code, result.stdout, result.stderr)",
+        ),
+        (
+            GET_TS,
+            "const result = await inst.exec($command);",
+            "console.log(result.exit_code, result.stdout, result.stderr);",
+        ),
+    ),
+    "exec-stream_command": Friendly(
+        (GET_PY, "for event in inst.exec_stream($command):", "    print(event.type, event.data)"),
+        (
+            GET_TS,
+            "for await (const event of inst.execStream($command)) {",
+            "  console.log(event);",
+            "}",
+        ),
+    ),
+    "files-read_file": Friendly(
+        (GET_PY, "print(inst.files.read_text($path))"),
+        (GET_TS, "console.log(await inst.files.readText($path));"),
+    ),
+    "files-write_file": Friendly(
+        (GET_PY, "print(inst.files.write($path, $content))"),
+        (GET_TS, "console.log(await inst.files.write($path, $content));"),
+    ),
+    "files-edit_file": Friendly(
+        (GET_PY, "print(inst.files.edit($path, $old_str, $new_str))"),
+        (GET_TS, "console.log(await inst.files.edit($path, $old_str, $new_str));"),
+    ),
+    "files-list_files": Friendly(
+        (
+            GET_PY,
+            'for entry in inst.files.list("/root"):',
+            '    print(entry["name"], entry["size"])',
+        ),
+        (
+            GET_TS,
+            'for (const entry of await inst.files.list("/root")) {',
+            "  console.log(entry.name, entry.size);",
+            "}",
+        ),
+    ),
+    "checkpoints-list_checkpoints": Friendly(
+        (GET_PY, "for cp in inst.checkpoints():", '    print(cp["id"], cp["name"])'),
+        (
+            GET_TS,
+            "for await (const cp of inst.checkpoints()) {",
+            "  console.log(cp.id, cp.name);",
+            "}",
+        ),
+    ),
+    "checkpoints-create_checkpoint": Friendly(
+        (GET_PY, "cp = inst.checkpoint($name)", 'print(cp["id"])'),
+        (GET_TS, "const cp = await inst.checkpoint($name);", "console.log(cp.id);"),
+    ),
+    "checkpoints-rollback": Friendly(
+        (
+            GET_PY,
+            "inst.rollback($checkpoint_id)  # or the checkpoint itself",
+            "print(inst.status)",
+        ),
+        (
+            GET_TS,
+            "await inst.rollback($checkpoint_id); // or the checkpoint itself",
+            "console.log(inst.status);",
+        ),
+    ),
+    "ssh-ssh_access": Friendly(
+        (GET_PY, "access = inst.ssh_access()", 'print(access["command"])'),
+        (GET_TS, "const access = await inst.sshAccess();", "console.log(access.command);"),
+    ),
 }
+
+
+def _friendly(op: Operation, spec: dict[str, Any], lines: tuple[str, ...], literal: Any) -> str:
+    values = {**query_values(op, spec), **(body_value(op, spec) or {})}
+    fields = {k: literal(v) for k, v in values.items()}
+    fields["id"] = literal(next(iter(path_values(op).values()), ""))
+    fields["body"] = _ts_literal(body_value(op, spec) or {})
+    fields["kwargs"] = ", ".join(f"{k}={_py_literal(v)}" for k, v in values.items())
+    return "\n".join(Template(line).substitute(fields) for line in lines)
 
 
 def path_values(op: Operation) -> dict[str, str]:
@@ -73,6 +209,14 @@ def _py_literal(value: Any) -> str:
 def python(op: Operation, spec: dict[str, Any]) -> str:
     from forkyard.reference.pysdk import _arg, _return
 
+    head = [
+        "from forkyard_sdk import Forkyard",
+        "",
+        "fy = Forkyard()  # reads FORKYARD_API_KEY and FORKYARD_BASE_URL",
+    ]
+    friendly = FRIENDLY.get(op.id)
+    if friendly:
+        return "\n".join([*head, _friendly(op, spec, friendly.python, _py_literal)])
     args = [repr(v) for v in path_values(op).values()]
     body = body_value(op, spec)
     if body is not None:
@@ -80,11 +224,6 @@ def python(op: Operation, spec: dict[str, Any]) -> str:
     args += [f"{_arg(k)}={_py_literal(v)}" for k, v in query_values(op, spec).items()]
     call = f"fy.api.{op.tag}.{op.method_name}({', '.join(args)})"
     _, kind = _return(op)
-    head = [
-        "from forkyard_sdk import Forkyard",
-        "",
-        "fy = Forkyard()  # reads FORKYARD_API_KEY and FORKYARD_BASE_URL",
-    ]
     if kind == "stream":
         body_lines = [f"for event in {call}:", "    print(event.type, event.data)"]
     elif kind == "none":
@@ -101,28 +240,21 @@ def _ts_literal(value: Any) -> str:
 
 
 def typescript(op: Operation, spec: dict[str, Any]) -> str:
+    head = [
+        'import { Forkyard } from "@forkyard/sdk";',
+        "",
+        "const fy = new Forkyard(); // reads FORKYARD_API_KEY and FORKYARD_BASE_URL",
+    ]
+    friendly = FRIENDLY.get(op.id)
+    if friendly:
+        return "\n".join([*head, _friendly(op, spec, friendly.typescript, _ts_literal)])
     body = body_value(op, spec)
     query = query_values(op, spec)
-    ids = path_values(op)
-    template = TS_METHODS.get(op.id)
-    if template:
-        call = template.format(
-            body=_ts_literal(body or {}), id=_ts_literal(next(iter(ids.values()), ""))
-        )
-    else:
-        options = []
-        if body is not None:
-            options.append(f"body: {_ts_literal(body)}")
-        if query:
-            options.append(f"query: {_ts_literal(query)}")
-        opts = f", {{ {', '.join(options)} }}" if options else ""
-        call = f"fy.request({_ts_literal(op.method)}, {_ts_literal(filled_path(op))}{opts})"
-    return "\n".join(
-        [
-            'import { Forkyard } from "@forkyard/sdk";',
-            "",
-            "const fy = new Forkyard(); // reads FORKYARD_API_KEY and FORKYARD_BASE_URL",
-            f"const result = await {call};",
-            "console.log(result);",
-        ]
-    )
+    options = []
+    if body is not None:
+        options.append(f"body: {_ts_literal(body)}")
+    if query:
+        options.append(f"query: {_ts_literal(query)}")
+    opts = f", {{ {', '.join(options)} }}" if options else ""
+    call = f"fy.request({_ts_literal(op.method)}, {_ts_literal(filled_path(op))}{opts})"
+    return "\n".join([*head, f"const result = await {call};", "console.log(result);"])
