@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from forkyard.jobs import enqueue, job
 from forkyard.jobs.models import Job
-from forkyard.jobs.queue import JobContext
+from forkyard.jobs.queue import JobContext, enqueue_many
 from forkyard.jobs.worker import Worker
 from forkyard.kit.clock import clock, utcnow
 
@@ -52,6 +52,24 @@ async def test_job_enqueued_in_a_rolled_back_transaction_never_runs(db, settings
         await enqueue(session, "test.record", {"tag": "committed"})
     assert await Worker(db, settings).run_until_idle() == 1
     assert [c["tag"] for c in CALLS] == ["committed"]
+
+
+async def test_jobs_enqueued_together_exist_only_if_their_transaction_commits(db, settings):
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort):
+        async with db.transaction() as session:
+            await enqueue_many(session, "test.record", [{"tag": "gone-1"}, {"tag": "gone-2"}])
+            raise Abort
+    async with db.transaction() as session:
+        await enqueue_many(session, "test.record", [{"tag": f"many-{i}"} for i in range(3)])
+        await enqueue_many(session, "test.record", [])
+    assert await Worker(db, settings).run_until_idle() == 3
+    assert sorted(c["tag"] for c in CALLS) == ["many-0", "many-1", "many-2"]
+    async with db.sessions() as session:
+        rows = (await session.execute(select(Job))).scalars().all()
+    assert {(r.status, r.attempts) for r in rows} == {("done", 1)}
 
 
 async def test_retries_with_backoff_then_success(db, settings):

@@ -248,6 +248,37 @@ async def test_one_delivery_per_event_when_the_worker_dies_between_commit_and_se
         assert await queries.create_deliveries(s, event) == 0
 
 
+async def test_a_fan_out_makes_one_delivery_and_one_send_job_per_matching_endpoint(
+    client, db, settings, run_jobs, receiver
+):
+    await make_account(client, "fan@example.com")
+    await run_jobs()  # the account's own events, before any endpoint exists
+    wanted = [(await hook(client, receiver.url + f"/{i}", ["api_key.created"]))["id"] for i in "ab"]
+    wanted.append((await hook(client, receiver.url + "/all"))["id"])  # ["*"]
+    await hook(client, receiver.url + "/other", ["member.added"])
+    await make_api_key(client)
+    async with db.transaction() as s:
+        fan_out = (
+            await s.execute(
+                select(Job).where(
+                    Job.payload["subscriber"].astext == "webhooks.fan_out:api_key.created",
+                    Job.status == "queued",
+                )
+            )
+        ).scalar_one()
+    for _ in range(2):  # a second run (its worker died before the mark) adds nothing
+        async with db.transaction() as s:
+            await deliver(JobContext(s, settings, fan_out.id, 1), dict(fan_out.payload))
+    made = await deliveries(db)
+    assert sorted(d.endpoint_id for d in made) == sorted(wanted)
+    async with db.transaction() as s:
+        sends = (await s.execute(select(Job).where(Job.name == "webhooks.send"))).scalars().all()
+    assert sorted(j.payload["delivery_id"] for j in sends) == sorted(d.id for d in made)
+    await run_jobs()
+    assert sorted(r.path for r in receiver.requests) == ["/hooks/a", "/hooks/all", "/hooks/b"]
+    assert {d.status for d in await deliveries(db)} == {"delivered"}
+
+
 async def test_an_endpoint_failing_for_days_is_disabled_and_its_owner_told(
     client, db, settings, run_jobs, receiver
 ):

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.config import Settings
 from forkyard.jobs.models import Job
 from forkyard.kit.clock import utcnow
 from forkyard.kit.crypto import decrypt, encrypt
+from forkyard.kit.ids import new_id
 
 
 @dataclass
@@ -92,3 +93,34 @@ async def enqueue(
         # later wakes nobody now; the workers' poll finds it when it is due.
         await session.execute(text("SELECT pg_notify('forkyard_jobs', :name)"), {"name": name})
     return row
+
+
+async def enqueue_many(
+    session: AsyncSession,
+    name: str,
+    payloads: list[dict[str, Any]],
+    *,
+    max_attempts: int = 5,
+) -> None:
+    """Add one job per payload, due now, to the caller's transaction in one statement and one
+    NOTIFY: a fan-out of a hundred jobs costs two round trips instead of two hundred."""
+    if not payloads:
+        return
+    now = utcnow()
+    await session.execute(
+        insert(Job),
+        [
+            {
+                "id": new_id(Job.id_prefix),
+                "created_at": now,
+                "name": name,
+                "payload": p,
+                "run_at": now,
+                "max_attempts": max_attempts,
+                "status": "queued",
+                "attempts": 0,
+            }
+            for p in payloads
+        ],
+    )
+    await session.execute(text("SELECT pg_notify('forkyard_jobs', :name)"), {"name": name})
