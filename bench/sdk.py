@@ -3,7 +3,9 @@
 Both are synchronous, keep one connection, run `true` in the same instance, interleaved. The raw
 client sends what the SDK sends (the API key, an Idempotency-Key on the POST), so the difference
 is the SDK's own cost: building the request, the retry loop, parsing into ExecResult. Raw httpx
-without the Idempotency-Key is printed too: that is the server's cost of the key.
+without the Idempotency-Key (on a connection of its own, so that one request's bookkeeping after
+its answer does not delay the other's) is printed too: the difference is the server's cost of
+the key (identity/idempotency.py).
 
 Run as root: /work/main/.venv/bin/python bench/sdk.py [--rounds 300]
 """
@@ -34,6 +36,7 @@ async def main(rounds: int) -> None:
         fy = Forkyard(api_key=key, base_url=p.url)
         inst = fy.instances.get(iid)
         raw = httpx.Client(base_url=p.url, headers={"Authorization": f"Bearer {key}"})
+        raw_nokey = httpx.Client(base_url=p.url, headers={"Authorization": f"Bearer {key}"})
         sdk_t: list[float] = []
         raw_t: list[float] = []
         raw_nokey_t: list[float] = []
@@ -44,7 +47,7 @@ async def main(rounds: int) -> None:
             r = raw.post(path, json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
             assert r.json()["exit_code"] == 0
             t2 = time.perf_counter()
-            assert raw.post(path, json=body).json()["exit_code"] == 0
+            assert raw_nokey.post(path, json=body).json()["exit_code"] == 0
             t3 = time.perf_counter()
             if i >= 20:  # warm-up
                 sdk_t.append(t1 - t0)
@@ -77,12 +80,18 @@ async def main(rounds: int) -> None:
         t2 = time.perf_counter()
         fy.close()
         raw.close()
+        raw_nokey.close()
         await delete_all(p.api, [iid])
     print(f"exec `true`, {rounds} rounds each, interleaved (median ms):")
     print(f"  SDK inst.exec()                      {median_ms(sdk_t):7.3f}")
     print(f"  raw httpx, same headers              {median_ms(raw_t):7.3f}")
     print(f"  raw httpx, no Idempotency-Key        {median_ms(raw_nokey_t):7.3f}")
     print(f"  SDK added (median difference)        {median_ms(sdk_t) - median_ms(raw_t):7.3f}")
+    key_cost = median_ms(raw_t) - median_ms(raw_nokey_t)
+    print(
+        f"  Idempotency-Key (median difference)  {key_cost:7.3f}  "
+        f"(x{median_ms(raw_t) / median_ms(raw_nokey_t):.2f} the exec without it)"
+    )
     print(
         f"  SDK added, no network ({n} calls)   "
         f"{((t1 - t0) - (t2 - t1)) / n * 1000:7.3f}  "

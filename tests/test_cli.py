@@ -159,3 +159,46 @@ def test_serve_with_embedded_postgres_starts_and_stops(tmp_path):
     status = Path(f"/proc/{postgres_pid}/status")
     # Gone, or a zombie waiting for a reaper (containers often run no init that reaps).
     assert not status.exists() or "\tZ" in status.read_text().split("State:")[1].splitlines()[0]
+
+
+def test_ssh_pins_the_host_key_the_api_states_and_nothing_else(tmp_path, monkeypatch):
+    """`forkyard ssh`'s known_hosts: the API's line for this gateway replaces an older one for
+    the same address, other gateways' lines stay, and a line whose key does not match the
+    API's fingerprint is refused before anything is written."""
+    import typer
+
+    from forkyard.cli.client import pin_host_key
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+    def keyline(name: str) -> tuple[str, str]:
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)], check=True
+        )
+        public = (tmp_path / f"{name}.pub").read_text().split()
+        fp = subprocess.run(
+            ["ssh-keygen", "-lf", str(tmp_path / f"{name}.pub")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[1]
+        return f"{public[0]} {public[1]}", fp
+
+    old, old_fp = keyline("old")
+    new, new_fp = keyline("new")
+    other, other_fp = keyline("other")
+    gateway, elsewhere = "[127.0.0.1]:2222", "[ssh.example.com]:2222"
+    pin_host_key({"known_hosts_line": f"{gateway} {old}", "host_key_fingerprint": old_fp})
+    path = pin_host_key(
+        {"known_hosts_line": f"{elsewhere} {other}", "host_key_fingerprint": other_fp}
+    )
+    pin_host_key({"known_hosts_line": f"{gateway} {new}", "host_key_fingerprint": new_fp})
+    assert path == tmp_path / "config" / "forkyard" / "known_hosts"
+    assert path.read_text().splitlines() == [f"{elsewhere} {other}", f"{gateway} {new}"]
+
+    before = path.read_text()
+    for line in (f"{gateway} {old}", f"{gateway} garbage", "nonsense"):
+        with pytest.raises(typer.Exit) as refused:
+            pin_host_key({"known_hosts_line": line, "host_key_fingerprint": new_fp})
+        assert refused.value.exit_code == 1
+    assert path.read_text() == before

@@ -255,7 +255,11 @@ def pin_host_key(access: dict[str, Any]) -> Path:
     trust whatever answered first. The line is checked against the fingerprint too, so a
     garbled answer is refused rather than pinned. Lines of other gateways are kept."""
     line = access["known_hosts_line"].strip()
-    if _key_fingerprint(line) != access["host_key_fingerprint"]:
+    try:
+        stated = _key_fingerprint(line)
+    except (IndexError, ValueError):  # not `host type base64`
+        stated = None
+    if stated != access["host_key_fingerprint"]:
         fail("host_key_mismatch", "The API's host key line does not match its fingerprint.")
     path = config_path().parent / "known_hosts"
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
