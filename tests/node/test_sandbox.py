@@ -193,4 +193,5 @@ async def test_reconcile_removes_orphans_after_a_crash(driver, make_spec, tmp_pa
     await fresh.start(keep)
     assert (await fresh.exec(keep.instance_id, "echo back")).stdout == b"back\n"
     await fresh.destroy(keep.instance_id)
+    await fresh.close()  # gives back the uid ranges its boot made ready
     driver._running.clear()
