@@ -597,7 +597,12 @@ class ExecFinishedPayload(TypedDict):
     duration_ms: float | None
     exit_code: int | None
     instance_id: str
+    signal: NotRequired[int | None]
     status: str
+    stderr_bytes: NotRequired[int | None]
+    stdout_bytes: NotRequired[int | None]
+    streamed: NotRequired[bool]
+    truncated: NotRequired[bool]
 
 
 class ExecFinishedWebhook(TypedDict):

@@ -3014,8 +3014,8 @@ export interface webhooks {
         get?: never;
         put?: never;
         /**
-         * A command ended: `status` exited, timed_out, killed or failed
-         * @description A command ended: `status` exited, timed_out, killed or failed.
+         * A command ended
+         * @description A command ended. `status`: exited, timed_out, killed (a streamed exec whose client left) or failed (it could not start, or its node stopped answering), with what is known of its end. The sizes of its output, never the output itself (nor the command line, which may carry secrets): events are read by the whole org and sent to its webhooks.
          *
          *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
          */
@@ -4365,8 +4365,24 @@ export interface components {
             exit_code: number | null;
             /** Instance Id */
             instance_id: string;
+            /** Signal */
+            signal?: number | null;
             /** Status */
             status: string;
+            /** Stderr Bytes */
+            stderr_bytes?: number | null;
+            /** Stdout Bytes */
+            stdout_bytes?: number | null;
+            /**
+             * Streamed
+             * @default false
+             */
+            streamed?: boolean;
+            /**
+             * Truncated
+             * @default false
+             */
+            truncated?: boolean;
         };
         /** ExecFinishedWebhook */
         ExecFinishedWebhook: {

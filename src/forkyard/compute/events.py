@@ -215,7 +215,10 @@ class ImageDeleted(ImageEvent):
 
 
 class ExecFinished(Event):
-    """A command ended: `status` exited, timed_out, killed or failed."""
+    """A command ended. `status`: exited, timed_out, killed (a streamed exec whose client left)
+    or failed (it could not start, or its node stopped answering), with what is known of its
+    end. The sizes of its output, never the output itself (nor the command line, which may
+    carry secrets): events are read by the whole org and sent to its webhooks."""
 
     type = "exec.finished"
     resource_type: ClassVar[str] = "exec"
@@ -223,6 +226,11 @@ class ExecFinished(Event):
     status: str
     exit_code: int | None
     duration_ms: float | None
+    signal: int | None = None
+    streamed: bool = False
+    stdout_bytes: int | None = None
+    stderr_bytes: int | None = None
+    truncated: bool = False
 
 
 # --- subscribers ---

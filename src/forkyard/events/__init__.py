@@ -6,9 +6,21 @@ from forkyard.events.kernel import (
     SUBSCRIBERS,
     SYSTEM,
     Actor,
+    Audience,
     Event,
+    audience,
     emit,
     subscriber,
 )
 
-__all__ = ["CATALOGUE", "SUBSCRIBERS", "SYSTEM", "Actor", "Event", "emit", "subscriber"]
+__all__ = [
+    "CATALOGUE",
+    "SUBSCRIBERS",
+    "SYSTEM",
+    "Actor",
+    "Audience",
+    "Event",
+    "audience",
+    "emit",
+    "subscriber",
+]

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from forkyard.db.engine import Database
 from forkyard.events.models import EventRecord, SubscriberRun
 from forkyard.jobs import enqueue, job
 from forkyard.jobs.queue import JobContext
@@ -107,6 +108,20 @@ class Event(BaseModel):
     def payload(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude=set(self.ENVELOPE))
 
+    def row_values(self) -> dict[str, Any]:
+        """Its `events` row's columns, but the id and creation time (emit, and the emitters
+        that write the row themselves: the exec hot path)."""
+        return {
+            "org_id": self.org_id,
+            "type": self.type,
+            "version": self.version,
+            "resource_type": self.resource_type,
+            "resource_id": self.resource_id,
+            "actor_type": self.actor.type,
+            "actor_id": self.actor.id,
+            "payload": self.payload(),
+        }
+
     @classmethod
     def from_record(cls, row: EventRecord) -> Event:
         """The typed event behind a stored row, whatever class it was emitted as."""
@@ -123,6 +138,9 @@ class Event(BaseModel):
 
 E = TypeVar("E", bound=Event)
 SubscriberFn = Callable[[JobContext, Any], Awaitable[None]]
+# Whether a subscriber would act on an event of (org, type) at all: asked by `audience()`, on
+# paths where a job per event costs more than asking (a cached answer, usually).
+Audience = Callable[[Database, str | None, str], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
@@ -130,6 +148,7 @@ class Subscriber:
     name: str  # stable: it is stored in jobs and in event_subscriber_runs
     event_type: str
     fn: SubscriberFn
+    audience: Audience | None = None  # None: it acts on every event of its type
 
 
 # event type -> its subscribers, filled as the domains' events.py modules are imported
@@ -140,19 +159,20 @@ _loaded = False
 
 
 def subscriber(
-    event: type[E] | str, *, name: str | None = None
+    event: type[E] | str, *, name: str | None = None, audience: Audience | None = None
 ) -> Callable[
     [Callable[[JobContext, E], Awaitable[None]]], Callable[[JobContext, E], Awaitable[None]]
 ]:
     """Run the decorated function as a job for each committed event of this type (by class or
     by type name). It may run more than once for one event (at least once); its changes commit
-    with the record that it ran, so a second run does nothing."""
+    with the record that it ran, so a second run does nothing. `audience`, when given, lets a
+    hot-path emitter skip its job for an org where it would do nothing (`audience()`)."""
     event_type = event if isinstance(event, str) else event.type
 
     def register(
         fn: Callable[[JobContext, E], Awaitable[None]],
     ) -> Callable[[JobContext, E], Awaitable[None]]:
-        sub = Subscriber(name or f"{fn.__module__}.{fn.__qualname__}", event_type, fn)
+        sub = Subscriber(name or f"{fn.__module__}.{fn.__qualname__}", event_type, fn, audience)
         if sub.name in _BY_NAME and _BY_NAME[sub.name].event_type != event_type:
             raise TypeError(f"subscriber name {sub.name!r} is taken")
         if sub.name not in _BY_NAME:
@@ -169,22 +189,18 @@ def mark_subscribers_loaded() -> None:
     _loaded = True
 
 
-async def emit(session: AsyncSession, event: Event) -> EventRecord:
-    """Record `event` in the caller's transaction and queue its subscribers there: both exist
-    only if that transaction commits."""
+def _require_loaded() -> None:
     if not _loaded:
         # A subscriber not yet imported would silently miss this event.
         raise RuntimeError("emit() before forkyard.tasks.load_all_tasks() registered subscribers")
-    row = EventRecord(
-        org_id=event.org_id,
-        type=event.type,
-        version=event.version,
-        resource_type=event.resource_type,
-        resource_id=event.resource_id,
-        actor_type=event.actor.type,
-        actor_id=event.actor.id,
-        payload=event.payload(),
-    )
+
+
+async def emit(session: AsyncSession, event: Event) -> EventRecord:
+    """Record `event` in the caller's transaction and queue its subscribers there: both exist
+    only if that transaction commits. Every subscriber of the type gets its job (audiences are
+    not asked: beside an ORM transaction one job row costs less than the question)."""
+    _require_loaded()
+    row = EventRecord(**event.row_values())
     session.add(row)
     for sub in SUBSCRIBERS.get(event.type, ()):
         await enqueue(
@@ -194,6 +210,20 @@ async def emit(session: AsyncSession, event: Event) -> EventRecord:
             max_attempts=DELIVER_ATTEMPTS,
         )
     return row
+
+
+async def audience(db: Database, event: Event) -> list[str]:
+    """The names of the subscribers that must see `event`: those without an audience, and those
+    whose audience says its org has someone for it. For an emitter that writes the event's row
+    and the `events.deliver` jobs itself, in one statement (the exec hot path,
+    compute/exec/claim.py): an event nobody listens to then costs its row and no job. A job
+    skipped this way is final: an audience must answer yes whenever it could act."""
+    _require_loaded()
+    names = []
+    for sub in SUBSCRIBERS.get(event.type, ()):
+        if sub.audience is None or await sub.audience(db, event.org_id, event.type):
+            names.append(sub.name)
+    return names
 
 
 @job(DELIVER_JOB)

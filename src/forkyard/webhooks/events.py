@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from forkyard.events import CATALOGUE, Event, subscriber
 from forkyard.jobs.queue import JobContext
+from forkyard.webhooks.listening import has_endpoint_for
 from forkyard.webhooks.queries import create_deliveries
 
 
@@ -51,4 +52,4 @@ def subscribe_to_catalogue() -> None:
     forkyard.tasks.load_all_tasks once every domain's events are imported."""
     for cls in public_event_types():
         if cls.type != WebhookTest.type:
-            subscriber(cls.type, name=f"{FAN_OUT}:{cls.type}")(fan_out)
+            subscriber(cls.type, name=f"{FAN_OUT}:{cls.type}", audience=has_endpoint_for)(fan_out)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shlex
 from collections.abc import Coroutine
@@ -14,17 +15,33 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy import Table, bindparam, exists, literal_column, select, update
+from sqlalchemy import (
+    Table,
+    Text,
+    bindparam,
+    cast,
+    exists,
+    func,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from forkyard.compute.errors import InstanceNotRunning, NodeUnreachable
+from forkyard.compute.events import ExecFinished
 from forkyard.compute.models import ComputeServer, ExecRecord, Instance
 from forkyard.compute.node_client import NodeClient, RemoteError, node_clients
 from forkyard.db.changes import ListenedCache, changes
 from forkyard.db.engine import Database, plain_sql
 from forkyard.db.session import database
+from forkyard.events import SUBSCRIBERS, Actor, audience
+from forkyard.events.kernel import DELIVER_ATTEMPTS, DELIVER_JOB
+from forkyard.events.models import EventRecord
 from forkyard.identity.deps import settings_of
 from forkyard.identity.principal import Principal
+from forkyard.jobs.models import Job
 from forkyard.kit.clock import utcnow
 from forkyard.kit.errors import NotFound
 from forkyard.kit.ids import has_prefix, new_id
@@ -39,6 +56,8 @@ class Target:
     instance_id: str
     node: NodeClient
     db: Database
+    org_id: str
+    actor: Actor
     exec_id: str | None = None
     streamed: bool = False
     # The claim's writes, when the route came from the cache and they run beside the call.
@@ -59,21 +78,60 @@ class Target:
                 await self.claimed
 
     async def finish(
-        self, status: str, exit_code: int | None = None, duration: float | None = None
+        self,
+        status: str,
+        *,
+        exit_code: int | None = None,
+        duration_ms: float | None = None,
+        signal: int | None = None,
+        stdout_bytes: int | None = None,
+        stderr_bytes: int | None = None,
+        truncated: bool = False,
     ) -> None:
-        """Close the exec's record, and stamp the instance's activity, once the node has
+        """Close the exec's record, stamp the instance's activity and record `exec.finished`
+        (with its subscribers' jobs, when anyone listens), in one statement once the node has
         answered. A failure here costs only the record, never the user's answer."""
         await self.settle()
+        assert self.exec_id is not None
+        event = ExecFinished(
+            org_id=self.org_id,
+            resource_id=self.exec_id,
+            actor=self.actor,
+            instance_id=self.instance_id,
+            status=status,
+            exit_code=exit_code,
+            duration_ms=duration_ms,
+            signal=signal,
+            streamed=self.streamed,
+            stdout_bytes=stdout_bytes,
+            stderr_bytes=stderr_bytes,
+            truncated=truncated,
+        )
+        now = utcnow()
         params = {
             "p_id": self.exec_id,
             "p_instance_id": self.instance_id,
             "p_status": status,
             "p_exit_code": exit_code,
-            "p_duration_ms": duration,
-            "p_now": utcnow(),
+            "p_duration_ms": duration_ms,
+            "p_now": now,
+            "p_event_id": new_id("evt"),
+            **{f"p_{k}": v for k, v in event.row_values().items() if k != "payload"},
+            "p_payload": json.dumps(event.payload()),
         }
         try:
-            await self.db.plain(EXEC_ENDED, params)
+            try:
+                listeners = await audience(self.db, event)
+            except Exception:
+                # Unsure who listens: queue every subscriber (a job too many does nothing).
+                log.exception("asking who listens for %s failed", event.type)
+                listeners = [sub.name for sub in SUBSCRIBERS.get(event.type, ())]
+            if listeners:
+                params["p_job_ids"] = [new_id("job") for _ in listeners]
+                params["p_subscribers"] = listeners
+                await self.db.plain(EXEC_ENDED_HEARD, params)
+            else:
+                await self.db.plain(EXEC_ENDED, params)
         except Exception:
             log.exception("closing exec record %s failed", self.exec_id)
 
@@ -103,13 +161,12 @@ routes = changes.register(
 )
 
 
-def _hot_statements() -> tuple[str, str, str]:
+def _hot_statements() -> tuple[str, str]:
     """The exec hot path's statements, compiled once for `Database.plain()` (ADR 0008).
 
     CLAIM: the instance and its server, and, when it is running, its activity stamp (for the
     idle timeout) in the same statement. CLAIM_EXEC: the same, and the exec's `running` record,
-    which the idle sweep honours while a long command runs. EXEC_ENDED: the record's end and a
-    second activity stamp (idleness counts from the end of a command)."""
+    which the idle sweep honours while a long command runs."""
     instances: Table = Instance.__table__  # type: ignore[assignment]
     records: Table = ExecRecord.__table__  # type: ignore[assignment]
     target = (
@@ -147,8 +204,24 @@ def _hot_statements() -> tuple[str, str, str]:
         .cte("started")
     )
     found = select(target.c.status, target.c.server_id, target.c.url, target.c.secret_encrypted)
+    return (
+        plain_sql(found.add_cte(touched)),
+        plain_sql(found.add_cte(touched).add_cte(started)),
+    )
+
+
+def _end_statements() -> tuple[str, str]:
+    """EXEC_ENDED: the record's end (only from `running`, so an exec ends once), a second
+    activity stamp (idleness counts from the end of a command) and, when the record ended, the
+    `exec.finished` event's row. EXEC_ENDED_HEARD: the same, and an `events.deliver` job per
+    listening subscriber (`p_job_ids`, `p_subscribers`: the kernel's emit, in SQL), with the
+    workers' wake-up (jobs.queue.enqueue's NOTIFY). No listener, no job (ADR 0011)."""
+    instances: Table = Instance.__table__  # type: ignore[assignment]
+    records: Table = ExecRecord.__table__  # type: ignore[assignment]
+    events: Table = EventRecord.__table__  # type: ignore[assignment]
+    jobs: Table = Job.__table__  # type: ignore[assignment]
     # The end touches the instance unconditionally: the claim already checked the org.
-    touched_at_end = (
+    touched = (
         update(instances)
         .where(instances.c.id == bindparam("p_instance_id"))
         .values(last_activity_at=bindparam("p_now"))
@@ -157,23 +230,74 @@ def _hot_statements() -> tuple[str, str, str]:
     )
     ended = (
         update(records)
-        .where(records.c.id == bindparam("p_id"))
+        .where(records.c.id == bindparam("p_id"), records.c.status == literal_column("'running'"))
         .values(
             status=bindparam("p_status"),
             exit_code=bindparam("p_exit_code"),
             duration_ms=bindparam("p_duration_ms"),
             finished_at=bindparam("p_now"),
         )
-        .add_cte(touched_at_end)
+        .returning(records.c.id)
+        .cte("ended")
     )
+    columns = (
+        "org_id",
+        "type",
+        "version",
+        "resource_type",
+        "resource_id",
+        "actor_type",
+        "actor_id",
+    )
+    recorded = pg_insert(events).from_select(
+        ["id", "created_at", *columns, "payload"],
+        select(
+            bindparam("p_event_id", type_=events.c.id.type),
+            bindparam("p_now", type_=events.c.created_at.type),
+            *(bindparam(f"p_{c}", type_=events.c[c].type) for c in columns),
+            cast(bindparam("p_payload", type_=Text), JSONB),
+        ).where(exists(select(ended.c.id))),
+    )
+    listeners = func.unnest(
+        bindparam("p_job_ids", type_=ARRAY(Text)), bindparam("p_subscribers", type_=ARRAY(Text))
+    ).table_valued("id", "subscriber")
+    listeners = listeners.render_derived(name="listeners")
+    queued = (
+        pg_insert(jobs)
+        .from_select(
+            ["id", "created_at", "run_at", "name", "payload", "status", "attempts", "max_attempts"],
+            select(
+                listeners.c.id,
+                bindparam("p_now", type_=jobs.c.created_at.type),
+                bindparam("p_now", type_=jobs.c.run_at.type),
+                literal_column(f"'{DELIVER_JOB}'"),
+                func.jsonb_build_object(
+                    literal_column("'event_id'"),
+                    cast(bindparam("p_event_id"), Text),
+                    literal_column("'subscriber'"),
+                    listeners.c.subscriber,
+                ),
+                literal_column("'queued'"),
+                literal_column("0"),
+                literal_column(str(DELIVER_ATTEMPTS)),
+            ).where(exists(select(ended.c.id))),
+        )
+        .returning(jobs.c.id)
+        .cte("queued")
+    )
+    woken = select(
+        func.pg_notify(literal_column("'forkyard_jobs'"), literal_column(f"'{DELIVER_JOB}'"))
+    ).where(exists(select(queued.c.id)))
     return (
-        plain_sql(found.add_cte(touched)),
-        plain_sql(found.add_cte(touched).add_cte(started)),
-        plain_sql(ended),
+        plain_sql(recorded.add_cte(touched, ended)),
+        plain_sql(
+            woken.add_cte(touched, ended, recorded.returning(events.c.id).cte("recorded"), queued)
+        ),
     )
 
 
-CLAIM, CLAIM_EXEC, EXEC_ENDED = _hot_statements()
+CLAIM, CLAIM_EXEC = _hot_statements()
+EXEC_ENDED, EXEC_ENDED_HEARD = _end_statements()
 
 
 async def claim(
@@ -209,6 +333,8 @@ async def claim(
             instance_id=instance_id,
             node=node_clients.for_server(route.server, secret_key),
             db=db,
+            org_id=principal.org_id,
+            actor=Actor.of(principal),
             exec_id=params.get("p_id"),
             streamed=streamed,
         )
@@ -229,6 +355,8 @@ async def claim(
         instance_id=instance_id,
         node=node_clients.for_server(server, secret_key),
         db=db,
+        org_id=principal.org_id,
+        actor=Actor.of(principal),
         exec_id=params.get("p_id"),
         streamed=streamed,
     )

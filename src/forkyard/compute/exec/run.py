@@ -69,8 +69,12 @@ async def run_command(
     close_beside_answer(
         target.finish(
             "timed_out" if result["timed_out"] else "exited",
-            result["exit_code"],
-            result["duration_ms"],
+            exit_code=result["exit_code"],
+            duration_ms=result["duration_ms"],
+            signal=result.get("signal"),
+            stdout_bytes=len(out_raw),
+            stderr_bytes=len(err_raw),
+            truncated=result["truncated"],
         ),
         target.instance_id,
     )

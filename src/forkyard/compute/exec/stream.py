@@ -50,7 +50,8 @@ async def stream_command(
 
     async def events() -> AsyncIterator[bytes]:
         seq = 0
-        status, exit_code, duration = "killed", None, None
+        status, exit_code, duration, signal = "killed", None, None, None
+        sizes = {"stdout": 0, "stderr": 0}  # for exec.finished: how much, never what
         frames = node.exec_stream(instance_id, ExecStreamIn.model_validate(node_body)).__aiter__()
         pending: asyncio.Task[dict[str, Any]] | None = None
         try:
@@ -72,6 +73,7 @@ async def stream_command(
                     yield _sse("start", seq, {"exec_id": exec_id, "pid": frame.get("pid")})
                 elif kind in ("stdout", "stderr"):
                     raw = b64decode(frame.get("data_b64"))
+                    sizes[kind] += len(raw)
                     try:
                         yield _sse(kind, seq, {"data": raw.decode("utf-8")})
                     except UnicodeDecodeError:
@@ -82,6 +84,7 @@ async def stream_command(
                         )
                 elif kind == "exit":
                     exit_code, duration = frame.get("exit_code"), frame.get("duration_ms")
+                    signal = frame.get("signal")
                     status = "timed_out" if frame.get("timed_out") else "exited"
                     yield _sse(
                         "exit",
@@ -116,7 +119,16 @@ async def stream_command(
                 await frames.aclose()  # type: ignore[attr-defined]
             # Shielded: a disconnecting client cancels the stream, but the record must close.
             with contextlib.suppress(Exception):
-                await asyncio.shield(target.finish(status, exit_code, duration))
+                await asyncio.shield(
+                    target.finish(
+                        status,
+                        exit_code=exit_code,
+                        duration_ms=duration,
+                        signal=signal,
+                        stdout_bytes=sizes["stdout"],
+                        stderr_bytes=sizes["stderr"],
+                    )
+                )
 
     return StreamingResponse(
         events(),
