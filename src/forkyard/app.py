@@ -25,7 +25,6 @@ UPLOAD_ROUTES = r"/v1/instances/[^/]+/files"
 
 
 def _routers() -> list[APIRouter]:
-    from forkyard.audit.routes import router as audit
     from forkyard.compute.admin import router as compute_servers
     from forkyard.compute.consoles import terminals, watch_router
     from forkyard.compute.exec import exec_router, files_router
@@ -56,7 +55,6 @@ def _routers() -> list[APIRouter]:
         sessions,
         api_keys,
         users,
-        audit,
         *org_routers,
         *account_routers,
         instances,

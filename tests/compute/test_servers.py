@@ -164,7 +164,7 @@ async def test_drain_status_metrics_and_storage(platform: Platform, db):
     # audited
     from sqlalchemy import select
 
-    from forkyard.identity.models import AuditEvent
+    from forkyard.audit.models import AuditEvent
 
     async with db.sessions() as session:
         actions = set(

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from forkyard.db.engine import Database
 from forkyard.db.session import request_session
 from forkyard.kit.errors import Conflict, ForkyardError, NotFound
-from forkyard.orgs.models import Org
+from forkyard.tenants.models import Org
 
 
 def _request(db: Database) -> Any:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from forkyard.db.engine import Database
 from forkyard.db.tenancy import get_owned, is_owned, owned
 from forkyard.kit.errors import NotFound
-from forkyard.orgs.models import IpAllowlistEntry
+from forkyard.tenants.models import IpAllowlistEntry
 from tests.orgs.factories import make_allowlist_entry, make_org
 
 

@@ -9,10 +9,10 @@ from typing import Any, ClassVar
 import pytest
 from sqlalchemy import func, select, update
 
+from forkyard.audit.models import AuditEvent
 from forkyard.events import Actor, Event, emit, subscriber
 from forkyard.events.kernel import CATALOGUE, DELIVER_JOB
 from forkyard.events.models import EventRecord, SubscriberRun
-from forkyard.identity.models import AuditEvent
 from forkyard.jobs.models import Job, WorkerHeartbeat
 from forkyard.jobs.queue import JobContext
 from forkyard.jobs.worker import Worker

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from forkyard.orgs.models import IpAllowlistEntry, Org
+from forkyard.tenants.models import IpAllowlistEntry, Org
 
 
 async def make_org(session: AsyncSession, name: str = "acme") -> Org:

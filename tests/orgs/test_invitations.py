@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from forkyard.kit.clock import clock
-from forkyard.orgs.models import Membership
+from forkyard.tenants.models import Membership
 from tests.helpers import error_code, last_link, login, make_api_key, outbox
 from tests.orgs.conftest import INVITE_LINK, audit_actions
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.helpers import error_code, make_api_key
+from tests.helpers import PASSWORD, error_code, make_api_key
 from tests.orgs.conftest import audit_actions
 
 
@@ -188,3 +188,24 @@ async def test_two_owners_demoting_each_other_at_once_leave_one_owner(orgs):
     assert [error_code(r) for r in results if r.status_code == 409] == ["last_owner"]
     roles = [m["role"] for m in (await ada.client.get(members)).json()["data"]]
     assert sorted(roles) == ["admin", "owner"]
+
+
+async def test_two_owners_deleting_their_accounts_at_once_leave_one_owner(orgs):
+    # Account deletion keeps the last-owner rule under the same org lock as a demotion: without
+    # the lock both deletions counted two owners and the org was left with none.
+    ada = await orgs.person("ada@example.com")
+    team = await orgs.team(ada)
+    bob = await orgs.join(team, "bob@example.com", "owner")
+    for person in (ada, bob):
+        r = await person.client.post("/v1/auth/sudo", json={"password": PASSWORD})
+        assert r.status_code == 200, r.text
+    results = await asyncio.gather(
+        ada.client.delete("/v1/auth/me"), bob.client.delete("/v1/auth/me")
+    )
+    assert sorted(r.status_code for r in results) == [204, 409]
+    refused = next(r for r in results if r.status_code == 409)
+    assert error_code(refused) == "last_owner"
+    assert refused.json()["error"]["details"]["org_id"] == team.id
+    survivor = ada if results[0].status_code == 409 else bob
+    members = (await survivor.client.get(f"/v1/orgs/{team.id}/members")).json()["data"]
+    assert [(m["user_id"], m["role"]) for m in members] == [(survivor.user_id, "owner")]

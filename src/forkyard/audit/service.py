@@ -3,21 +3,45 @@ it describes commit together."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from forkyard.identity.models import AuditEvent, User
-from forkyard.identity.principal import Principal
+from forkyard.audit.models import AuditEvent
 from forkyard.kit.http import client_ip
+
+
+class Actor(Protocol):
+    """Who acted, as the audit log needs it (identity's Principal is one): the audit kernel sits
+    below identity and so names no caller's type."""
+
+    @property
+    def org_id(self) -> str | None: ...
+    @property
+    def actor_id(self) -> str | None: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def ip(self) -> str: ...
+    @property
+    def user_agent(self) -> str | None: ...
+
+
+class AccountHolder(Protocol):
+    """The account an event is about when no principal exists yet (identity's User is one)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def personal_org_id(self) -> str | None: ...
 
 
 async def record(
     session: AsyncSession,
     action: str,
     *,
-    principal: Principal | None = None,
+    principal: Actor | None = None,
     org_id: str | None = None,
     actor_id: str | None = None,
     actor_type: str | None = None,
@@ -51,7 +75,7 @@ UserActor = Literal["user", "unverified", "stranger"]
 async def record_for_user(
     session: AsyncSession,
     request: Request | None,
-    user: User,
+    user: AccountHolder,
     action: str,
     *,
     actor: UserActor = "user",

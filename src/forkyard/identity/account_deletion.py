@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.audit.service import record
 from forkyard.events import Actor, emit
-from forkyard.identity.errors import LastOwner
 from forkyard.identity.events import UserDeleted
 from forkyard.identity.models import (
     ApiKey,
@@ -31,31 +30,44 @@ from forkyard.identity.models import (
 from forkyard.identity.principal import Principal
 from forkyard.identity.service import revoke_sessions
 from forkyard.kit.clock import utcnow
-from forkyard.orgs.models import Membership, Org
+from forkyard.tenants.models import Membership, Org
+from forkyard.tenants.queries import check_not_last_owner, lock_org
 
 
 async def delete_account(session: AsyncSession, user: User, principal: Principal) -> None:
+    # The user's memberships across all their orgs (theirs to leave, not a tenant's lookup),
+    # in org order so that the org locks below are always taken in one order.
     memberships = list(
-        (await session.execute(select(Membership).where(Membership.user_id == user.id))).scalars()
-    )
-    for membership in memberships:
-        if membership.org_id == user.personal_org_id or membership.role != "owner":
-            continue
-        owners = (
-            (
-                await session.execute(
-                    select(Membership.user_id).where(
-                        Membership.org_id == membership.org_id, Membership.role == "owner"
-                    )
-                )
+        (
+            await session.execute(
+                select(Membership).where(Membership.user_id == user.id).order_by(Membership.org_id)
             )
-            .scalars()
-            .all()
-        )
-        if len(owners) == 1:
-            raise LastOwner(
+        ).scalars()
+    )
+    # Not a tenancy check: the personal org goes with the account; a team org keeps an owner.
+    team: list[Membership] = []
+    for membership in memberships:
+        if membership.org_id == user.personal_org_id:
+            continue
+        # The same rule, under the same lock, as demoting or removing an owner (orgs); the row
+        # is read again under the lock, as a promotion or a removal may have committed since.
+        await lock_org(session, membership.org_id)
+        fresh = (
+            await session.execute(
+                select(Membership)
+                .where(Membership.id == membership.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        ).scalar_one_or_none()
+        if fresh is None:
+            continue  # removed from that org meanwhile: nothing left to leave
+        team.append(fresh)
+        if fresh.role == "owner":
+            await check_not_last_owner(
+                session,
+                fresh,
                 "Hand over ownership of your team orgs before deleting the account.",
-                details={"org_id": membership.org_id},
             )
     now = utcnow()
     await revoke_sessions(session, user.id, reason="account_deleted")
@@ -65,6 +77,7 @@ async def delete_account(session: AsyncSession, user: User, principal: Principal
         .values(revoked_at=now)
     )
     if user.personal_org_id:
+        # Every key of the personal org, whoever made it (a bulk update: owned() builds selects).
         await session.execute(
             update(ApiKey)
             .where(ApiKey.org_id == user.personal_org_id, ApiKey.revoked_at.is_(None))
@@ -73,9 +86,8 @@ async def delete_account(session: AsyncSession, user: User, principal: Principal
         personal = await session.get(Org, user.personal_org_id)
         if personal is not None:
             personal.deleted_at = now
-    for membership in memberships:
-        if membership.org_id != user.personal_org_id:
-            await session.delete(membership)
+    for membership in team:
+        await session.delete(membership)
     await emit(
         session,
         UserDeleted(

@@ -25,7 +25,8 @@ from forkyard.kit.crypto import constant_time_equal, token_hash
 from forkyard.kit.errors import Forbidden, SudoRequired, Unauthenticated
 from forkyard.kit.http import client_ip
 from forkyard.kit.ratelimit import limiter
-from forkyard.orgs.models import IpAllowlistEntry, Membership
+from forkyard.tenants.models import IpAllowlistEntry
+from forkyard.tenants.queries import allowlist_of, role_in
 
 # Writing last-use stamps on every request would turn each read into a write.
 TOUCH_EVERY = timedelta(seconds=60)
@@ -45,6 +46,18 @@ class IpNotAllowed(Forbidden):
 def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def anonymous_limit(bucket: str, per_minute: int | None = None) -> Any:
+    """Per-IP rate limit for routes a stranger can call (sign-up, sign-in, the MFA challenge,
+    emailed links, OAuth), as a route dependency."""
+
+    async def limit(request: Request) -> None:
+        settings = settings_of(request)
+        ip = client_ip(request, settings.trusted_proxies)
+        limiter.hit(f"anon:{bucket}:{ip}", per_minute or settings.rate_limit_anonymous_per_min)
+
+    return Depends(limit)
 
 
 def _origin_of(url: str) -> str:
@@ -81,6 +94,7 @@ def _api_key_statements() -> tuple[str, str]:
     """The key, its creator and its org's allowlist in one statement (the columns of a
     KeyGrant, in order), and the last-use stamp: on the hot path, so on a plain connection
     (ADR 0008), and the lookup only when the key cache cannot answer (ADR 0008)."""
+    # Correlated to the key's own org (a join of two columns, not a tenant's lookup by id).
     allowlist = (
         select(func.array_agg(IpAllowlistEntry.cidr))
         .where(IpAllowlistEntry.org_id == ApiKey.org_id)
@@ -182,27 +196,15 @@ async def _principal_from_cookie(
     org_id = request.headers.get("x-forkyard-org") or user.personal_org_id
     role = None
     if org_id:
-        role = (
-            await session.execute(
-                select(Membership.role).where(
-                    Membership.org_id == org_id, Membership.user_id == user.id
-                )
-            )
-        ).scalar_one_or_none()
+        role = await role_in(session, org_id, user.id)
         if role is None and request.headers.get("x-forkyard-org"):
             # An org the caller is not in is one they cannot see: 404, never 403 (API.md).
             from forkyard.kit.errors import NotFound
 
             raise NotFound.of("Org", org_id)
     cidrs: list[str] = []
-    if role:
-        cidrs = list(
-            (
-                await session.execute(
-                    select(IpAllowlistEntry.cidr).where(IpAllowlistEntry.org_id == org_id)
-                )
-            ).scalars()
-        )
+    if role and org_id:
+        cidrs = await allowlist_of(session, org_id)
     principal = Principal(
         kind="user",
         user_id=user.id,

@@ -26,8 +26,3 @@ class PasswordAlreadySet(Conflict):
 class CookieSessionRequired(Forbidden):
     code = "cookie_session_required"
     message = "This needs a signed-in browser session, not an API key."
-
-
-class LastOwner(Conflict):
-    code = "last_owner"
-    message = "An org must keep at least one owner."

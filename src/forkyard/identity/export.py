@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
+from forkyard.audit.models import AuditEvent
 from forkyard.db.session import DbSession
 from forkyard.identity.deps import UserPrincipal, require_session
 from forkyard.identity.models import (
     ApiKey,
-    AuditEvent,
     AuthSession,
     BackupCode,
     MfaFactor,
@@ -23,7 +23,7 @@ from forkyard.identity.models import (
 from forkyard.kit.clock import rfc3339, utcnow
 from forkyard.kit.errors import NotFound
 from forkyard.kit.routing import protected_router
-from forkyard.orgs.models import Membership, Org
+from forkyard.tenants.models import Membership, Org
 
 router = protected_router("auth", prefix="/v1/auth", requires=require_session)
 
@@ -49,6 +49,8 @@ async def export_me(session: DbSession, principal: UserPrincipal) -> dict[str, A
     org_ids = [m.org_id for m in memberships]
     orgs = {o.id: o for o in await rows(select(Org).where(Org.id.in_(org_ids)))} if org_ids else {}
     sessions = await rows(select(AuthSession).where(AuthSession.user_id == user.id))
+    # The account holder's own keys, wherever made, and their personal org's: the export is
+    # theirs across orgs, so this is not a tenant's lookup.
     keys = await rows(
         select(ApiKey).where(
             or_(ApiKey.created_by == user.id, ApiKey.org_id == user.personal_org_id)

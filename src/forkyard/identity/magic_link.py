@@ -12,11 +12,10 @@ from pydantic import BaseModel, EmailStr
 from forkyard.audit.service import record_for_user
 from forkyard.db.session import DbSession
 from forkyard.identity import schemas
-from forkyard.identity.deps import settings_of
+from forkyard.identity.deps import anonymous_limit, settings_of
 from forkyard.identity.errors import InvalidToken
 from forkyard.identity.mfa.challenges import challenge_or_sign_in
 from forkyard.identity.models import User
-from forkyard.identity.routes import anonymous_limit
 from forkyard.identity.service import (
     claim_address,
     consume_token,

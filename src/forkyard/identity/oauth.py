@@ -26,10 +26,9 @@ from forkyard.audit.service import record_for_user
 from forkyard.config import Settings
 from forkyard.db.session import DbSession
 from forkyard.identity import schemas
-from forkyard.identity.deps import settings_of
+from forkyard.identity.deps import anonymous_limit, settings_of
 from forkyard.identity.mfa.challenges import challenge_or_sign_in
 from forkyard.identity.models import OAuthIdentity, OAuthState, User
-from forkyard.identity.routes import anonymous_limit
 from forkyard.identity.service import claim_address, create_user, find_user_by_email
 from forkyard.kit.clock import utcnow
 from forkyard.kit.crypto import constant_time_equal, decrypt, encrypt, random_token, token_hash

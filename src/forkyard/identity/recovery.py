@@ -14,10 +14,9 @@ from sqlalchemy import delete, select
 from forkyard.audit.service import record_for_user
 from forkyard.db.session import DbSession
 from forkyard.identity import schemas
-from forkyard.identity.deps import settings_of
+from forkyard.identity.deps import anonymous_limit, settings_of
 from forkyard.identity.errors import InvalidToken
 from forkyard.identity.models import BackupCode, MfaFactor, OneTimeToken, User
-from forkyard.identity.routes import anonymous_limit
 from forkyard.identity.service import find_user_by_email, issue_token, revoke_sessions
 from forkyard.identity.sms import queue_sms
 from forkyard.kit.clock import rfc3339, utcnow

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -23,6 +23,7 @@ from forkyard.identity.cookies import (
 from forkyard.identity.deps import (
     CurrentPrincipal,
     SudoPrincipal,
+    anonymous_limit,
     check_csrf,
     require_account,
     require_session,
@@ -58,17 +59,6 @@ from forkyard.mail.sender import queue_email
 
 public = public_router("auth", prefix="/v1/auth")
 router = protected_router("auth", prefix="/v1/auth")
-
-
-def anonymous_limit(bucket: str, per_minute: int | None = None) -> Any:
-    """Per-IP rate limit for routes a stranger can call."""
-
-    async def limit(request: Request) -> None:
-        settings = settings_of(request)
-        ip = client_ip(request, settings.trusted_proxies)
-        limiter.hit(f"anon:{bucket}:{ip}", per_minute or settings.rate_limit_anonymous_per_min)
-
-    return Depends(limit)
 
 
 def _ip(request: Request) -> str:

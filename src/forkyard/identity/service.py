@@ -26,7 +26,7 @@ from forkyard.identity.passwords import hash_password
 from forkyard.kit.clock import clock, utcnow
 from forkyard.kit.crypto import random_token, token_hash
 from forkyard.kit.errors import RateLimited
-from forkyard.orgs.models import Membership, Org
+from forkyard.tenants.models import Membership, Org
 
 
 def normalize_email(email: str) -> str:

@@ -13,7 +13,7 @@ from forkyard.identity.models import User
 from forkyard.kit.errors import NotFound
 from forkyard.kit.ids import has_prefix
 from forkyard.kit.routing import protected_router
-from forkyard.orgs.models import Membership
+from forkyard.tenants.models import Membership
 
 router = protected_router("users", prefix="/v1/users")
 
@@ -41,6 +41,7 @@ async def get_user(id: str, session: DbSession, principal: CurrentPrincipal) -> 
         visible = (
             await session.execute(
                 select(theirs.id)
+                # Not a tenancy filter: any org the two users share, across all their orgs.
                 .join(mine, mine.org_id == theirs.org_id)
                 .where(theirs.user_id == id, mine.user_id == principal.user_id)
                 .limit(1)

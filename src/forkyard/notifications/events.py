@@ -12,7 +12,7 @@ from forkyard.identity.models import AuthSession, User
 from forkyard.jobs.queue import JobContext
 from forkyard.notifications.service import notify, org_admins
 from forkyard.orgs.events import InvitationCreated
-from forkyard.orgs.models import Org
+from forkyard.tenants.models import Org
 from forkyard.webhooks.events import WebhookDisabled
 
 

@@ -15,7 +15,7 @@ from forkyard.identity.models import User
 from forkyard.kit.ids import new_id
 from forkyard.mail.sender import queue_email
 from forkyard.notifications.models import Notification, NotificationSetting
-from forkyard.orgs.models import Membership
+from forkyard.tenants.models import Membership
 
 CHANNELS = ("in_app", "email")
 

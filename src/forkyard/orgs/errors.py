@@ -1,6 +1,5 @@
 """Org errors with stable codes."""
 
-from forkyard.identity.errors import LastOwner
 from forkyard.kit.errors import Conflict, Forbidden, ForkyardError
 
 __all__ = [
@@ -11,7 +10,6 @@ __all__ = [
     "InvitationExpired",
     "InvitationRevoked",
     "InvitationUsed",
-    "LastOwner",
     "OwnerRequired",
     "PersonalOrg",
     "WouldLockOut",

@@ -1,21 +1,24 @@
-"""Org routes: orgs (tag orgs), members (tag members), invitations (tag invitations) and the
-acting org's IP allowlist. Routes that name an org in the path act in that org, not the
-principal's acting org, and answer 404 to anyone who is not in it."""
+"""Org routes: orgs (tag orgs), members (tag members), invitations (tag invitations), the
+acting org's IP allowlist and its audit log (tag audit). Routes that name an org in the path act
+in that org, not the principal's acting org, and answer 404 to anyone who is not in it."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import select
 
+from forkyard.audit.models import AuditEvent
 from forkyard.db.session import DbSession
 from forkyard.db.tenancy import owned
 from forkyard.identity.deps import CurrentPrincipal, OrgAdmin, require_session, settings_of
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
 from forkyard.kit.routing import protected_router
 from forkyard.orgs import schemas, service
-from forkyard.orgs.models import Invitation, IpAllowlistEntry, Membership, Org
+from forkyard.orgs.models import Invitation
+from forkyard.tenants.models import IpAllowlistEntry, Membership, Org
 
 Paging = Annotated[PageParams, Depends(page_params)]
 
@@ -27,6 +30,7 @@ invitations = protected_router("invitations", prefix="/v1/orgs/{org_id}/invitati
 invitation_links = protected_router(
     "invitations", prefix="/v1/auth/invitations", requires=require_session
 )
+audit = protected_router("audit", prefix="/v1/audit")
 
 
 # Orgs --------------------------------------------------------------------------------------
@@ -42,6 +46,7 @@ async def list_orgs(
         stmt = stmt.where(Org.id == principal.org_id)
         rows, cursor = await paginate(session, stmt, Org, page)
         return Page(data=[service.org_out(o, None) for o in rows], next_cursor=cursor)
+    # Not a tenancy filter: the orgs this user is a member of, across orgs, by their memberships.
     stmt = stmt.join(Membership, Membership.org_id == Org.id).where(
         Membership.user_id == principal.user_id
     )
@@ -165,7 +170,7 @@ async def list_invitations(
     """The org's pending invitations, newest first (admins)."""
     grant = await service.org_access(session, principal, org_id)
     grant.require("admin")
-    stmt = select(Invitation).where(*service.pending_filter(grant.org.id))
+    stmt = service.pending_invitations(grant.org.id)
     rows, cursor = await paginate(session, stmt, Invitation, page)
     return Page(data=[service.invitation_out(i) for i in rows], next_cursor=cursor)
 
@@ -233,4 +238,28 @@ async def remove_ip_allowlist_entry(
     return Response(status_code=204)
 
 
-routers: list[APIRouter] = [allowlist, orgs, members, invitations, invitation_links]
+# The audit log (tag audit) -------------------------------------------------------------------
+
+
+@audit.get("", response_model=Page[schemas.AuditEventOut])
+async def list_audit_events(
+    session: DbSession,
+    principal: OrgAdmin,
+    page: Paging,
+    actor: Annotated[str | None, Query(description="Actor id (user or API key).")] = None,
+    action: Annotated[
+        str | None, Query(description="Exact action, or a prefix ending in `.`")
+    ] = None,
+    target: Annotated[str | None, Query(description="Target id.")] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Page[schemas.AuditEventOut]:
+    """Security events for the caller's org, newest first (org admins)."""
+    stmt = service.audit_events(principal, service.AuditFilter(actor, action, target, since, until))
+    rows, cursor = await paginate(session, stmt, AuditEvent, page)
+    return Page(data=[service.audit_event_out(e) for e in rows], next_cursor=cursor)
+
+
+# The audit log first: app.py listed it before the org routers, and the OpenAPI paths keep
+# that order.
+routers: list[APIRouter] = [audit, allowlist, orgs, members, invitations, invitation_links]

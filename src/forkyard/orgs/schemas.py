@@ -1,10 +1,11 @@
-"""Request and response shapes for orgs, members, invitations and the IP allowlist."""
+"""Request and response shapes for orgs, members, invitations, the IP allowlist and the audit
+log."""
 
 from __future__ import annotations
 
 import ipaddress
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field, field_validator
 
@@ -120,3 +121,16 @@ class AllowlistEntry(BaseModel):
     description: str
     created_by: str | None
     created_at: datetime
+
+
+class AuditEventOut(BaseModel):
+    id: str
+    created_at: datetime
+    action: str
+    actor_id: str | None
+    actor_type: str
+    target_type: str | None
+    target_id: str | None
+    ip: str | None
+    user_agent: str | None
+    data: dict[str, Any]

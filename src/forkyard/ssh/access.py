@@ -14,7 +14,7 @@ from forkyard.identity.models import SshKey, User
 from forkyard.identity.principal import ROLE_SCOPES
 from forkyard.kit.clock import utcnow
 from forkyard.kit.ids import has_prefix
-from forkyard.orgs.models import Membership
+from forkyard.tenants.models import Membership
 
 WRITE_ROLES = tuple(role for role, scopes in ROLE_SCOPES.items() if "write" in scopes)
 
