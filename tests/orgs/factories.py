@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from forkyard.tenants.models import IpAllowlistEntry, Org
+from forkyard.identity.models import User
+from forkyard.tenants.models import IpAllowlistEntry, Membership, Org
 
 
 async def make_org(session: AsyncSession, name: str = "acme") -> Org:
@@ -21,3 +22,16 @@ async def make_allowlist_entry(
     session.add(entry)
     await session.flush()
     return entry
+
+
+async def make_member(
+    session: AsyncSession, org: Org, email: str, role: str = "member"
+) -> Membership:
+    """A user row (no password, no sign-in) who is a member of `org` with `role`."""
+    user = User(email=email)
+    session.add(user)
+    await session.flush()
+    membership = Membership(org_id=org.id, user_id=user.id, role=role)
+    session.add(membership)
+    await session.flush()
+    return membership
