@@ -12,7 +12,7 @@ from forkyard.audit.models import AuditEvent
 from forkyard.kit.http import client_ip
 
 
-class Actor(Protocol):
+class AuditActor(Protocol):
     """Who acted, as the audit log needs it (identity's Principal is one): the audit kernel sits
     below identity and so names no caller's type."""
 
@@ -41,7 +41,7 @@ async def record(
     session: AsyncSession,
     action: str,
     *,
-    principal: Actor | None = None,
+    principal: AuditActor | None = None,
     org_id: str | None = None,
     actor_id: str | None = None,
     actor_type: str | None = None,
