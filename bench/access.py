@@ -292,7 +292,7 @@ def print_ssh(times: list[float]) -> None:
 async def ssh_on_own_platform(runs: int) -> None:
     import tempfile
 
-    from harness import free_port
+    from harness import PASSWORD, free_port
 
     ssh_port = free_port()
     async with platform(ssh_port=ssh_port, ssh_listen_host="127.0.0.1") as p:
@@ -300,11 +300,17 @@ async def ssh_on_own_platform(runs: int) -> None:
         work = Path(tempfile.mkdtemp(prefix="fy-ssh-bench-"))
         key = work / "id"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-        r = await p.api.post(
-            "/v1/account/ssh-keys",
-            json={"name": "bench", "public_key": (work / "id.pub").read_text()},
-        )
-        r.raise_for_status()
+        # Account keys are the signed-in user's business (an API key may not add one).
+        async with httpx.AsyncClient(base_url=p.url, headers={"Origin": p.url}) as browser:
+            r = await browser.post(
+                "/v1/auth/login", json={"email": "bench@example.com", "password": PASSWORD}
+            )
+            r.raise_for_status()
+            r = await browser.post(
+                "/v1/account/ssh-keys",
+                json={"name": "bench", "public_key": (work / "id.pub").read_text()},
+            )
+            r.raise_for_status()
         known = work / "known_hosts"
         times = await asyncio.to_thread(
             ssh_true, "127.0.0.1", ssh_port, iid, str(key), runs, f"UserKnownHostsFile={known}"

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import time
 from typing import Any
 
@@ -55,6 +56,7 @@ class GatewayConnection(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
+        _ack_promptly(conn)
         peer = conn.get_extra_info("peername")
         self.ip = peer[0] if peer else None
 
@@ -137,6 +139,30 @@ class GatewayConnection(asyncssh.SSHServer):
             await relay(tcp, reader, writer)  # type: ignore[arg-type]
 
         return handler
+
+
+def _ack_promptly(conn: asyncssh.SSHServerConnection) -> None:
+    """Acknowledge every segment at once instead of after the kernel's delayed-ACK timer.
+
+    OpenSSH's client leaves Nagle's algorithm on outside interactive sessions, and several
+    steps of a connection are two small writes in a row (the key exchange's init after its
+    KEXINIT, NEWKEYS then the service request, ...): the second waits for the ACK of the
+    first, which the gateway, with nothing to answer yet, would delay by ~40 ms. That was
+    most of an `ssh host true` (bench/access.py ssh). TCP_QUICKACK does not stick, so it is
+    set again on every read; one setsockopt per received chunk."""
+    sock = conn.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    received = conn.data_received
+
+    def data_received(data: bytes, datatype: Any = None) -> None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        received(data, datatype)
+
+    conn.data_received = data_received  # type: ignore[method-assign]
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
 
 class SshGateway:
