@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -188,12 +189,11 @@ def main() -> None:
 
     image = ensure_default_image(CACHE, cache_dir=CACHE)
     print(load())
-    sides = [
-        Side(n, src.resolve(), args.level) for n, src in (("base", args.base), ("head", args.head))
-    ]
+    sides: list[Side] = []
     try:
-        for s in sides:
-            s.ask(None)  # ready
+        for name, src in (("base", args.base), ("head", args.head)):
+            sides.append(Side(name, src.resolve(), args.level))
+            sides[-1].ask(None)  # ready: one platform starts at a time, as on a loaded machine
         raw = []
         for i in range(args.boots):
             raw.append(bwrap_true(image))
@@ -205,9 +205,10 @@ def main() -> None:
             for s in sides if i % 2 == 0 else reversed(sides):
                 s.rtts += s.ask("exec")["rtts"]
     finally:
-        for s in sides:
+        for s in sides:  # each cleans up its platform, whatever happened to the other
             if s.proc.poll() is None:
-                s.ask("quit")
+                with contextlib.suppress(Exception):
+                    s.ask("quit")
                 s.proc.wait()
     base, head = sides
     print(

@@ -133,25 +133,31 @@ _ns_lock = threading.Lock()
 
 def namespaces(rng: UidRange) -> tuple[int, int]:
     """(sandbox userns fd, mount-idmap userns fd) for the range, made on first use. The two are
-    made side by side: each is a child process's round trip, and they do not depend on each
-    other."""
+    made side by side (each is a child process's round trip, and neither needs the other), and
+    outside the lock, so boots of several ranges at once (a fork's children) make theirs in
+    parallel."""
     with _ns_lock:
         found = _namespaces.get(rng.slot)
-        if found is None:
-            children = [_unshare_child(), _unshare_child()]
-            try:
-                sandbox_ns = _adopt_userns(children[0], rng.uid_map())
-                try:
-                    found = (sandbox_ns, _adopt_userns(children[1], rng.mount_map()))
-                except BaseException:
-                    os.close(sandbox_ns)
-                    raise
-            finally:
-                for child in children:
-                    child.kill()
-                    child.wait()
-            _namespaces[rng.slot] = found
+    if found is not None:
         return found
+    children = [_unshare_child(), _unshare_child()]
+    try:
+        sandbox_ns = _adopt_userns(children[0], rng.uid_map())
+        try:
+            made = (sandbox_ns, _adopt_userns(children[1], rng.mount_map()))
+        except BaseException:
+            os.close(sandbox_ns)
+            raise
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+    with _ns_lock:
+        found = _namespaces.setdefault(rng.slot, made)
+    if found is not made:  # made twice at once: the same maps, keep one
+        for fd in made:
+            os.close(fd)
+    return found
 
 
 def _unshare_child() -> subprocess.Popen[bytes]:

@@ -235,25 +235,41 @@ class SandboxDriver(NetworkOps, LayerOps):
         created = not disk.exists()
         if created:
             await self._blank_disk(disk, spec.disk_mb)
-        await storage.mount_disk(disk, d / "disk")
+        idmap = d / "idmap"
+
+        async def identity() -> tuple[isolation.UidRange, list[Path]]:
+            """Cgroups, the uid range and the idmapped lower layers: none needs the disk, so
+            they are done while a worker thread loop-mounts it."""
+            cg.create(Limits(memory_mb=spec.memory_mb, vcpus=spec.vcpus, pids_max=spec.pids_max))
+            rng = await self._claim_range(spec.instance_id, cg)
+            (d / "uid-range").write_text(str(rng.slot))  # what teardown releases
+            async with self._mount_lock:  # store layers in the stack are mounted read-only, once
+                for layer_id in self.layers.lower_refs(spec.layers):
+                    await self.layers.mount(layer_id)
+            mount_ns = isolation.namespaces(rng)[1]  # made by the claim: looked up here
+            lower = []
+            for i, path in enumerate([*spec.layers, spec.image]):
+                isolation.idmapped_bind(path, idmap / f"lower{i}", mount_ns, readonly=True)
+                lower.append(idmap / f"lower{i}")
+            return rng, lower
+
+        cg = self.cgroup(spec.instance_id)
+        # Both run to their end before a failure is raised: the caller's teardown then finds
+        # every mount and claim made, none still in the making.
+        mounted, prepared = await asyncio.gather(
+            storage.mount_disk(disk, d / "disk"), identity(), return_exceptions=True
+        )
+        for outcome in (mounted, prepared):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        assert not isinstance(prepared, BaseException)
+        rng, lower = prepared
+        userns, mount_ns = isolation.namespaces(rng)
         # Made on the plain mount, so the instance's / is its root's (uid 0 on disk): through
         # the idmapped mount, host root's new directories would belong to nobody inside.
         for sub in ("upper", "work"):
             (d / "disk" / sub).mkdir(exist_ok=True)
-        async with self._mount_lock:  # store layers in the stack are mounted read-only, once
-            for layer_id in self.layers.lower_refs(spec.layers):
-                await self.layers.mount(layer_id)
-        cg = self.cgroup(spec.instance_id)
-        cg.create(Limits(memory_mb=spec.memory_mb, vcpus=spec.vcpus, pids_max=spec.pids_max))
-        rng = await self._claim_range(spec.instance_id, cg)
-        (d / "uid-range").write_text(str(rng.slot))
-        userns, mount_ns = isolation.namespaces(rng)  # made by the claim: only looked up here
-        idmap = d / "idmap"
         isolation.idmapped_bind(d / "disk", idmap / "disk", mount_ns, readonly=False)
-        lower = []
-        for i, path in enumerate([*spec.layers, spec.image]):
-            isolation.idmapped_bind(path, idmap / f"lower{i}", mount_ns, readonly=True)
-            lower.append(idmap / f"lower{i}")
         root = self.root_dir(spec.instance_id)
         storage.mount_overlay(lower, idmap / "disk" / "upper", idmap / "disk" / "work", root)
         run_dir = d / "run"
