@@ -1,5 +1,5 @@
 """An instance's lifecycle: its statuses and the changes allowed between them. Every change of
-an instance's status goes through `transition` (or `service.enter`, which also emits the fact)."""
+an instance's status goes through `transition` (or `instances.enter`, which also emits the fact)."""
 
 from __future__ import annotations
 
