@@ -24,9 +24,10 @@ start. Aim: under 50 ms.
 A `python3 -m http.server` inside an instance, asked for a 2 KiB file
 - directly: a socket this bench makes in the instance's network namespace, a new connection
   per request, as the app's own clients on loopback would;
-- through the node: `open_instance_tcp`, the WebSocket to the node's port route that the
-  preview proxy, the tunnel and the SSH gateway all use (a new one per request, as the proxy
-  opens one per request);
+- through the node on a new WebSocket each time (how every way in worked before the warm
+  connections of ADR 0013: TCP connect, upgrade and the node's authentication per request);
+- through the node: `connect_node_port`, a warm WebSocket to the node's port route, given
+  back after use, as the preview proxy, the tunnel and the SSH gateway all use it;
 - through the preview URL: HTTP to the API with the preview host name (keep-alive to the API,
   a new tunnel per request behind it).
 p50/p90 of each in the same run, alternated; the preview's p50 as a ratio of the direct p50 and
@@ -55,8 +56,9 @@ from typing import Any
 
 import httpx
 from harness import Platform, first_instance, platform
+from sqlalchemy import select
 
-from forkyard.forwards.tunnel import open_instance_tcp
+from forkyard.forwards.tunnel import connect_node_port
 from forkyard.node import ports
 
 SMALL_PORT = 8780
@@ -103,13 +105,54 @@ async def direct(netns: str, request: bytes = REQUEST) -> int:
     return got
 
 
+async def node_of(p: Platform, iid: str) -> Any:
+    """The instance's node client, looked up once (the preview proxy has it from its own
+    forward lookup; the node hop is measured without a database read)."""
+    from forkyard.compute.models import ComputeServer, Instance
+    from forkyard.compute.node_client import node_clients
+
+    global _node
+    if _node is None:
+        async with p.db.transaction() as session:
+            server = (
+                await session.execute(
+                    select(ComputeServer).join(Instance, Instance.server_id == ComputeServer.id)
+                    .where(Instance.id == iid)
+                )
+            ).scalar_one()  # fmt: skip
+        _node = node_clients.for_server(server, p.settings.secret_key)
+    return _node
+
+
 async def via_node(p: Platform, iid: str) -> int:
-    async with await open_instance_tcp(p.db, p.settings.secret_key, iid, SMALL_PORT) as tcp:
+    """`connect_node_port`, as the preview proxy, the tunnel and `ssh -L` use it: a warm
+    WebSocket, given back after use."""
+    async with await connect_node_port(await node_of(p, iid), iid, SMALL_PORT) as tcp:
         await tcp.write(REQUEST)
         got = 0
         while data := await tcp.read():
             got += len(data)
     return got
+
+
+async def via_node_cold(p: Platform, iid: str) -> int:
+    """As the node hop was before warm connections: a new WebSocket (TCP connect, upgrade, the
+    node's authentication) per connection, then the same target message."""
+    from forkyard.forwards.tunnel import InstanceTcp, _warm_for
+    from forkyard.node import contract as c
+
+    ws = await _warm_for(await node_of(p, iid)).open()
+    await ws.send(c.PortConnectIn(instance_id=iid, port=SMALL_PORT).model_dump_json())
+    async with InstanceTcp(ws, iid, SMALL_PORT) as tcp:
+        await tcp.ready()
+        await tcp.write(REQUEST)
+        got = 0
+        while data := await tcp.read():
+            got += len(data)
+    return got
+
+
+_node: Any = None
 
 
 async def via_preview(client: httpx.AsyncClient) -> int:
@@ -125,7 +168,8 @@ def pct(values: list[float], q: float) -> float:
 async def latency(p: Platform, iid: str, netns: str, preview: httpx.AsyncClient, n: int) -> None:
     ways: dict[str, Any] = {
         "direct (socket in the instance's netns)": lambda: direct(netns),
-        "through the node (open_instance_tcp)": lambda: via_node(p, iid),
+        "node, a new WebSocket each (as before)": lambda: via_node_cold(p, iid),
+        "node, a warm WebSocket (connect_node_port)": lambda: via_node(p, iid),
         "preview URL (API proxy + node)": lambda: via_preview(preview),
     }
     times: dict[str, list[float]] = {name: [] for name in ways}
@@ -141,10 +185,12 @@ async def latency(p: Platform, iid: str, netns: str, preview: httpx.AsyncClient,
     for name, values in times.items():
         print(f"  {name:42s} p50 {statistics.median(values):6.2f}  p90 {pct(values, 0.9):6.2f}")
     d = statistics.median(times["direct (socket in the instance's netns)"])
-    node = statistics.median(times["through the node (open_instance_tcp)"])
+    node = statistics.median(times["node, a warm WebSocket (connect_node_port)"])
     pv = statistics.median(times["preview URL (API proxy + node)"])
     print(f"  preview / direct p50: {pv / d:.2f}x  (+{pv - d:.2f} ms per request)")
+    cold = statistics.median(times["node, a new WebSocket each (as before)"])
     print(f"  node hop alone: +{node - d:.2f} ms; API proxy on top: +{pv - node:.2f} ms")
+    print(f"  node hop on a new WebSocket: +{cold - d:.2f} ms ({cold / d:.2f}x direct)")
 
 
 async def throughput(netns: str, preview: httpx.AsyncClient, mb: int) -> None:
@@ -163,7 +209,7 @@ async def throughput(netns: str, preview: httpx.AsyncClient, mb: int) -> None:
 
 
 async def preview(requests: int, mb: int) -> None:
-    async with platform() as p:
+    async with platform(ssh_port=0) as p:  # the gateway on any free port: 2222 may be taken
         iid = await first_instance(p.api, memory_mb=256, disk_mb=mb + 512)
         netns = await start_server(p, iid, mb)
         r = await p.api.post(f"/v1/instances/{iid}/port-forwards", json={"port": SMALL_PORT})
@@ -187,7 +233,7 @@ async def lsp_completion(requests: int) -> None:
 
     import websockets
 
-    async with platform() as p:
+    async with platform(ssh_port=0) as p:  # the gateway on any free port: 2222 may be taken
         iid = await first_instance(p.api, memory_mb=512)
         await p.api.post(
             f"/v1/instances/{iid}/files", json={"path": "/root/b/m.py", "content": LSP_SOURCE}

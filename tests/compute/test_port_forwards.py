@@ -210,9 +210,9 @@ async def test_preview_urls_and_tunnel(platform: Any, compute_settings: Any, run
 
 
 async def test_a_stalled_connection_holds_up_no_other(platform: Any) -> None:
-    """Connections to the node are opened ahead of need and shared by nobody: a tunnel whose
-    reader stops (a 64 MiB answer nobody reads) leaves preview requests to the same instance
-    flowing, and still delivers every byte once read."""
+    """Connections to the node are opened ahead of need and carry one connection at a time: a
+    tunnel whose reader stops (a 64 MiB answer nobody reads) leaves preview requests to the
+    same instance flowing, and still delivers every byte once read."""
     api = platform.api
     key = api.headers["Authorization"].removeprefix("Bearer ")
     iid = (await create_running(api, memory_mb=256, disk_mb=512))["id"]
@@ -244,6 +244,18 @@ async def test_a_stalled_connection_holds_up_no_other(platform: Any) -> None:
             while (chunk := await asyncio.wait_for(stalled.recv(), 30)) != b"":
                 got += len(chunk)
     assert got > 64 * 2**20  # the headers and all of the file
+
+    # Node WebSockets are used again once a connection ended: a download abandoned after its
+    # first chunk leaves nothing behind for the requests that come after it.
+    async with _preview(platform, http_fwd["url"], **auth) as c:
+        for _ in range(3):
+            async with c.stream("GET", "/big") as r:
+                async for chunk in r.aiter_raw():
+                    assert chunk.strip(b"\0") == b""
+                    break
+            for _ in range(5):
+                r = await asyncio.wait_for(c.get("/small"), 10)
+                assert r.status_code == 200 and r.content == b"hi\n"
     await api.delete(f"/v1/instances/{iid}")
 
 

@@ -43,6 +43,11 @@ MAX_FRAME = 1024 * 1024
 # node's wait for a target (node/api/ports.py WARM_IDLE_S), so a taken one is still listening.
 WARM_PER_NODE = 4
 WARM_MAX_AGE_S = 45.0
+# A WebSocket whose connection ended cleanly goes back to the pool (the node says `done`), kept
+# up to this many per node; what it still had to deliver is read and dropped, up to a limit.
+WARM_MAX_IDLE = 16
+RECYCLE_WAIT_S = 2.0
+RECYCLE_DRAIN_MAX = 256 * 1024
 
 
 class InstanceTcp:
@@ -54,12 +59,22 @@ class InstanceTcp:
     (the node reads them once connected, or drops them with the connection), and `ready()`
     (which the first read() calls) raises the refusal, as `connect_node_port` would have."""
 
-    def __init__(self, ws: ClientConnection, instance_id: str, port: int) -> None:
+    def __init__(
+        self,
+        ws: ClientConnection,
+        instance_id: str,
+        port: int,
+        pool: _WarmConnections | None = None,
+    ) -> None:
         self._ws = ws
         self.instance_id = instance_id
         self.port = port
+        self._pool = pool  # where the WebSocket goes back to once this connection ended
         self._eof = False
+        self._eof_sent = False
         self._answered = False
+        self._usable = False  # connected, and nothing went wrong on the WebSocket since
+        self._closed = False
 
     async def ready(self) -> None:
         """Wait for the node's answer: returns once connected; PortRefused, PortUnreachable,
@@ -75,6 +90,7 @@ class InstanceTcp:
             if isinstance(exc, Exception):
                 raise NodeUnreachable() from exc
             raise
+        self._usable = answer.ok
         if not answer.ok:
             await self.aclose()
             if answer.code == "port_refused":
@@ -90,7 +106,7 @@ class InstanceTcp:
         try:
             data = await self._ws.recv(decode=False)
         except websockets.ConnectionClosed:
-            self._eof = True
+            self._eof, self._usable = True, False
             return b""
         if isinstance(data, str) or not data:
             self._eof = True
@@ -105,13 +121,25 @@ class InstanceTcp:
             for start in range(0, len(data), MAX_FRAME):
                 await self._ws.send(data[start : start + MAX_FRAME])
         except websockets.ConnectionClosed as exc:
+            self._usable = False
             raise ConnectionResetError("the instance's port closed the connection") from exc
 
     async def write_eof(self) -> None:
+        if self._eof_sent:
+            return
+        self._eof_sent = True
         with contextlib.suppress(websockets.ConnectionClosed):
             await self._ws.send(b"")
 
     async def aclose(self) -> None:
+        """Close the connection. Its WebSocket goes back to the pool when the node confirms
+        the end of both directions (read in the background); otherwise it is closed."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._pool is not None and self._usable and self._ws.state is State.OPEN:
+            self._pool.recycle(self._ws, eof_seen=self._eof, eof_sent=self._eof_sent)
+            return
         with contextlib.suppress(Exception):
             await self._ws.close()
 
@@ -128,8 +156,10 @@ class _WarmConnections:
     """Authenticated WebSockets to one node's port route, opened ahead of need and each
     handed one target (`contract.PortConnectIn`) when taken, so a proxied request pays a
     message round trip to the node and its namespace connect, not a TCP connect, an HTTP
-    upgrade and the node's authentication. One WebSocket still carries one TCP connection:
-    each keeps its own TCP window, and a caller that stops reading stalls nothing but its own.
+    upgrade and the node's authentication. A WebSocket whose connection ended cleanly comes
+    back (`recycle`), so in steady use none is opened at all. A WebSocket carries one TCP
+    connection at a time: each keeps its own TCP window, and a caller that stops reading
+    stalls nothing but its own.
     """
 
     def __init__(self, url: str, secret: str) -> None:
@@ -154,8 +184,7 @@ class _WarmConnections:
             raise NodeUnreachable() from exc
 
     def take(self) -> ClientConnection | None:
-        """A warm connection young enough that the node still waits on it, or None; a refill
-        starts either way."""
+        """A warm connection young enough that the node still waits on it, or None."""
         now = time.monotonic()
         found = None
         while self._idle and found is None:
@@ -165,9 +194,40 @@ class _WarmConnections:
             else:
                 _closing.add(task := asyncio.create_task(ws.close()))
                 task.add_done_callback(_closing.discard)
-        if self._filling is None or self._filling.done():
+        # Connections come back after use, so new ones are opened only when few are left.
+        if len(self._idle) < WARM_PER_NODE // 2 and (self._filling is None or self._filling.done()):
             self._filling = asyncio.create_task(self._fill())
         return found
+
+    def recycle(self, ws: ClientConnection, *, eof_seen: bool, eof_sent: bool) -> None:
+        _closing.add(task := asyncio.create_task(self._recycle(ws, eof_seen, eof_sent)))
+        task.add_done_callback(_closing.discard)
+
+    async def _recycle(self, ws: ClientConnection, eof_seen: bool, eof_sent: bool) -> None:
+        """End our direction if the caller did not, drop what the port still sends (a caller
+        that closed early did not want it), and take the WebSocket back once the node says
+        `done`: nothing of this connection can follow that on the WebSocket. Anything else
+        (a slow port, a lot left to read, an error) closes it."""
+        try:
+            if not eof_sent:
+                await ws.send(b"")
+            drained = 0
+            async with asyncio.timeout(RECYCLE_WAIT_S):
+                while True:
+                    message = await ws.recv()
+                    if isinstance(message, str):
+                        if c.PortConnectOut.model_validate_json(message).code != "done":
+                            raise ConnectionError("not the end of the connection")
+                        break
+                    drained += len(message)
+                    if drained > RECYCLE_DRAIN_MAX or (eof_seen and message):
+                        raise ConnectionError("more to read than is worth draining")
+            if len(self._idle) >= WARM_MAX_IDLE:
+                raise ConnectionError("enough idle ones")
+            self._idle.append((time.monotonic(), ws))
+        except Exception:
+            with contextlib.suppress(Exception):
+                await ws.close()
 
     async def _fill(self) -> None:
         while len(self._idle) < WARM_PER_NODE:
@@ -202,7 +262,7 @@ async def connect_node_port(
     target = c.PortConnectIn(instance_id=instance_id, port=port).model_dump_json()
     ws = pool.take()
     if ws is not None:
-        tcp = InstanceTcp(ws, instance_id, port)
+        tcp = InstanceTcp(ws, instance_id, port, pool)
         try:
             await ws.send(target)
             if wait:
@@ -214,7 +274,7 @@ async def connect_node_port(
             if not isinstance(exc.__cause__, websockets.ConnectionClosed):
                 raise
     ws = await pool.open()
-    tcp = InstanceTcp(ws, instance_id, port)
+    tcp = InstanceTcp(ws, instance_id, port, pool)
     try:
         await ws.send(target)
     except websockets.ConnectionClosed as exc:

@@ -24,7 +24,7 @@ log = logging.getLogger("forkyard.node.ports")
 
 CLONE_NEWNET = 0x40000000
 CONNECT_TIMEOUT_S = 5.0
-RELAY_CHUNK = 256 * 1024
+RELAY_CHUNK = 1024 * 1024  # one WebSocket message (forwards/tunnel.py MAX_FRAME): fewer, larger hops
 
 _libc = ctypes.CDLL(None, use_errno=True)
 

@@ -6,8 +6,10 @@ the upgrade are paid then, not per request) and leaves it idle; when a connectio
 it sends one text message, `contract.PortConnectIn` {instance_id, port}. The node connects and
 answers `contract.PortConnectOut` as JSON. When it says `ok`, binary messages carry the bytes
 both ways; an empty binary message is the end of that direction (a TCP half-close); closing
-the WebSocket closes the connection. One WebSocket carries one TCP connection, so each has
-its own TCP window: a reader that stops reading holds up its own connection only."""
+the WebSocket closes the connection. When both directions ended, the node sends
+`PortConnectOut` with code `done` and waits for the next target on the same WebSocket. A
+WebSocket carries one TCP connection at a time, so each has its own TCP window: a reader that
+stops reading holds up its own connection only."""
 
 from __future__ import annotations
 
@@ -31,16 +33,27 @@ WARM_IDLE_S = 60.0
 
 @router.websocket("/ports/connect")
 async def port_connect(websocket: WebSocket, node: Node) -> None:
-    """One TCP connection to 127.0.0.1:port inside the instance the first message names."""
+    """TCP connections to 127.0.0.1:port inside the instances the targets name, one at a time."""
     await websocket.accept()
+    while await _one_connection(websocket, node):
+        # Both directions ended cleanly: say so, and wait for the next target on this socket.
+        done = c.PortConnectOut(ok=True, code="done", message=None)
+        try:
+            await websocket.send_text(done.model_dump_json())
+        except Exception:
+            return
+
+
+async def _one_connection(websocket: WebSocket, node: Node) -> bool:
+    """Wait for a target, connect it and relay it; whether the WebSocket may carry another."""
     try:
         message = await asyncio.wait_for(websocket.receive(), WARM_IDLE_S)
     except TimeoutError:
         with contextlib.suppress(Exception):
             await websocket.close()
-        return
+        return False
     if message["type"] == "websocket.disconnect":
-        return
+        return False
     try:
         try:
             target = c.PortConnectIn.model_validate_json(message.get("text") or "")
@@ -53,17 +66,19 @@ async def port_connect(websocket: WebSocket, node: Node) -> None:
         with contextlib.suppress(Exception):
             await websocket.send_text(out.model_dump_json())
             await websocket.close()
-        return
+        return False
     await websocket.send_text(c.PortConnectOut(ok=True, code=None, message=None).model_dump_json())
-    await relay(websocket, reader, writer)
+    return await relay(websocket, reader, writer)
 
 
 async def relay(
     websocket: WebSocket, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
+) -> bool:
     """Bytes both ways until both directions ended or either side closed. Flow control is
     TCP's: a write waits for the socket to drain before the next message is read, and a send
-    waits for the WebSocket's transport."""
+    waits for the WebSocket's transport. True when both directions ended with their empty
+    frame and the WebSocket is still open (it may carry another connection); otherwise the
+    WebSocket is closed."""
 
     async def inbound() -> bool:
         """True at the caller's half-close (the answer may still come), False when it left."""
@@ -89,6 +104,7 @@ async def relay(
                 return
 
     tasks = [asyncio.create_task(inbound()), asyncio.create_task(outbound())]
+    clean = False
     try:
         pending = set(tasks)
         while pending:
@@ -97,6 +113,8 @@ async def relay(
                 break
             if tasks[0] in done and not tasks[0].result():
                 break
+        else:
+            clean = True
     finally:
         for t in tasks:
             t.cancel()
@@ -106,5 +124,7 @@ async def relay(
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
-        with contextlib.suppress(Exception, WebSocketDisconnect):
-            await websocket.close()
+        if not clean:
+            with contextlib.suppress(Exception, WebSocketDisconnect):
+                await websocket.close()
+    return clean
