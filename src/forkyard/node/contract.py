@@ -330,7 +330,8 @@ class PortConnectIn(Contract):
 
 
 class PortConnectOut(Contract):
-    """The node's answer to `PortConnectIn`: connected, or why not."""
+    """The node's answer to `PortConnectIn`: connected, or why not; and, with code `done`
+    once both directions of a connection ended, that the WebSocket awaits its next target."""
 
     ok: bool
     code: str | None
