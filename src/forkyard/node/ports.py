@@ -24,7 +24,9 @@ log = logging.getLogger("forkyard.node.ports")
 
 CLONE_NEWNET = 0x40000000
 CONNECT_TIMEOUT_S = 5.0
-RELAY_CHUNK = 1024 * 1024  # one WebSocket message (forwards/tunnel.py MAX_FRAME): fewer, larger hops
+# One read from the app, sent as one WebSocket message (forwards/tunnel.py MAX_FRAME): fewer,
+# larger hops per megabyte.
+RELAY_CHUNK = 1024 * 1024
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
