@@ -262,6 +262,7 @@ async def run(args: argparse.Namespace) -> None:
         rate_limit_principal_per_min=10_000_000,
         webhooks_allow_private=True,
         webhooks_max_per_org=200,
+        ssh_enabled=False,  # not measured here, and port 2222 may be another serve's
         **overrides,
     )
     api_log = open(work / "api.log", "wb")  # noqa: SIM115
