@@ -9,10 +9,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import psycopg
 import pytest
 import websockets
 from websockets.asyncio.client import connect
 
+from forkyard.db.changes import changes
+from forkyard.db.engine import libpq_url
+from forkyard.forwards.service import previews
 from tests.compute.conftest import create_running, signed_in, wait_status
 from tests.compute.port_forward_apps import HEADERS_APP, WS_ECHO
 
@@ -278,3 +282,50 @@ async def test_the_node_port_route_wants_the_node_secret(platform: Any) -> None:
                 "instance_not_found",
                 "port_unreachable",
             ), answer
+
+
+async def test_a_change_reaches_a_warm_preview_cache_at_once(platform: Any, db: Any) -> None:
+    """Where a preview request goes is cached per instance (forwards/service.py `previews`):
+    a forward deleted through the API is refused on the very next request, and one made private
+    by anyone else (here a psql-like connection of its own) within a second."""
+    api = platform.api
+    iid = (await create_running(api))["id"]
+    r = await api.post(f"/v1/instances/{iid}/exec", json={"command": (
+        "mkdir -p /srv && echo hi > /srv/small && cd /srv && setsid python3 -m http.server"
+        " 8000 --bind 127.0.0.1 >/dev/null 2>&1 </dev/null &")})  # fmt: skip
+    assert r.status_code == 200, r.text
+    forwards = f"/v1/instances/{iid}/port-forwards"
+    fwd = (await api.post(forwards, json={"port": 8000, "visibility": "public"})).json()
+    for _ in range(500):
+        if all(cache.listening for cache in changes.caches.values()):
+            break
+        await asyncio.sleep(0.01)
+    async with _preview(platform, fwd["url"]) as anonymous:
+        for _ in range(100):  # the server may still be starting
+            if (await anonymous.get("/small")).status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert (await anonymous.get("/small")).content == b"hi\n"
+        assert (cached := previews.get(iid)) and cached[8000].visibility == "public"
+
+        # Made private outside this process's sessions: only the announcement can tell it.
+        async with await psycopg.AsyncConnection.connect(
+            libpq_url(db.url), autocommit=True
+        ) as conn:
+            await conn.execute(
+                "UPDATE port_forwards SET visibility = 'private' WHERE id = %s", (fwd["id"],)
+            )
+        started = asyncio.get_running_loop().time()
+        while (r := await anonymous.get("/small")).status_code == 200:
+            assert asyncio.get_running_loop().time() - started < 1.0, "still public"
+            await asyncio.sleep(0.01)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
+
+    async with _preview(platform, fwd["url"], Authorization=api.headers["Authorization"]) as c:
+        assert (await c.get("/small")).status_code == 200
+        assert (await c.get("/small")).status_code == 200
+        assert (cached := previews.get(iid)) and cached[8000].visibility == "private"
+        assert (await api.delete(f"{forwards}/{fwd['id']}")).status_code == 204
+        r = await c.get("/small")  # the very next request
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    await api.delete(f"/v1/instances/{iid}")

@@ -22,7 +22,7 @@ from forkyard.config import Settings
 from forkyard.db.tenancy import is_owned
 from forkyard.forwards import service
 from forkyard.forwards.refusals import Refused, header, refuse
-from forkyard.forwards.service import PreviewServer, PreviewTarget
+from forkyard.forwards.service import PreviewTarget
 from forkyard.forwards.tunnel import connect_node_port
 from forkyard.forwards.upstream import proxy_http, proxy_websocket
 from forkyard.identity.cookies import ACCESS_COOKIE
@@ -71,6 +71,8 @@ class PreviewProxy:
             # a refusal surfaces at the tunnel's ready(), before anything is answered.
             tcp = await connect_node_port(node, instance_id, port, wait=False)
         except ForkyardError as exc:
+            # Perhaps the instance moved or stopped and its announcement is still on its way.
+            service.previews.forget(instance_id)
             return await refuse(
                 scope, receive, send, Refused(502, exc.code, exc.message, {"port": port})
             )
@@ -83,12 +85,9 @@ class PreviewProxy:
     async def _admit(
         self, request: Request, settings: Settings, instance_id: str, port: int
     ) -> PreviewTarget:
-        db = request.app.state.db
-        row = await db.plain(service.PREVIEW_LOOKUP, {"p_instance_id": instance_id, "p_port": port})
-        target = None
-        if row is not None and row[2] == "http":
-            server = PreviewServer(row[5], row[6], row[7]) if row[5] else None
-            target = PreviewTarget(row[0], row[1], row[2], row[3], row[4], server)
+        target = await service.preview_target(request.app.state.db, instance_id, port)
+        if target is not None and target.protocol != "http":
+            target = None
         if target is None or target.visibility != "public":
             await _authorize(request, settings, target)
         assert target is not None

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from forkyard.compute.models import ComputeServer, Instance
 from forkyard.compute.service import get_instance
 from forkyard.config import Settings
-from forkyard.db.engine import plain_sql
+from forkyard.db.changes import ListenedCache, changes
+from forkyard.db.engine import Database, plain_sql
 from forkyard.db.tenancy import owned
 from forkyard.events import Actor, emit
 from forkyard.forwards import schemas
@@ -244,3 +245,37 @@ class PreviewTarget:
     visibility: str
     instance_status: str
     server: PreviewServer | None
+
+
+# Where preview requests go, per instance: {port: target} for the ports asked for so far
+# (db/changes.py). A change to any forward of the instance, to the instance's status, server or
+# org, or to any server's address, is announced on `forkyard_previews`
+# (db/migrations/repeatable/port_forward_changes.sql) and drops the entry; so does the same
+# change flushed by a session in this process (`tables`, `keyed_by`), before its announcement
+# is back. A (instance, port) with no forward is not cached: a refusal costs a lookup.
+previews = changes.register(
+    ListenedCache[dict[int, PreviewTarget]](
+        "forkyard_previews",
+        ttl_s=30.0,
+        tables=("compute_servers", "port_forwards"),
+        keyed_by="instances",
+    )
+)
+
+
+async def preview_target(db: Database, instance_id: str, port: int) -> PreviewTarget | None:
+    """The forward of (instance, port) with what admitting a request to it needs, from the
+    cache when it can answer, else from one statement on a plain connection."""
+    known = previews.get(instance_id)
+    if known is not None and port in known:
+        return known[port]
+    generation = previews.generation
+    row = await db.plain(PREVIEW_LOOKUP, {"p_instance_id": instance_id, "p_port": port})
+    if row is None:
+        return None
+    server = PreviewServer(row[5], row[6], row[7]) if row[5] else None
+    target = PreviewTarget(row[0], row[1], row[2], row[3], row[4], server)
+    # A new dict, never the cached one changed in place: `put` refuses it if anything was
+    # forgotten since the lookup began, and the other ports' targets are as current as this one.
+    previews.put(instance_id, {**(known or {}), port: target}, generation)
+    return target
