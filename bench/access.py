@@ -161,16 +161,25 @@ async def via_preview(client: httpx.AsyncClient) -> int:
     return len(r.content)
 
 
+async def via_api(client: httpx.AsyncClient) -> int:
+    r = await client.get("/health/live")
+    r.raise_for_status()
+    return len(r.content)
+
+
 def pct(values: list[float], q: float) -> float:
     return sorted(values)[min(len(values) - 1, int(q * len(values)))]
 
 
 async def latency(p: Platform, iid: str, netns: str, preview: httpx.AsyncClient, n: int) -> None:
+    # The same kind of client, to the API's cheapest route: what any request to it costs.
+    bare = httpx.AsyncClient(base_url=p.url, headers=dict(p.api.headers))
     ways: dict[str, Any] = {
         "direct (socket in the instance's netns)": lambda: direct(netns),
         "node, a new WebSocket each (as before)": lambda: via_node_cold(p, iid),
         "node, a warm WebSocket (connect_node_port)": lambda: via_node(p, iid),
         "preview URL (API proxy + node)": lambda: via_preview(preview),
+        "API alone: GET /health/live (its HTTP hop)": lambda: via_api(bare),
     }
     times: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(10):  # warm: caches, the node's client, keep-alive to the API
@@ -191,6 +200,67 @@ async def latency(p: Platform, iid: str, netns: str, preview: httpx.AsyncClient,
     cold = statistics.median(times["node, a new WebSocket each (as before)"])
     print(f"  node hop alone: +{node - d:.2f} ms; API proxy on top: +{pv - node:.2f} ms")
     print(f"  node hop on a new WebSocket: +{cold - d:.2f} ms ({cold / d:.2f}x direct)")
+    hop = statistics.median(times["API alone: GET /health/live (its HTTP hop)"])
+    print(f"  preview URL - node hop - API's HTTP hop: {pv - node - hop:+.2f} ms")
+    await bare.aclose()
+    await forward_cache(p, iid, netns, preview, n)
+
+
+PAUSE_S = 0.01
+
+
+async def forward_cache(
+    p: Platform, iid: str, netns: str, preview: httpx.AsyncClient, n: int
+) -> None:
+    """The API's forward cache (forwards/service.py `previews`) against the lookup it saves,
+    same run: before each request a pause, and for one of the ways an announcement on the
+    cache's channel during it (as a change to the forward would send), so that request looks
+    its forward up in the database as every preview request did before the cache. The pause
+    is there for both: a process woken after a gap is slower (ADR 0008), whatever it does."""
+
+    async def announce() -> None:
+        await p.db.plain(
+            "SELECT pg_notify('forkyard_previews', %(p_instance_id)s)", {"p_instance_id": iid}
+        )
+
+    async def nothing() -> None:
+        await p.db.plain("SELECT 1", {})
+
+    ways = {
+        "direct": (nothing, lambda: direct(netns)),
+        "preview URL, forward cached": (nothing, lambda: via_preview(preview)),
+        "preview URL, forward looked up (cache emptied)": (announce, lambda: via_preview(preview)),
+    }
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(n):
+        for name, (before, way) in ways.items():
+            await before()
+            await asyncio.sleep(PAUSE_S)
+            t = time.perf_counter()
+            await way()
+            times[name].append((time.perf_counter() - t) * 1000)
+    print(f"\nThe same, each after a {PAUSE_S * 1000:.0f} ms pause, {n} requests each (ms)")
+    for name, values in times.items():
+        print(f"  {name:48s} p50 {statistics.median(values):6.2f}  p90 {pct(values, 0.9):6.2f}")
+    d = statistics.median(times["direct"])
+    hit = statistics.median(times["preview URL, forward cached"])
+    miss = statistics.median(times["preview URL, forward looked up (cache emptied)"])
+    print(f"  cached: +{hit - d:.2f} ms over direct ({hit / d:.2f}x); looked up: "
+          f"+{miss - d:.2f} ms ({miss / d:.2f}x); cached / looked up p50 {hit / miss:.2f}")  # fmt: skip
+
+
+def print_profile(path: Path) -> None:
+    """The API process's own timings of its preview steps (bench/preview_profile/)."""
+    import json
+
+    if not path.exists():
+        print("\n(no profile written: fewer than 100 preview requests?)")
+        return
+    steps: dict[str, list[float]] = json.loads(path.read_text())
+    print("\nInside the API process, per preview request (ms; every request of the run)")
+    for name, values in steps.items():
+        print(f"  {name:40s} p50 {statistics.median(values):6.3f}  p90 {pct(values, 0.9):6.3f}"
+              f"  ({len(values)} calls)")  # fmt: skip
 
 
 async def throughput(netns: str, preview: httpx.AsyncClient, mb: int) -> None:
@@ -208,7 +278,17 @@ async def throughput(netns: str, preview: httpx.AsyncClient, mb: int) -> None:
     print(f"  preview URL {proxied_mbs:8.1f}  ({proxied_mbs / direct_mbs:.2f} of direct)")
 
 
-async def preview(requests: int, mb: int) -> None:
+async def preview(requests: int, mb: int, profile: bool) -> None:
+    if profile:
+        import os
+        import tempfile
+
+        profiled = Path(tempfile.mkdtemp(prefix="fy-preview-profile-")) / "steps.json"
+        here = str(Path(__file__).parent / "preview_profile")
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [here, *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
+        os.environ["FY_PREVIEW_PROFILE"] = str(profiled)
     async with platform(ssh_port=0) as p:  # the gateway on any free port: 2222 may be taken
         iid = await first_instance(p.api, memory_mb=256, disk_mb=mb + 512)
         netns = await start_server(p, iid, mb)
@@ -222,6 +302,8 @@ async def preview(requests: int, mb: int) -> None:
             await latency(p, iid, netns, client, requests)
             await throughput(netns, client, mb)
         await p.api.delete(f"/v1/instances/{iid}")
+    if profile:
+        print_profile(profiled)
     print(f"\n(machine: {Path('/proc/loadavg').read_text().split()[0]} load average at the end)")
 
 
@@ -311,6 +393,7 @@ def main() -> None:
     pv = sub.add_parser("preview")
     pv.add_argument("--requests", type=int, default=300)
     pv.add_argument("--mb", type=int, default=200)
+    pv.add_argument("--profile", action="store_true", help="time the API's steps inside it")
     lsp = sub.add_parser("lsp")
     lsp.add_argument("--requests", type=int, default=100)
     args = parser.parse_args()
@@ -318,7 +401,7 @@ def main() -> None:
         asyncio.run(lsp_completion(args.requests))
         return
     if args.what == "preview":
-        asyncio.run(preview(args.requests, args.mb))
+        asyncio.run(preview(args.requests, args.mb, args.profile))
         return
     if args.instance is None:
         asyncio.run(ssh_on_own_platform(args.runs))
