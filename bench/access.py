@@ -19,7 +19,7 @@ start. Aim: under 50 ms.
 
 `preview`: preview URLs, on a platform of the bench's own (bench/harness.py; run as root):
 
-    python bench/access.py preview [--requests 300] [--mb 200]
+    python bench/access.py preview [--requests 300] [--mb 200] [--profile]
 
 A `python3 -m http.server` inside an instance, asked for a 2 KiB file
 - directly: a socket this bench makes in the instance's network namespace, a new connection
@@ -31,7 +31,11 @@ A `python3 -m http.server` inside an instance, asked for a 2 KiB file
 - through the preview URL: HTTP to the API with the preview host name (keep-alive to the API,
   a new tunnel per request behind it).
 p50/p90 of each in the same run, alternated; the preview's p50 as a ratio of the direct p50 and
-the milliseconds it adds (aim: under 2 ms). Then one large download, direct and proxied, in MB/s.
+the milliseconds it adds (aim: under 2 ms), beside the API's cheapest route (`GET /health/live`,
+what any request to the API costs). Then direct against the preview URL with its forward cached
+and with the cache emptied by an announcement before each request (the lookup it saves), and
+one large download, direct and proxied, in MB/s. `--profile` also prints the API process's own
+timings of each step of the preview proxy (bench/preview_profile/sitecustomize.py).
 
 `lsp`: a completion round trip through the language server WebSocket (ADR 0017), on a platform
 of the bench's own (run as root):
