@@ -18,7 +18,7 @@ from forkyard.compute.events import InstanceDeleted
 # get_instance is re-exported: ssh, forwards and exec read an instance through the service.
 from forkyard.compute.instances import enter, get_profile, get_vm, require_verified
 from forkyard.compute.instances import get_instance as get_instance
-from forkyard.compute.models import ComputeServer, ExecRecord, Instance, Vm
+from forkyard.compute.models import ComputeServer, ExecRecord, Instance, InstanceStack, Vm
 from forkyard.compute.node_client import node_clients
 from forkyard.compute.provision import blueprint, provision
 from forkyard.compute.quotas import check_quota
@@ -129,20 +129,22 @@ async def boot(
     """Boot a provisioning instance on its server and mark it running (or error, with the
     reason). Safe to run twice: a second run finds it no longer provisioning. NodeUnreachable
     propagates while `retry_if_unreachable`, for the caller to try again later."""
-    # One query for the instance (locked), its VM and its server: boot() is on the path of
-    # `POST /v1/instances?wait=true`, where every round trip shows (bench/compute.py).
+    # One query for the instance (locked), its VM, its server and its stack: boot() is on the
+    # path of `POST /v1/instances?wait=true`, where every round trip shows (bench/compute.py).
+    # The stack is only loaded into the session here, for ensure_stack to find it there.
     row = (
         await session.execute(
-            select(Instance, Vm, ComputeServer)
+            select(Instance, Vm, ComputeServer, InstanceStack)
             .join(Vm, Vm.instance_id == Instance.id)
             .outerjoin(ComputeServer, ComputeServer.id == Instance.server_id)
+            .outerjoin(InstanceStack, InstanceStack.instance_id == Instance.id)
             .where(Instance.id == instance_id)
             .with_for_update(of=Instance)
         )
     ).one_or_none()
     if row is None:
         return await session.get(Instance, instance_id)
-    instance, vm, server = row
+    instance, vm, server, _stack = row
     if instance.status != InstanceStatus.PROVISIONING:
         return instance
     if server is None:

@@ -9,9 +9,9 @@ them, and subscribers that each run as their own job, at least once and in effec
     @subscriber(InstanceRunning)                               # in the reacting domain's events.py
     async def greet(ctx: JobContext, event: InstanceRunning) -> None: ...
 
-`emit` adds the event's row and, for each subscriber of its type, an `events.deliver` job to
-the caller's session: a rolled-back transaction leaves neither, a committed one both (see
-docs/adr/0011-domain-events.md)."""
+`emit` adds the event's row and, for each subscriber of its type (whose `condition`, if it has
+one, holds), an `events.deliver` job to the caller's session: a rolled-back transaction leaves
+neither, a committed one both (see docs/adr/0011-domain-events.md)."""
 
 from __future__ import annotations
 
@@ -21,13 +21,26 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    exists,
+    func,
+    literal,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forkyard.db.engine import Database
 from forkyard.events.models import EventRecord, SubscriberRun
-from forkyard.jobs import enqueue, job
-from forkyard.jobs.queue import JobContext
+from forkyard.jobs import job
+from forkyard.jobs.models import Job
+from forkyard.jobs.queue import JobContext, enqueue_many
+from forkyard.kit.clock import utcnow
+from forkyard.kit.ids import new_id
 
 DELIVER_JOB = "events.deliver"
 # A subscriber's job is retried with the queue's backoff this many times before it is kept as
@@ -141,6 +154,8 @@ SubscriberFn = Callable[[JobContext, Any], Awaitable[None]]
 # Whether a subscriber would act on an event of (org, type) at all: asked by `audience()`, on
 # paths where a job per event costs more than asking (a cached answer, usually).
 Audience = Callable[[Database, str | None, str], Awaitable[bool]]
+# The same question in SQL, for emit(): a boolean expression for an event of (org, type).
+Condition = Callable[[str | None, str], ColumnElement[bool]]
 
 
 @dataclass(frozen=True)
@@ -149,6 +164,9 @@ class Subscriber:
     event_type: str
     fn: SubscriberFn
     audience: Audience | None = None  # None: it acts on every event of its type
+    # Whether it acts on an event of (org, type), as a SQL condition that emit() puts in the
+    # statement inserting the jobs (the caller's transaction sees what it sees). None: always.
+    condition: Condition | None = None
 
 
 # event type -> its subscribers, filled as the domains' events.py modules are imported
@@ -159,20 +177,28 @@ _loaded = False
 
 
 def subscriber(
-    event: type[E] | str, *, name: str | None = None, audience: Audience | None = None
+    event: type[E] | str,
+    *,
+    name: str | None = None,
+    audience: Audience | None = None,
+    condition: Condition | None = None,
 ) -> Callable[
     [Callable[[JobContext, E], Awaitable[None]]], Callable[[JobContext, E], Awaitable[None]]
 ]:
     """Run the decorated function as a job for each committed event of this type (by class or
     by type name). It may run more than once for one event (at least once); its changes commit
     with the record that it ran, so a second run does nothing. `audience`, when given, lets a
-    hot-path emitter skip its job for an org where it would do nothing (`audience()`)."""
+    hot-path emitter skip its job for an org where it would do nothing (`audience()`);
+    `condition`, the same question in SQL, lets emit() skip it. Both must hold whenever the
+    subscriber could act: a job skipped is final."""
     event_type = event if isinstance(event, str) else event.type
 
     def register(
         fn: Callable[[JobContext, E], Awaitable[None]],
     ) -> Callable[[JobContext, E], Awaitable[None]]:
-        sub = Subscriber(name or f"{fn.__module__}.{fn.__qualname__}", event_type, fn, audience)
+        sub = Subscriber(
+            name or f"{fn.__module__}.{fn.__qualname__}", event_type, fn, audience, condition
+        )
         if sub.name in _BY_NAME and _BY_NAME[sub.name].event_type != event_type:
             raise TypeError(f"subscriber name {sub.name!r} is taken")
         if sub.name not in _BY_NAME:
@@ -197,18 +223,58 @@ def _require_loaded() -> None:
 
 async def emit(session: AsyncSession, event: Event) -> EventRecord:
     """Record `event` in the caller's transaction and queue its subscribers there: both exist
-    only if that transaction commits. Every subscriber of the type gets its job (audiences are
-    not asked: beside an ORM transaction one job row costs less than the question)."""
+    only if that transaction commits. A subscriber with a `condition` gets its job only when
+    the condition holds in this transaction, asked in the statement that inserts the jobs (one
+    round trip for every subscriber; none at all for a type nobody subscribes to)."""
     _require_loaded()
     row = EventRecord(**event.row_values())
     session.add(row)
-    for sub in SUBSCRIBERS.get(event.type, ()):
-        await enqueue(
+    subs = SUBSCRIBERS.get(event.type, ())
+    if not subs:
+        return row
+    if all(sub.condition is None for sub in subs):
+        await enqueue_many(
             session,
             DELIVER_JOB,
-            {"event_id": row.id, "subscriber": sub.name},
+            [{"event_id": row.id, "subscriber": sub.name} for sub in subs],
             max_attempts=DELIVER_ATTEMPTS,
         )
+        return row
+    now = utcnow()
+    jobs: Table = Job.__table__  # type: ignore[assignment]
+    c = jobs.c
+    # One SELECT per subscriber, each with its condition; the INSERT takes what they return,
+    # and the workers are woken in the same statement only when a job was made.
+    wanted = union_all(
+        *(
+            select(
+                literal(new_id(Job.id_prefix), c.id.type).label("id"),
+                literal(now, c.created_at.type).label("created_at"),
+                literal(DELIVER_JOB, c.name.type).label("name"),
+                literal({"event_id": row.id, "subscriber": sub.name}, c.payload.type).label(
+                    "payload"
+                ),
+                literal("queued", c.status.type).label("status"),
+                literal(0, c.attempts.type).label("attempts"),
+                literal(DELIVER_ATTEMPTS, c.max_attempts.type).label("max_attempts"),
+                literal(now, c.run_at.type).label("run_at"),
+            ).where(true() if sub.condition is None else sub.condition(event.org_id, event.type))
+            for sub in subs
+        )
+    )
+    made = (
+        insert(jobs)
+        .from_select(
+            ["id", "created_at", "name", "payload", "status", "attempts", "max_attempts", "run_at"],
+            wanted,
+        )
+        .returning(jobs.c.id)
+        .cte("made")
+    )
+    wake = select(func.pg_notify(literal("forkyard_jobs"), literal(DELIVER_JOB))).where(
+        exists(select(made.c.id))
+    )
+    await session.execute(wake)
     return row
 
 

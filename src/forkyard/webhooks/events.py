@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
+from sqlalchemy import ColumnElement, exists, false
+
 from forkyard.events import CATALOGUE, Event, subscriber
 from forkyard.jobs.queue import JobContext
 from forkyard.webhooks.listening import has_endpoint_for
-from forkyard.webhooks.queries import create_deliveries
+from forkyard.webhooks.queries import create_deliveries, wanting_endpoints
 
 
 class WebhookEvent(Event):
@@ -47,9 +49,22 @@ async def fan_out(ctx: JobContext, event: Event) -> None:
     await create_deliveries(ctx.session, event.record)
 
 
+def endpoint_wants(org_id: str | None, event_type: str) -> ColumnElement[bool]:
+    """emit()'s question for the fan-out: an enabled endpoint of the org asks for this type or
+    "*" (create_deliveries' own filter), so an org without one gets no fan-out job at all."""
+    if org_id is None:
+        return false()
+    return exists(wanting_endpoints(org_id, event_type))
+
+
 def subscribe_to_catalogue() -> None:
     """One fan-out subscriber per catalogued type (the kernel matches types exactly); called by
     forkyard.tasks.load_all_tasks once every domain's events are imported."""
     for cls in public_event_types():
         if cls.type != WebhookTest.type:
-            subscriber(cls.type, name=f"{FAN_OUT}:{cls.type}", audience=has_endpoint_for)(fan_out)
+            subscriber(
+                cls.type,
+                name=f"{FAN_OUT}:{cls.type}",
+                audience=has_endpoint_for,
+                condition=endpoint_wants,
+            )(fan_out)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Text, select
+from sqlalchemy import Select, Text, select
 from sqlalchemy.dialects.postgresql import array, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,6 +31,15 @@ def body_of(event: EventRecord) -> dict[str, Any]:
     }
 
 
+def wanting_endpoints(org_id: str, event_type: str) -> Select[Any]:
+    """The ids of the org's enabled endpoints that want `event_type` (or "*"): who gets a
+    delivery, and (as EXISTS) whether emit() queues the fan-out at all (webhooks/events.py)."""
+    return owned(select(WebhookEndpoint.id), org_id).where(
+        WebhookEndpoint.enabled.is_(True),
+        WebhookEndpoint.event_types.has_any(array([event_type, "*"], type_=Text)),
+    )
+
+
 async def create_deliveries(session: AsyncSession, event: EventRecord) -> int:
     """One delivery per enabled endpoint of the event's org that wants its type, each with a
     send job, in the caller's transaction. Safe to run twice (one row per endpoint and event)."""
@@ -38,14 +47,7 @@ async def create_deliveries(session: AsyncSession, event: EventRecord) -> int:
         return 0
     # Only the ids of the endpoints that want it: the filter runs in SQL, so an org with a
     # hundred endpoints for other types costs nothing here.
-    endpoint_ids = (
-        await session.execute(
-            owned(select(WebhookEndpoint.id), event.org_id).where(
-                WebhookEndpoint.enabled.is_(True),
-                WebhookEndpoint.event_types.has_any(array([event.type, "*"], type_=Text)),
-            )
-        )
-    ).scalars()
+    endpoint_ids = (await session.execute(wanting_endpoints(event.org_id, event.type))).scalars()
     now = utcnow()
     body = body_of(event)
     rows = [
