@@ -265,3 +265,47 @@ async def test_ssh_terminal_and_watch(
     assert r.status_code in (200, 202, 204), r.text
     rc = await asyncio.wait_for(proc.wait(), 30)
     assert rc != 0
+
+
+def test_prompt_acks_reach_the_reads_under_uvloop() -> None:
+    """The gateway acknowledges each segment at once (`_ack_promptly`, ADR 0014) by hooking
+    the connection's reads. `forkyard serve` runs on uvloop, which looks the read method up
+    once per transport: the hook must still see the reads there, or every `ssh` sign-in
+    stalls twice on the client's delayed ACKs (~40 ms each)."""
+    import asyncssh
+    import uvloop
+
+    from forkyard.ssh.gateway import _ack_promptly
+
+    seen: list[int] = []
+
+    class Server(asyncssh.SSHServer):
+        def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+            received = conn.data_received
+
+            def counted(data: bytes, datatype: Any = None) -> None:
+                seen.append(len(data))
+                received(data, datatype)
+
+            conn.data_received = counted  # type: ignore[method-assign]
+            _ack_promptly(conn)
+
+        def begin_auth(self, username: str) -> bool:
+            return True  # and no method will do: the reads of the key exchange are enough
+
+    async def main() -> None:
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        server = await asyncssh.listen(
+            "127.0.0.1", 0, server_factory=Server, server_host_keys=[key]
+        )
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(asyncssh.PermissionDenied):
+            await asyncssh.connect(
+                "127.0.0.1", port, username="x", known_hosts=None, client_keys=None,
+                agent_path=None, password=None, preferred_auth="publickey",
+            )  # fmt: skip
+        server.close()
+        await server.wait_closed()
+
+    uvloop.run(main())
+    assert seen, "the hook saw no read"

@@ -161,6 +161,12 @@ def _ack_promptly(conn: asyncssh.SSHServerConnection) -> None:
         received(data, datatype)
 
     conn.data_received = data_received  # type: ignore[method-assign]
+    # uvloop (how `forkyard serve` runs) looked the method up once, when the transport was
+    # made: handing it the protocol again makes it see the wrapper (asyncio's own loop looks
+    # it up on each read). Without this, every stall above came back under `forkyard serve`.
+    transport = getattr(conn, "_transport", None)  # asyncssh keeps it there; no public name
+    if transport is not None:
+        transport.set_protocol(conn)
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
