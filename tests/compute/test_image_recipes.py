@@ -1,5 +1,5 @@
 """Image recipes that need the Debian mirror: packages on an existing image, and a Debian suite
-bootstrapped from scratch (node/images.py downloads; build sandboxes stay offline)."""
+bootstrapped from scratch (node/images/ downloads; build sandboxes stay offline)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The layer stream between nodes (node/layers.py): a sparse disk image with its meta, verified
+"""The layer stream between nodes (node/layers/): a sparse disk image with its meta, verified
 by SHA-256 and renamed into place; anything short of a complete, correct stream leaves nothing."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 node's HTTP API and of its call channel, in one module both sides import (ADR 0012).
 
 The node's routers (node/api/) take and return these models; the control plane's NodeClient
-(compute/node_client.py) sends and parses them. The node never imports the control plane, so
+(compute/node_client/) sends and parses them. The node never imports the control plane, so
 this module imports nothing of ours but the node's own constants.
 
 Two kinds of shape live here:
@@ -182,7 +182,7 @@ class LayerIn(Contract):
 
 
 class LayerFields(Contract):
-    """A layer as the node's store records it (node/layers.py LayerInfo), paths as strings."""
+    """A layer as the node's store records it (node/layers/ LayerInfo), paths as strings."""
 
     layer_id: str
     path: str
@@ -296,7 +296,7 @@ class LayerUsageOut(Contract):
     instances: list[InstanceDiskOut]
 
 
-# --- image builds (node/images.py) ---
+# --- image builds (node/images/) ---
 
 
 class BootstrapIn(Contract):

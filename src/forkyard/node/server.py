@@ -46,7 +46,7 @@ def create_node_app(
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if given and constant_time_equal(given, secret):
             return
-        # Another node pulling a layer presents a ticket for that one export (node/layers.py),
+        # Another node pulling a layer presents a ticket for that one export (node/layers/),
         # honoured once.
         ticket, layer_id = request.headers.get(TICKET_HEADER), request.path_params.get("layer_id")
         if (

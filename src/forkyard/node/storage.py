@@ -15,7 +15,7 @@ from pathlib import Path
 from forkyard.node.errors import SandboxFailed
 
 # Instance disks are ext4 (formats a sparse file in ~10 ms). Reflink happens one level down: the
-# disk *image* is cloned on the layer store (node/layers.py). XFS inside was tried: every rw mount
+# disk *image* is cloned on the layer store (node/layers/). XFS inside was tried: every rw mount
 # of a clone rewrites 2 MB of its log (stale-block clearing), against ~40-550 KB for ext4, which
 # is the extra disk of each idle fork. Older XFS disks still mount (see image_filesystem).
 # An instance id as a name on disk, in cgroups and in layer ids (drivers and layers check it).

@@ -1,6 +1,6 @@
 """Layer rows and their reference counts.
 
-A layer (node/layers.py) is referenced by: checkpoints and snapshots captured into it, base
+A layer (node/layers/) is referenced by: checkpoints and snapshots captured into it, base
 images made of it, instances stacked on it (or to be cloned from it at first boot), and other
 layers stacked on it. The counts are queries over those tables, so they cannot drift; when the
 last reference goes, `release` marks the layer `deleting` and the `layer.delete` job removes it
@@ -10,7 +10,7 @@ removes whatever else it holds: registration answers with the keep-set (`layer_i
 Replicas: a layer is captured on one server (`Layer.server_id`); `ensure_on` copies it, with
 the whole stack under it (bottom-up, each layer once), to another server before an instance
 that needs it boots there. The target node pulls the layer straight from a node holding it
-(node/layers.py); each copy is a `LayerReplica` row. See docs/adr/0006-layer-replicas.md."""
+(node/layers/); each copy is a `LayerReplica` row. See docs/adr/0006-layer-replicas.md."""
 
 from __future__ import annotations
 

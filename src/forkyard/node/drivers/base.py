@@ -25,7 +25,7 @@ from forkyard.node.egress import NetworkPolicy
 from forkyard.node.errors import InstanceNotRunning, SandboxFailed
 from forkyard.node.storage import INSTANCE_ID_RE
 
-if TYPE_CHECKING:  # node/layers.py imports this module
+if TYPE_CHECKING:  # node/layers/ imports this module
     from forkyard.node.layers import LayerInfo, LayerStore
 
 InstanceState = Literal["running", "stopped", "absent"]
@@ -113,7 +113,7 @@ class Driver(abc.ABC):
     data_dir: Path  # everything of this node's driver lives under it
     instances_dir: Path  # one directory per instance
     store_dir: Path  # the filesystem that holds the layers and the instances' disks
-    layers: LayerStore  # this node's layers (node/layers.py): exported and imported as is
+    layers: LayerStore  # this node's layers (node/layers/): exported and imported as is
 
     @abc.abstractmethod
     async def start(self, spec: SandboxSpec, *, from_layer: str | None = None) -> InstanceInfo:
@@ -172,7 +172,7 @@ class Driver(abc.ABC):
     def _lock(self, instance_id: str) -> asyncio.Lock:
         """The lock every lifecycle step of the instance holds (image build steps too)."""
 
-    # --- filesystem layers: checkpoint, rollback, fork and the store (node/layers.py) ---
+    # --- filesystem layers: checkpoint, rollback, fork and the store (node/layers/) ---
 
     @abc.abstractmethod
     def origin(self, instance_id: str) -> str | None:

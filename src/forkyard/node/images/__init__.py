@@ -4,7 +4,7 @@
 The default instance image is a Debian minbase rootfs built once with debootstrap and kept as a
 read-only lower layer (`ensure_default_image`).
 
-Image builds (the control plane's `image.build` job, compute/state/images.py) run in a build
+Image builds (the control plane's `image.build` job, compute/state/images/) run in a build
 sandbox `build-...` whose disk is captured as the new image's layer. Two steps need the Debian
 mirror, and both run *host* tools on the node, never code from the image or the recipe with
 network access: the build sandbox keeps its own empty network namespace like every instance.

@@ -12,7 +12,7 @@ rootfs over a disk the node has just debootstrapped. `packages` on a base image 
 the node (the host's apt, resolving against the image's dpkg status) into the sandbox and
 installed there by apt, offline; build sandboxes never get network, so neither the recipe's
 commands nor anything in an org's image can reach the mirror or the node's network. The node
-keeps a .deb cache for both paths (node/images.py). The sandbox's disk is captured as the
+keeps a .deb cache for both paths (node/images/). The sandbox's disk is captured as the
 version's layer. An abort (`POST /v1/images/abort`) cancels the running step within a second
 (its stream to the node closes and the node kills debootstrap, apt or the command); the build
 sandbox and its disk are deleted in every outcome, and a layer is recorded only on success."""

@@ -150,7 +150,7 @@ async def _watched(report: BuildReport, work: Awaitable[T]) -> T:
 async def _relay(
     events: AsyncIterator[dict[str, Any]], report: BuildReport, span: tuple[int, int]
 ) -> dict[str, Any]:
-    """Follow a node build step's event stream (node/images.py) into the report."""
+    """Follow a node build step's event stream (node/images/) into the report."""
     low, high = span
     async for event in events:
         kind = event.get("type")

@@ -14,7 +14,7 @@ instance's unprivileged host uid (a data dir under a 0700 directory would be out
 Isolation: user namespace, capabilities and seccomp in node/isolation.py and node/seccomp.py
 (ADR 0010).
 The disk image itself (sparse, disk_mb) is <data_dir>/store/disks/<id>.img, on the layer store's
-filesystem so checkpoints, rollbacks and forks are reflink clones of it (see node/layers.py);
+filesystem so checkpoints, rollbacks and forks are reflink clones of it (see node/layers/);
 an older instance may still have <data_dir>/instances/<id>/disk.img, which keeps working.
 Cgroups: /sys/fs/cgroup/{memory,pids,cpu,cpuacct,freezer}/<cgroup_parent>/<id>.
 """

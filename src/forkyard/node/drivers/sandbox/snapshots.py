@@ -1,6 +1,6 @@
 """Layers of the sandbox driver: checkpoint, rollback and fork of instances, and the layer
 store's housekeeping (delete, sweep, usage). Every capture and clone goes through
-node/layers.py's LayerStore; what is here is when the instance is frozen, flushed, stopped
+node/layers/'s LayerStore; what is here is when the instance is frozen, flushed, stopped
 or booted again around it.
 """
 
