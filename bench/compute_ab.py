@@ -94,7 +94,9 @@ async def worker() -> None:
 
     for attempt in range(3):  # on a loaded machine an API may miss the harness's start limit
         try:
-            async with platform() as p:
+            # The SSH gateway on any free port: both sides' trees may have one, and 2222 may be
+            # taken by another run (a tree without a gateway ignores the setting).
+            async with platform(ssh_port=0) as p:
                 await serve(p.api, delete_all, first_instance)
             break
         except RuntimeError as exc:

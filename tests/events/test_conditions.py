@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import pytest
-from sqlalchemy import false, func, select, true
+from sqlalchemy import false, func, literal, select
 
 from forkyard.events import Event, emit, subscriber
 from forkyard.events.models import EventRecord
@@ -37,7 +37,7 @@ async def never(ctx: JobContext, event: Checked) -> None:
 @subscriber(
     Checked,
     name="tests.checked_org",
-    condition=lambda org, t: true() if org == "org_yes" else false(),
+    condition=lambda org, t: org == literal("org_yes"),
 )
 async def for_org(ctx: JobContext, event: Checked) -> None:
     RAN.append(f"org:{event.org_id}")

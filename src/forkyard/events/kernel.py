@@ -16,14 +16,17 @@ neither, a committed one both (see docs/adr/0011-domain-events.md)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 from sqlalchemy import (
     ColumnElement,
+    Executable,
+    String,
     Table,
+    bindparam,
     exists,
     func,
     literal,
@@ -154,8 +157,9 @@ SubscriberFn = Callable[[JobContext, Any], Awaitable[None]]
 # Whether a subscriber would act on an event of (org, type) at all: asked by `audience()`, on
 # paths where a job per event costs more than asking (a cached answer, usually).
 Audience = Callable[[Database, str | None, str], Awaitable[bool]]
-# The same question in SQL, for emit(): a boolean expression for an event of (org, type).
-Condition = Callable[[str | None, str], ColumnElement[bool]]
+# The same question in SQL, for emit(): a boolean expression of the event's org and type, given
+# as bound parameters (the statement is built once per event type and reused).
+Condition = Callable[[ColumnElement[str], ColumnElement[str]], ColumnElement[bool]]
 
 
 @dataclass(frozen=True)
@@ -240,26 +244,44 @@ async def emit(session: AsyncSession, event: Event) -> EventRecord:
             max_attempts=DELIVER_ATTEMPTS,
         )
         return row
-    now = utcnow()
+    await session.execute(
+        _queueing(event.type, subs),
+        {"event_id": row.id, "org": event.org_id, "type": event.type, "now": utcnow()}
+        | {f"job_{i}": new_id(Job.id_prefix) for i in range(len(subs))},
+    )
+    return row
+
+
+# (type, its subscribers' names) -> emit()'s statement: built once, since building it costs
+# more than running it (ms of Python per event); its values are bound per event.
+_QUEUEING: dict[tuple[str, tuple[str, ...]], Executable] = {}
+
+
+def _queueing(event_type: str, subs: Sequence[Subscriber]) -> Executable:
+    """One SELECT per subscriber, each filtered by its condition; the INSERT takes what they
+    return, and the workers are woken in the same statement only when a job was made."""
+    key = (event_type, tuple(sub.name for sub in subs))
+    if key in _QUEUEING:
+        return _QUEUEING[key]
     jobs: Table = Job.__table__  # type: ignore[assignment]
     c = jobs.c
-    # One SELECT per subscriber, each with its condition; the INSERT takes what they return,
-    # and the workers are woken in the same statement only when a job was made.
+    org, typ = bindparam("org", type_=String), bindparam("type", type_=String)
+    now = bindparam("now", type_=c.created_at.type)
     wanted = union_all(
         *(
             select(
-                literal(new_id(Job.id_prefix), c.id.type).label("id"),
-                literal(now, c.created_at.type).label("created_at"),
+                bindparam(f"job_{i}", type_=c.id.type).label("id"),
+                now.label("created_at"),
                 literal(DELIVER_JOB, c.name.type).label("name"),
-                literal({"event_id": row.id, "subscriber": sub.name}, c.payload.type).label(
-                    "payload"
-                ),
+                func.jsonb_build_object(
+                    "event_id", bindparam("event_id", type_=String), "subscriber", sub.name
+                ).label("payload"),
                 literal("queued", c.status.type).label("status"),
                 literal(0, c.attempts.type).label("attempts"),
                 literal(DELIVER_ATTEMPTS, c.max_attempts.type).label("max_attempts"),
-                literal(now, c.run_at.type).label("run_at"),
-            ).where(true() if sub.condition is None else sub.condition(event.org_id, event.type))
-            for sub in subs
+                now.label("run_at"),
+            ).where(true() if sub.condition is None else sub.condition(org, typ))
+            for i, sub in enumerate(subs)
         )
     )
     made = (
@@ -268,14 +290,14 @@ async def emit(session: AsyncSession, event: Event) -> EventRecord:
             ["id", "created_at", "name", "payload", "status", "attempts", "max_attempts", "run_at"],
             wanted,
         )
-        .returning(jobs.c.id)
+        .returning(c.id)
         .cte("made")
     )
-    wake = select(func.pg_notify(literal("forkyard_jobs"), literal(DELIVER_JOB))).where(
+    stmt = select(func.pg_notify(literal("forkyard_jobs"), literal(DELIVER_JOB))).where(
         exists(select(made.c.id))
     )
-    await session.execute(wake)
-    return row
+    _QUEUEING[key] = stmt
+    return stmt
 
 
 async def audience(db: Database, event: Event) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from sqlalchemy import ColumnElement, exists, false
+from sqlalchemy import ColumnElement, exists
 
 from forkyard.events import CATALOGUE, Event, subscriber
 from forkyard.jobs.queue import JobContext
@@ -49,11 +49,11 @@ async def fan_out(ctx: JobContext, event: Event) -> None:
     await create_deliveries(ctx.session, event.record)
 
 
-def endpoint_wants(org_id: str | None, event_type: str) -> ColumnElement[bool]:
-    """emit()'s question for the fan-out: an enabled endpoint of the org asks for this type or
-    "*" (create_deliveries' own filter), so an org without one gets no fan-out job at all."""
-    if org_id is None:
-        return false()
+def endpoint_wants(
+    org_id: ColumnElement[str], event_type: ColumnElement[str]
+) -> ColumnElement[bool]:
+    """emit()'s question for the fan-out: an enabled endpoint of the event's org asks for its
+    type or "*" (create_deliveries' own filter), so an org without one gets no fan-out job."""
     return exists(wanting_endpoints(org_id, event_type))
 
 

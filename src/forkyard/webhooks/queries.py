@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, Text, select
+from sqlalchemy import ColumnElement, Select, Text, select
 from sqlalchemy.dialects.postgresql import array, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from forkyard.db.tenancy import owned
 from forkyard.events.models import EventRecord
 from forkyard.events.schemas import EventOut
 from forkyard.jobs.queue import enqueue_many
@@ -31,12 +30,18 @@ def body_of(event: EventRecord) -> dict[str, Any]:
     }
 
 
-def wanting_endpoints(org_id: str, event_type: str) -> Select[Any]:
+def wanting_endpoints(
+    org_id: str | ColumnElement[str], event_type: str | ColumnElement[str]
+) -> Select[Any]:
     """The ids of the org's enabled endpoints that want `event_type` (or "*"): who gets a
-    delivery, and (as EXISTS) whether emit() queues the fan-out at all (webhooks/events.py)."""
-    return owned(select(WebhookEndpoint.id), org_id).where(
+    delivery, and (as EXISTS) whether emit() queues the fan-out at all (webhooks/events.py).
+    Not `owned()`: emit() builds this once with the event's org as a bound parameter; the org
+    filter is still the statement's first condition."""
+    wanted: list[Any] = [event_type, "*"]
+    return select(WebhookEndpoint.id).where(
+        WebhookEndpoint.org_id == org_id,
         WebhookEndpoint.enabled.is_(True),
-        WebhookEndpoint.event_types.has_any(array([event_type, "*"], type_=Text)),
+        WebhookEndpoint.event_types.has_any(array(wanted, type_=Text)),
     )
 
 
