@@ -394,6 +394,7 @@ def main() -> None:
     s.add_argument("--instance")
     s.add_argument("--identity")
     s.add_argument("--runs", type=int, default=30)
+    s.add_argument("--profile", action="store_true", help="time the gateway's phases inside it")
     pv = sub.add_parser("preview")
     pv.add_argument("--requests", type=int, default=300)
     pv.add_argument("--mb", type=int, default=200)
@@ -408,11 +409,25 @@ def main() -> None:
         asyncio.run(preview(args.requests, args.mb, args.profile))
         return
     if args.instance is None:
-        asyncio.run(ssh_on_own_platform(args.runs))
+        asyncio.run(ssh_on_own_platform(args.runs, args.profile))
         return
     if args.identity is None:
         parser.error("--identity goes with --instance")
     print_ssh(ssh_true(args.host, args.port, args.instance, args.identity, args.runs))
+
+
+def print_ssh_profile(path: Path) -> None:
+    """The API process's own timings of a connection's phases (bench/ssh_profile/)."""
+    import json
+
+    if not path.exists():
+        print("\n(no profile written)")
+        return
+    steps: dict[str, list[float]] = json.loads(path.read_text())
+    print("\nInside the gateway, per connection (ms; every connection of the run)")
+    for name, values in steps.items():
+        print(f"  {name:40s} p50 {statistics.median(values):6.2f}  p90 {pct(values, 0.9):6.2f}"
+              f"  ({len(values)})")  # fmt: skip
 
 
 def print_ssh(times: list[float]) -> None:
@@ -422,11 +437,19 @@ def print_ssh(times: list[float]) -> None:
     )
 
 
-async def ssh_on_own_platform(runs: int) -> None:
+async def ssh_on_own_platform(runs: int, profile: bool) -> None:
+    import os
     import tempfile
 
     from harness import PASSWORD, free_port
 
+    profiled = Path(tempfile.mkdtemp(prefix="fy-ssh-profile-")) / "phases.json"
+    if profile:
+        here = str(Path(__file__).parent / "ssh_profile")
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [here, *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
+        os.environ["FY_SSH_PROFILE"] = str(profiled)
     ssh_port = free_port()
     async with platform(ssh_port=ssh_port, ssh_listen_host="127.0.0.1") as p:
         iid = await first_instance(p.api)
@@ -448,6 +471,17 @@ async def ssh_on_own_platform(runs: int) -> None:
         times = await asyncio.to_thread(
             ssh_true, "127.0.0.1", ssh_port, iid, str(key), runs, f"UserKnownHostsFile={known}"
         )
+        # What the client and the gateway agreed on (the cheap ones: curve25519, ed25519).
+        verbose = subprocess.run(
+            ["ssh", "-v", "-p", str(ssh_port), "-i", str(key), "-o", "BatchMode=yes",
+             "-o", f"UserKnownHostsFile={known}", f"{iid}@127.0.0.1", "true"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        agreed = [
+            line.split(": ", 1)[1]
+            for line in verbose.stderr.splitlines()
+            if "kex: algorithm" in line or "host key algorithm" in line or "cipher:" in line
+        ]
         # Baseline: the same client binary started as often, doing its config work only.
         base = []
         for _ in range(runs):
@@ -457,8 +491,12 @@ async def ssh_on_own_platform(runs: int) -> None:
             base.append((time.perf_counter() - t) * 1000)
         await p.api.delete(f"/v1/instances/{iid}")
     print_ssh(times)
+    print("agreed:", "; ".join(agreed))
     b = statistics.median(sorted(base))
     print(f"baseline (ssh -G, the client's start alone): p50 {b:.1f} ms")
+    print(f"ratio to ssh -G: {statistics.median(times) / b:.1f}x")
+    if profile:
+        print_ssh_profile(profiled)
     print(f"(machine: {Path('/proc/loadavg').read_text().split()[0]} load average at the end)")
 
 

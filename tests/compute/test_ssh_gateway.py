@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import websockets
 
 from forkyard.config import Settings
-from forkyard.db.engine import Database
+from forkyard.db.engine import Database, libpq_url
 from forkyard.ssh.gateway import SshGateway
 from forkyard.ssh.hostkey import public_line
 from tests.compute.conftest import Platform, create_running, signed_in
@@ -90,6 +91,7 @@ async def test_ssh_terminal_and_watch(
     tmp_path: Path,
     compute_settings: Settings,
     run_jobs: Any,
+    db: Database,
 ) -> None:
     # The account's key, and a known_hosts line for the gateway's host key.
     pub = _keypair(tmp_path / "id_ed25519")
@@ -111,8 +113,8 @@ async def test_ssh_terminal_and_watch(
     assert access["command"].startswith("ssh -p ")
 
     # A command: its output, its exit status, its stdin.
-    rc, out, _ = await ssh.ssh(iid, "echo hello; exit 3")
-    assert (rc, out) == (3, b"hello\n")
+    rc, out, err = await ssh.ssh(iid, "echo hello; exit 3")
+    assert (rc, out) == (3, b"hello\n"), err
     rc, out, _ = await ssh.ssh(iid, "tr a-z A-Z", stdin=b"piped input\n")
     assert (rc, out) == (0, b"PIPED INPUT\n")
     rc, _, err = await ssh.ssh(iid, "echo oops >&2; false")
@@ -199,6 +201,46 @@ async def test_ssh_terminal_and_watch(
     ]
     for rc, _, err in refusals:
         assert rc == 255 and b"Permission denied" in err, err
+
+    # Sign-ins are cached (ssh/access.py `sign_ins`), and every change to who may sign in
+    # reaches the very next connection: made by an operator's SQL (only the database's
+    # announcement can tell the gateway), or through the API.
+    from forkyard.ssh.access import sign_ins
+
+    assert sign_ins.get(iid) is not None  # the refusals above were answered from it
+    async with await psycopg.AsyncConnection.connect(libpq_url(db.url), autocommit=True) as sql:
+        other_id = (
+            await (
+                await sql.execute("SELECT id FROM users WHERE email = 'other@example.com'")
+            ).fetchone()
+        )[0]
+        await sql.execute(
+            "INSERT INTO memberships (id, org_id, user_id, role, created_at)"
+            " VALUES ('mem_sshtest0000000000000000000', %s, %s, 'member', now())",
+            (platform.org_id, other_id),
+        )
+        rc, out, err = await ssh.ssh(iid, "echo in", key=tmp_path / "other")
+        assert (rc, out) == (0, b"in\n"), err
+        assert sign_ins.get(iid) is not None
+        await sql.execute("UPDATE memberships SET role = 'viewer' WHERE user_id = %s", (other_id,))
+        rc, _, err = await ssh.ssh(iid, "true", key=tmp_path / "other")
+        assert rc == 255 and b"Permission denied" in err, err
+        await sql.execute("UPDATE memberships SET role = 'member' WHERE user_id = %s", (other_id,))
+        assert (await ssh.ssh(iid, "true", key=tmp_path / "other"))[0] == 0
+        await sql.execute("DELETE FROM memberships WHERE user_id = %s", (other_id,))
+        rc, _, err = await ssh.ssh(iid, "true", key=tmp_path / "other")
+        assert rc == 255 and b"Permission denied" in err, err
+    # The account's own key, removed through the API, then added again.
+    assert (await ssh.ssh(iid, "true"))[0] == 0
+    keys = (await platform.browser.get("/v1/account/ssh-keys")).json()["data"]
+    for key_row in keys:
+        r = await platform.browser.delete(f"/v1/account/ssh-keys/{key_row['id']}")
+        assert r.status_code == 204, r.text
+    rc, _, err = await ssh.ssh(iid, "true")
+    assert rc == 255 and b"Permission denied" in err, err
+    r = await platform.browser.post("/v1/account/ssh-keys", json={"name": "t", "public_key": pub})
+    assert r.status_code == 201, r.text
+    assert (await ssh.ssh(iid, "true"))[0] == 0
 
     # A web terminal: ready, input, output, resize, exit.
     key = platform.api.headers["authorization"]

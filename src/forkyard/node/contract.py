@@ -354,6 +354,14 @@ class SessionOpenIn(Contract):
     cols: int = Field(default=80, ge=1, le=10000)
 
 
+class SessionConnectIn(SessionOpenIn):
+    """The first message on a warm session WebSocket (`/node/sessions/connect`): the session of
+    `SessionOpenIn`, and the instance it runs in. The control plane opens these ahead of need
+    (the SSH gateway's commands), so a session pays no connect, upgrade or authentication."""
+
+    instance_id: str = Field(min_length=1, max_length=64)
+
+
 class SessionControlIn(Contract):
     """A text message from the caller: a new terminal size, stdin's end, or a signal."""
 

@@ -81,7 +81,7 @@ class GatewayConnection(asyncssh.SSHServer):
         except RateLimited:
             self._keys = {}
             return True
-        self._keys = await access.keys_for_instance(self.gateway.db, username)
+        self._keys = (await access.sign_in(self.gateway.db, username)).keys
         return True
 
     def password_auth_supported(self) -> bool:
@@ -281,7 +281,9 @@ class SshGateway:
             process.exit(code)
 
     async def _run(self, process: asyncssh.SSHServerProcess[bytes], instance_id: str) -> int:
-        server = await access.running_server(self.db, instance_id)
+        # Looked up at sign-in, so normally cached; again here, as a long connection may open
+        # a session after its instance moved or stopped.
+        server = (await access.sign_in(self.db, instance_id)).server
         if server is None:
             process.stderr.write(f"forkyard: instance {instance_id} is not running\r\n".encode())
             return 255
@@ -300,7 +302,7 @@ class SshGateway:
             )
         else:
             opened = c.SessionOpenIn(kind="exec", command=command or ["/bin/sh", "-l"], env=env)
-        ws = await node.open_session(instance_id, opened)
+        ws = await node.open_warm_session(instance_id, opened)
         return await _relay_session(process, ws, interactive=bool(term))
 
 

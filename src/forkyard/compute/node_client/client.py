@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from forkyard.compute.errors import NodeUnreachable
 from forkyard.compute.node_client.errors import RemoteError, raise_remote
 from forkyard.compute.node_client.rpc import NodeRpc
+from forkyard.compute.node_client.warm import warm_sessions
 from forkyard.node import contract as c
 
 M = TypeVar("M", bound=BaseModel)
@@ -282,6 +283,28 @@ class NodeClient:
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:
             raise NodeUnreachable(details={"server": self.base_url.split("//")[-1]}) from exc
         await ws.send(body.model_dump_json(exclude_none=True))
+        return ws
+
+    async def open_warm_session(self, instance_id: str, body: c.SessionOpenIn) -> ClientConnection:
+        """`open_session` on a WebSocket opened and authenticated ahead of need (warm.py): the
+        same protocol after the opening message, which here also names the instance."""
+        base = self.rpc.url.removesuffix("/node/rpc")  # already ws:// or wss://
+        pool = warm_sessions(f"{base}/node/sessions/connect", self.rpc.secret, SESSION_MAX_MESSAGE)
+        opening = c.SessionConnectIn(
+            instance_id=instance_id, **body.model_dump(exclude_none=True)
+        ).model_dump_json(exclude_none=True)
+        ws = pool.take()
+        if ws is not None:
+            try:
+                await ws.send(opening)
+                return ws
+            except websockets.ConnectionClosed:
+                pass  # the node restarted, or retired it just now: a fresh one
+        ws = await pool.open()
+        try:
+            await ws.send(opening)
+        except websockets.ConnectionClosed as exc:
+            raise NodeUnreachable(details={"server": self.base_url.split("//")[-1]}) from exc
         return ws
 
     def watch(self, instance_id: str, body: c.WatchIn) -> AsyncIterator[dict[str, Any]]:

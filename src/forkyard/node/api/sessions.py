@@ -21,13 +21,16 @@ from pydantic import ValidationError
 from forkyard.kit.errors import ForkyardError
 from forkyard.node import contract as c
 from forkyard.node.agent_sessions import AgentPty, watch
-from forkyard.node.api.deps import Node
+from forkyard.node.api.deps import Node, NodeContext
 
 router = APIRouter(prefix="/node")
 
 NDJSON = "application/x-ndjson"
 STDOUT, STDERR = b"\x01", b"\x02"
 WATCH_KEEPALIVE_S = 10.0
+# How long a warm session WebSocket waits for its first message before the node closes it:
+# longer than the control plane keeps one unused (compute/node_client/warm.py WARM_MAX_AGE_S).
+WARM_IDLE_S = 60.0
 
 
 async def _event(websocket: WebSocket, **fields: Any) -> None:
@@ -40,16 +43,51 @@ async def session(websocket: WebSocket, instance_id: str, node: Node) -> None:
     await websocket.accept()
     try:
         opened = c.SessionOpenIn.model_validate_json(await websocket.receive_text())
-        client = await node.driver.agent(instance_id)
-    except (ValidationError, KeyError) as exc:
-        await _event(websocket, type="error", code="invalid_session", message=str(exc)[:200])
-        await websocket.close()
-        return
-    except ForkyardError as exc:
-        await _event(websocket, type="error", code=exc.code, message=exc.message)
-        await websocket.close()
+    except ValidationError as exc:
+        await _refuse(websocket, "invalid_session", str(exc)[:200])
         return
     except WebSocketDisconnect:
+        return
+    await _serve(websocket, node, instance_id, opened)
+
+
+@router.websocket("/sessions/connect")
+async def session_connect(websocket: WebSocket, node: Node) -> None:
+    """A session whose instance the first message names (contract.SessionConnectIn): opened and
+    authenticated ahead of need, then the same protocol as the route above. One session each."""
+    await websocket.accept()
+    try:
+        message = await asyncio.wait_for(websocket.receive(), WARM_IDLE_S)
+    except TimeoutError:
+        with contextlib.suppress(Exception):
+            await websocket.close()
+        return
+    if message["type"] == "websocket.disconnect":
+        return
+    try:
+        opened = c.SessionConnectIn.model_validate_json(message.get("text") or "")
+    except ValidationError as exc:
+        await _refuse(websocket, "invalid_session", str(exc)[:200])
+        return
+    await _serve(websocket, node, opened.instance_id, opened)
+
+
+async def _refuse(websocket: WebSocket, code: str, message: str) -> None:
+    with contextlib.suppress(Exception, WebSocketDisconnect):
+        await _event(websocket, type="error", code=code, message=message)
+        await websocket.close()
+
+
+async def _serve(
+    websocket: WebSocket, node: NodeContext, instance_id: str, opened: c.SessionOpenIn
+) -> None:
+    try:
+        client = await node.driver.agent(instance_id)
+    except KeyError as exc:
+        await _refuse(websocket, "invalid_session", str(exc)[:200])
+        return
+    except ForkyardError as exc:
+        await _refuse(websocket, exc.code, exc.message)
         return
     if opened.kind == "pty":
         await _run_pty(websocket, client, opened)
