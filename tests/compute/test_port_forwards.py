@@ -226,6 +226,13 @@ async def test_a_stalled_connection_holds_up_no_other(platform: Any) -> None:
             f" && setsid python3 -m http.server {port} --bind 127.0.0.1 >/dev/null 2>&1 </dev/null &"
         )})  # fmt: skip
         assert r.status_code == 200, r.text
+    # Both servers listening before anything connects: the tunnel below has no retry.
+    waited = await api.post(f"/v1/instances/{iid}/exec", json={"command": (
+        "for i in $(seq 200); do python3 -c 'import socket as s; [s.create_connection("
+        "(\"127.0.0.1\", p)).close() for p in (8000, 8001)]' 2>/dev/null && exit 0;"
+        " sleep 0.1; done; exit 1"
+    )})  # fmt: skip
+    assert waited.json()["exit_code"] == 0, waited.text
     forwards = f"/v1/instances/{iid}/port-forwards"
     http_fwd = (await api.post(forwards, json={"port": 8000})).json()
     tcp_fwd = (await api.post(forwards, json={"port": 8001, "protocol": "tcp"})).json()

@@ -148,6 +148,7 @@ async def test_killed_agent_is_detected(driver, instance):
     pid = await _host_pid_of_agent(driver, instance)
     # SIGSTOP: hung, the socket stays open; the ping must time out rather than hang.
     os.kill(pid, signal.SIGSTOP)
+    await _all_threads_stopped(pid)
     t = time.monotonic()
     with pytest.raises(AgentUnavailable):
         await driver.ping(instance, timeout=0.5)
@@ -159,6 +160,24 @@ async def test_killed_agent_is_detected(driver, instance):
     await asyncio.sleep(0.1)
     with pytest.raises((AgentUnavailable, InstanceNotRunning)):
         await asyncio.wait_for(driver.exec(instance, "true"), 5)
+
+
+async def _all_threads_stopped(pid: int) -> None:
+    """Wait until every thread of `pid` is in the group stop: on a loaded machine a thread that
+    is not scheduled yet has not stopped, and could still answer the ping sent next."""
+    states: list[str] = []
+    for _ in range(500):
+        states = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                status = (task / "status").read_text()
+            except FileNotFoundError:  # a thread that ended meanwhile
+                continue
+            states += [line for line in status.splitlines() if line.startswith("State:")]
+        if all("(stopped)" in state for state in states):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"agent threads not stopped: {states}")
 
 
 async def _host_pid_of_agent(driver, instance_id: str) -> int:
