@@ -12,9 +12,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from forkyard.config import Settings, ensure_secrets, get_settings
 from forkyard.db.changes import changes
 from forkyard.db.engine import Database
+from forkyard.identity.routing import document_access, operation_id, summaries_from_docstrings
 from forkyard.kit.body_limit import BodyLimitMiddleware
 from forkyard.kit.http import RequestContextMiddleware, install_error_handlers
-from forkyard.kit.routing import document_access, operation_id, summaries_from_docstrings
 from forkyard.mcp.http import mount as mount_mcp
 from forkyard.mcp.http import running as mcp_running
 from forkyard.tasks import load_all_tasks

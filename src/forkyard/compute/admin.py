@@ -15,10 +15,10 @@ from forkyard.compute.node_client import node_clients
 from forkyard.compute.servers import server_is_fresh
 from forkyard.db.session import DbSession
 from forkyard.identity.deps import StaffPrincipal, settings_of
+from forkyard.identity.routing import protected_router
 from forkyard.kit.errors import NotFound
 from forkyard.kit.ids import has_prefix
 from forkyard.kit.pagination import Page
-from forkyard.kit.routing import protected_router
 
 router = protected_router("compute_servers", prefix="/v1/admin/servers")
 

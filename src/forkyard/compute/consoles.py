@@ -27,8 +27,8 @@ from fastapi.responses import StreamingResponse
 from forkyard.compute.exec.claim import claim
 from forkyard.compute.exec.stream import KEEPALIVE_S
 from forkyard.identity.deps import Reader
+from forkyard.identity.routing import protected_router
 from forkyard.kit.errors import Forbidden, ForkyardError
-from forkyard.kit.routing import protected_router
 from forkyard.node import contract as c
 
 # WebSocket routes take no Request-based dependency: the terminal authenticates by itself.

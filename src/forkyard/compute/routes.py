@@ -20,10 +20,10 @@ from forkyard.db.session import DbSession, ReadSession, database
 from forkyard.db.tenancy import owned
 from forkyard.identity.deps import Reader, Writer, settings_of
 from forkyard.identity.principal import Principal
+from forkyard.identity.routing import protected_router
 from forkyard.jobs import enqueue
 from forkyard.kit.clock import utcnow
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
-from forkyard.kit.routing import protected_router
 
 instances = protected_router("instances", prefix="/v1/instances")
 vms = protected_router("vms", prefix="/v1/instances")

@@ -14,8 +14,8 @@ from forkyard.events.models import EventRecord
 from forkyard.events.schemas import EventOut
 from forkyard.events.stream import SSE_RESPONSES, Row, follow, start_after, stream_response
 from forkyard.identity.deps import Reader, settings_of
+from forkyard.identity.routing import protected_router
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
-from forkyard.kit.routing import protected_router
 
 router = protected_router("events", prefix="/v1/events")
 

@@ -14,9 +14,9 @@ from forkyard.forwards import schemas, service
 from forkyard.forwards.models import PortForward
 from forkyard.forwards.tunnel import open_instance_tcp
 from forkyard.identity.deps import Reader, Writer, settings_of
+from forkyard.identity.routing import protected_router
 from forkyard.kit.errors import ForkyardError
 from forkyard.kit.pagination import Page
-from forkyard.kit.routing import protected_router
 
 router = protected_router("port_forwards", prefix="/v1/instances")
 # WebSocket routes take no Request-based dependency: the tunnel authenticates by itself.

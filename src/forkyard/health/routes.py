@@ -13,9 +13,9 @@ from sqlalchemy import func, select, text
 
 from forkyard.db.engine import Database
 from forkyard.db.migrate import head_revision
+from forkyard.identity.routing import public_router
 from forkyard.jobs.models import WorkerHeartbeat
 from forkyard.kit.clock import utcnow
-from forkyard.kit.routing import public_router
 
 router = public_router("health")
 

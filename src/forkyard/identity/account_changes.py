@@ -19,6 +19,7 @@ from forkyard.identity.mfa.codes import check_code, issue_code
 from forkyard.identity.mfa.errors import InvalidCode
 from forkyard.identity.models import User
 from forkyard.identity.principal import Principal
+from forkyard.identity.routing import protected_router
 from forkyard.identity.service import (
     consume_token,
     find_user_by_email,
@@ -31,7 +32,6 @@ from forkyard.identity.sms import is_e164, mask_phone, queue_sms
 from forkyard.kit.clock import utcnow
 from forkyard.kit.errors import Conflict, NotFound, ValidationFailed
 from forkyard.kit.ratelimit import limiter
-from forkyard.kit.routing import protected_router
 from forkyard.mail.sender import queue_email
 
 router = protected_router("auth", prefix="/v1/auth", requires=require_session)

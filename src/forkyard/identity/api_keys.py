@@ -17,11 +17,11 @@ from forkyard.identity.deps import Reader, SudoPrincipal, Writer, require_accoun
 from forkyard.identity.events import ApiKeyCreated, ApiKeyRevoked, ApiKeyRotated
 from forkyard.identity.models import ApiKey
 from forkyard.identity.principal import ALL_SCOPES, Principal
+from forkyard.identity.routing import protected_router
 from forkyard.kit.clock import utcnow
 from forkyard.kit.crypto import random_token, token_hash
 from forkyard.kit.errors import Forbidden, NotFound, ValidationFailed
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
-from forkyard.kit.routing import protected_router
 
 router = protected_router("api_keys", prefix="/v1/api-keys")
 

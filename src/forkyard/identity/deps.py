@@ -275,7 +275,7 @@ def require_org_scope(scope: str) -> Any:
     return check
 
 
-# What each dependency demands, shown in the reference as `x-forkyard-auth` (kit.routing).
+# What each dependency demands, shown in the reference as `x-forkyard-auth` (identity/routing.py).
 ACCESS_ATTR = "forkyard_access"
 
 

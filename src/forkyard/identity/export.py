@@ -20,9 +20,9 @@ from forkyard.identity.models import (
     SshKey,
     User,
 )
+from forkyard.identity.routing import protected_router
 from forkyard.kit.clock import rfc3339, utcnow
 from forkyard.kit.errors import NotFound
-from forkyard.kit.routing import protected_router
 from forkyard.tenants.models import Membership, Org
 
 router = protected_router("auth", prefix="/v1/auth", requires=require_session)

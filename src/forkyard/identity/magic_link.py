@@ -16,6 +16,7 @@ from forkyard.identity.deps import anonymous_limit, settings_of
 from forkyard.identity.errors import InvalidToken
 from forkyard.identity.mfa.challenges import challenge_or_sign_in
 from forkyard.identity.models import User
+from forkyard.identity.routing import public_router
 from forkyard.identity.service import (
     claim_address,
     consume_token,
@@ -25,7 +26,6 @@ from forkyard.identity.service import (
 from forkyard.kit.crypto import token_hash
 from forkyard.kit.errors import RateLimited
 from forkyard.kit.ratelimit import limiter
-from forkyard.kit.routing import public_router
 from forkyard.mail.sender import queue_email
 
 public = public_router("auth", prefix="/v1/auth/login/magic-link")

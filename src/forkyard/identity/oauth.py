@@ -29,11 +29,11 @@ from forkyard.identity import schemas
 from forkyard.identity.deps import anonymous_limit, settings_of
 from forkyard.identity.mfa.challenges import challenge_or_sign_in
 from forkyard.identity.models import OAuthIdentity, OAuthState, User
+from forkyard.identity.routing import public_router
 from forkyard.identity.service import claim_address, create_user, find_user_by_email
 from forkyard.kit.clock import utcnow
 from forkyard.kit.crypto import constant_time_equal, decrypt, encrypt, random_token, token_hash
 from forkyard.kit.errors import BadRequest, NotFound, ServiceUnavailable
-from forkyard.kit.routing import public_router
 
 public = public_router("auth", prefix="/v1/auth/oauth")
 

@@ -17,13 +17,13 @@ from forkyard.identity import schemas
 from forkyard.identity.deps import anonymous_limit, settings_of
 from forkyard.identity.errors import InvalidToken
 from forkyard.identity.models import BackupCode, MfaFactor, OneTimeToken, User
+from forkyard.identity.routing import public_router
 from forkyard.identity.service import find_user_by_email, issue_token, revoke_sessions
 from forkyard.identity.sms import queue_sms
 from forkyard.kit.clock import rfc3339, utcnow
 from forkyard.kit.crypto import token_hash
 from forkyard.kit.errors import Conflict
 from forkyard.kit.http import client_ip
-from forkyard.kit.routing import public_router
 from forkyard.mail.sender import queue_email
 
 public = public_router("auth", prefix="/v1/auth/recovery")

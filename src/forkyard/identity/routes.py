@@ -36,6 +36,7 @@ from forkyard.identity.errors import (
 )
 from forkyard.identity.models import AuthSession, SudoGrant, User
 from forkyard.identity.passwords import check_password_policy, hash_password, verify_password
+from forkyard.identity.routing import protected_router, public_router
 from forkyard.identity.service import (
     claim_address,
     consume_token,
@@ -54,7 +55,6 @@ from forkyard.kit.crypto import constant_time_equal, random_token, token_hash
 from forkyard.kit.errors import ForkyardError, NotFound
 from forkyard.kit.http import client_ip
 from forkyard.kit.ratelimit import limiter
-from forkyard.kit.routing import protected_router, public_router
 from forkyard.mail.sender import queue_email
 
 public = public_router("auth", prefix="/v1/auth")

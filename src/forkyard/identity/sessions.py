@@ -10,12 +10,12 @@ from forkyard.db.session import DbSession
 from forkyard.identity import schemas
 from forkyard.identity.deps import UserPrincipal, require_session
 from forkyard.identity.models import AuthSession
+from forkyard.identity.routing import protected_router
 from forkyard.identity.service import device_of, revoke_sessions
 from forkyard.kit.clock import utcnow
 from forkyard.kit.errors import NotFound
 from forkyard.kit.ids import has_prefix
 from forkyard.kit.pagination import Page
-from forkyard.kit.routing import protected_router
 
 router = protected_router("sessions", prefix="/v1/auth/me/sessions", requires=require_session)
 

@@ -18,10 +18,10 @@ from forkyard.audit.service import record
 from forkyard.db.session import DbSession
 from forkyard.identity.deps import UserPrincipal, require_account
 from forkyard.identity.models import SshKey
+from forkyard.identity.routing import protected_router
 from forkyard.kit.errors import Conflict, NotFound, ValidationFailed
 from forkyard.kit.ids import has_prefix
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
-from forkyard.kit.routing import protected_router
 
 router = protected_router(
     "account_ssh_keys", prefix="/v1/account/ssh-keys", requires=require_account

@@ -10,9 +10,9 @@ from forkyard.db.tenancy import owned
 from forkyard.identity import schemas
 from forkyard.identity.deps import CurrentPrincipal
 from forkyard.identity.models import User
+from forkyard.identity.routing import protected_router
 from forkyard.kit.errors import NotFound
 from forkyard.kit.ids import has_prefix
-from forkyard.kit.routing import protected_router
 from forkyard.tenants.models import Membership
 
 router = protected_router("users", prefix="/v1/users")

@@ -26,9 +26,9 @@ from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 
 from forkyard.compute.exec.claim import claim
 from forkyard.identity.deps import Reader
+from forkyard.identity.routing import protected_router
 from forkyard.kit.errors import Forbidden, ForkyardError
 from forkyard.kit.pagination import Page
-from forkyard.kit.routing import protected_router
 from forkyard.lsp.schemas import LanguageServer, LspRunning
 
 router = protected_router("lsp", prefix="/v1/instances")

@@ -14,11 +14,11 @@ from sqlalchemy.dialects.postgresql import insert
 from forkyard.db.session import DbSession, database
 from forkyard.events.stream import SSE_RESPONSES, Row, follow, start_after, stream_response
 from forkyard.identity.deps import UserPrincipal, settings_of
+from forkyard.identity.routing import protected_router
 from forkyard.kit.clock import utcnow
 from forkyard.kit.errors import NotFound, ValidationFailed
 from forkyard.kit.ids import has_prefix
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
-from forkyard.kit.routing import protected_router
 from forkyard.notifications.models import Notification, NotificationSetting
 from forkyard.notifications.service import CATEGORIES, CHANNELS, channels_of
 

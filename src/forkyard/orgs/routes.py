@@ -14,8 +14,8 @@ from forkyard.audit.models import AuditEvent
 from forkyard.db.session import DbSession
 from forkyard.db.tenancy import owned
 from forkyard.identity.deps import CurrentPrincipal, OrgAdmin, require_session, settings_of
+from forkyard.identity.routing import protected_router
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
-from forkyard.kit.routing import protected_router
 from forkyard.orgs import schemas, service
 from forkyard.orgs.models import Invitation
 from forkyard.tenants.models import IpAllowlistEntry, Membership, Org

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from forkyard.compute.service import get_instance
 from forkyard.db.session import ReadSession
 from forkyard.identity.deps import Writer, settings_of
-from forkyard.kit.routing import protected_router
+from forkyard.identity.routing import protected_router
 from forkyard.ssh.hostkey import fingerprint, load_host_key, public_line
 
 router = protected_router("ssh", prefix="/v1/instances")

@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from forkyard.db.session import DbSession
 from forkyard.identity.deps import StaffPrincipal, settings_of
+from forkyard.identity.routing import protected_router
 from forkyard.kit.clock import utcnow
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
-from forkyard.kit.routing import protected_router
 from forkyard.webhooks import service
 from forkyard.webhooks.models import WebhookDelivery
 from forkyard.webhooks.schemas import DeliveryOut, ProcessQueueResult, ReapRequest, ReapResult

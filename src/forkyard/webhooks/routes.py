@@ -12,9 +12,9 @@ from forkyard.db.session import DbSession
 from forkyard.db.tenancy import owned
 from forkyard.events import Actor
 from forkyard.identity.deps import OrgAdmin, Reader, settings_of
+from forkyard.identity.routing import protected_router
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
 from forkyard.kit.ratelimit import limiter
-from forkyard.kit.routing import protected_router
 from forkyard.webhooks import service
 from forkyard.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from forkyard.webhooks.schemas import (

@@ -25,11 +25,11 @@ from forkyard.db.session import DbSession
 from forkyard.events import Actor, emit
 from forkyard.identity.deps import Reader, Writer, settings_of
 from forkyard.identity.principal import Principal
+from forkyard.identity.routing import protected_router
 from forkyard.kit.clock import utcnow
 from forkyard.kit.errors import NotFound
 from forkyard.kit.ids import has_prefix
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
-from forkyard.kit.routing import protected_router
 
 router = protected_router("checkpoints", prefix="/v1/instances")
 Paging = Annotated[PageParams, Depends(page_params)]

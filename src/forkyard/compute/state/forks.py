@@ -45,10 +45,10 @@ from forkyard.config import Settings
 from forkyard.db.session import DbSession
 from forkyard.events import Actor, emit
 from forkyard.identity.deps import Writer, settings_of
+from forkyard.identity.routing import protected_router
 from forkyard.jobs import enqueue
 from forkyard.kit.clock import utcnow
 from forkyard.kit.ids import new_id
-from forkyard.kit.routing import protected_router
 from forkyard.node.contract import ForkIn
 
 router = protected_router("instances", prefix="/v1/instances")

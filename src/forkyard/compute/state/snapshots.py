@@ -47,10 +47,10 @@ from forkyard.db.tenancy import owned
 from forkyard.events import Actor, emit
 from forkyard.identity.deps import Reader, Writer, settings_of
 from forkyard.identity.principal import Principal
+from forkyard.identity.routing import protected_router
 from forkyard.kit.errors import NotFound
 from forkyard.kit.ids import has_prefix
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
-from forkyard.kit.routing import protected_router
 
 router = protected_router("snapshots", prefix="/v1/instances")
 Paging = Annotated[PageParams, Depends(page_params)]

@@ -33,11 +33,11 @@ from forkyard.db.session import DbSession
 from forkyard.db.tenancy import get_owned
 from forkyard.events import Actor, emit
 from forkyard.identity.deps import Reader, Writer, settings_of
+from forkyard.identity.routing import protected_router
 from forkyard.jobs import enqueue
 from forkyard.kit.clock import utcnow
 from forkyard.kit.errors import Forbidden, NotFound
 from forkyard.kit.pagination import Page, PageParams, page_params, paginate
-from forkyard.kit.routing import protected_router
 
 router = protected_router("base_images", prefix="/v1")
 Paging = Annotated[PageParams, Depends(page_params)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from forkyard.identity.deps import require_session
-from forkyard.kit.routing import protected_router, public_router
+from forkyard.identity.routing import protected_router, public_router
 
 # Managing factors needs a signed-in browser session.
 router = protected_router("auth", prefix="/v1/auth/mfa", requires=require_session)
