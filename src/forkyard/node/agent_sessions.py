@@ -1,5 +1,5 @@
 """The node's end of the agent's long-lived calls: a terminal (op `pty`) and a file watch (op
-`watch`), on the same multiplexed connection as exec (agent_client.py)."""
+`watch`), on the same multiplexed connection as exec (agent_client/)."""
 
 from __future__ import annotations
 

@@ -1,146 +1,27 @@
-"""Async client for the guest agent: one stream, many concurrent calls multiplexed on channels."""
+"""The connection to one guest agent: one stream, many concurrent calls multiplexed on channels."""
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import itertools
-import os
-import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import AsyncIterable
+from typing import Any
 
 from forkyard.guest import protocol as p
-from forkyard.node.errors import AgentOperationError, AgentUnavailable
-
-DEFAULT_MAX_OUTPUT = 10 * 1024 * 1024
-DEFAULT_MAX_READ = 64 * 1024 * 1024  # a whole file read into memory at most
-# A call with a timeout gets this much extra before the client asks whether the agent is alive.
-AGENT_GRACE_S = 5.0
-PING_TIMEOUT_S = 2.0
-
-Command = str | Sequence[str]
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    exit_code: int
-    stdout: bytes
-    stderr: bytes
-    timed_out: bool
-    truncated: bool
-    duration_ms: float
-    signal: int | None = None
-
-
-@dataclass(frozen=True)
-class ExecEvent:
-    type: Literal["start", "stdout", "stderr", "exit"]
-    data: bytes = b""
-    pid: int | None = None
-    exit_code: int | None = None
-    signal: int | None = None
-    timed_out: bool = False
-    truncated: bool = False
-    duration_ms: float | None = None
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    name: str
-    path: str
-    type: Literal["file", "dir", "symlink", "other"]
-    size: int
-    mode: int
-    mtime: float
-    target: str | None = None
-
-    @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> FileInfo:
-        return cls(
-            name=d["name"],
-            path=d["path"],
-            type=d["type"],
-            size=d["size"],
-            mode=d["mode"],
-            mtime=d["mtime"],
-            target=d.get("target"),
-        )
-
-
-@dataclass(frozen=True)
-class EditResult:
-    """count: occurrences of old_str found; replaced: how many were replaced (0 = unchanged)."""
-
-    count: int
-    replaced: int
-
-    @property
-    def applied(self) -> bool:
-        return self.replaced > 0
-
-
-# A channel carries a start event and a response; more than this many unread JSON frames on one
-# call is an agent flooding the node.
-MAX_QUEUED_CONTROL_FRAMES = 64
-# How long a file read waits for the agent's next frame.
-READ_IDLE_TIMEOUT_S = 60.0
-
-
-class _Frames:
-    """A call's frames not yet taken, bounded whatever the agent sends: data bytes by the
-    window (the agent may have at most INITIAL_WINDOW ungranted bytes in flight, so more is a
-    protocol violation), the number of data frames by merging adjacent frames of one type (a
-    flood of one-byte frames costs no more than its bytes), and JSON frames by count."""
-
-    def __init__(self) -> None:
-        self._items: collections.deque[tuple[int, bytes] | BaseException] = collections.deque()
-        self._ready = asyncio.Event()
-        self.ungranted = 0  # data bytes received and not yet granted back
-        self._controls = 0
-
-    def put_data(self, ftype: int, payload: bytes) -> None:
-        self.ungranted += len(payload)
-        if self.ungranted > p.INITIAL_WINDOW:
-            raise p.ProtocolError("the agent sent past its window")
-        tail = self._items[-1] if self._items else None
-        if (
-            isinstance(tail, tuple)
-            and tail[0] == ftype
-            and len(tail[1]) + len(payload) <= p.CHUNK_SIZE
-        ):
-            self._items[-1] = (ftype, tail[1] + payload)
-        else:
-            self._items.append((ftype, payload))
-        self._ready.set()
-
-    def put(self, item: tuple[int, bytes] | BaseException) -> None:
-        if isinstance(item, tuple):
-            self._controls += 1
-            if self._controls > MAX_QUEUED_CONTROL_FRAMES:
-                raise p.ProtocolError("the agent flooded a call with control frames")
-        self._items.append(item)
-        self._ready.set()
-
-    async def get(self) -> tuple[int, bytes] | BaseException:
-        while not self._items:
-            self._ready.clear()
-            await self._ready.wait()
-        item = self._items.popleft()
-        if isinstance(item, tuple) and item[0] not in p.DATA_TYPES:
-            self._controls -= 1
-        return item
-
-
-@dataclass
-class _Call:
-    channel: int
-    frames: _Frames = field(default_factory=_Frames)
-    credit: int = p.INITIAL_WINDOW
-    credit_changed: asyncio.Event = field(default_factory=asyncio.Event)
-    failed: BaseException | None = None
+from forkyard.node.agent_client.channel import _Call, _check, short_socket_path
+from forkyard.node.agent_client.results import (
+    AGENT_GRACE_S,
+    DEFAULT_MAX_OUTPUT,
+    DEFAULT_MAX_READ,
+    PING_TIMEOUT_S,
+    Command,
+    EditResult,
+    ExecResult,
+    FileInfo,
+)
+from forkyard.node.agent_client.streams import ExecStream, FileReader
+from forkyard.node.errors import AgentUnavailable
 
 
 def _exec_request(
@@ -165,22 +46,6 @@ def _exec_request(
     if max_output is not None:
         req["max_output"] = max_output
     return req
-
-
-@contextlib.contextmanager
-def short_socket_path(socket_path: str) -> Iterator[str]:
-    """A name for `socket_path` that fits a unix socket address (107 bytes; deep data dirs
-    exceed it): while open, a /proc/self/fd path through an O_PATH fd of its directory. For
-    both binding and connecting."""
-    if len(socket_path.encode()) <= 100:
-        yield socket_path
-        return
-    head, _, name = socket_path.rpartition("/")
-    dir_fd = os.open(head, os.O_PATH | os.O_DIRECTORY)
-    try:
-        yield f"/proc/self/fd/{dir_fd}/{name}"
-    finally:
-        os.close(dir_fd)
 
 
 class AgentClient:
@@ -504,185 +369,3 @@ class AgentClient:
 
     async def remove(self, path: str, *, recursive: bool = False) -> None:
         await self._simple({"op": "remove", "path": path, "recursive": recursive})
-
-
-class FileReader:
-    """A file being read from the agent: async iterator of its chunks. A chunk's credit goes
-    back to the agent when the next is asked for, so the node holds at most one window of a
-    file whatever its size; closing early (or a consumer that goes away) cancels the read."""
-
-    def __init__(self, client: AgentClient, call: _Call) -> None:
-        self._client = client
-        self._call = call
-        self._first: bytes | None = None
-        self._done = False
-
-    async def _frame(self) -> tuple[int, bytes]:
-        try:
-            return await self._client._next(self._call, READ_IDLE_TIMEOUT_S)
-        except TimeoutError:
-            raise AgentUnavailable("agent did not answer 'read'") from None
-
-    async def first(self) -> None:
-        """Wait for the agent's first frame: data, or the answer (an empty file or a refusal)."""
-        ftype, payload = await self._frame()
-        if ftype == p.STDOUT:
-            self._first = payload
-        elif ftype == p.RESPONSE:
-            self._end(payload)
-
-    def _end(self, payload: bytes) -> None:
-        self._done = True
-        self._client._finish(self._call)
-        _check(p.decode_json(payload))
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._first is not None:
-            chunk, self._first = self._first, None
-            self._client._grant(self._call, len(chunk))
-            return chunk
-        while not self._done:
-            try:
-                ftype, payload = await self._frame()
-            except BaseException:
-                self.cancel()
-                raise
-            if ftype == p.STDOUT:
-                self._client._grant(self._call, len(payload))
-                return payload
-            if ftype == p.RESPONSE:
-                self._end(payload)
-        raise StopAsyncIteration
-
-    def cancel(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        with contextlib.suppress(Exception):
-            self._client._write(p.encode_json(p.CONTROL, self._call.channel, {"cancel": True}))
-        self._client._finish(self._call)
-
-    async def aclose(self) -> None:
-        self.cancel()
-
-    async def __aenter__(self) -> FileReader:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.cancel()
-
-
-class ExecStream:
-    """Async iterator of ExecEvent for one running command (see AgentClient.exec_stream)."""
-
-    def __init__(
-        self,
-        client: AgentClient,
-        req: dict[str, Any],
-        stdin: bytes | AsyncIterable[bytes] | None,
-        timeout: float | None,
-    ) -> None:
-        self._client = client
-        self._req = req
-        self._stdin = stdin
-        self._timeout = timeout
-        self._call: _Call | None = None
-        self._feeder: asyncio.Task[None] | None = None
-        self._done = False
-        self.pid: int | None = None
-        self.started_at = time.monotonic()
-
-    async def _ensure_open(self) -> _Call:
-        if self._call is None:
-            self._call = await self._client._open(self._req)
-            if self._stdin is not None:
-                self._feeder = asyncio.create_task(self._client._send_data(self._call, self._stdin))
-        return self._call
-
-    def __aiter__(self) -> AsyncIterator[ExecEvent]:
-        return self
-
-    async def __anext__(self) -> ExecEvent:
-        if self._done:
-            raise StopAsyncIteration
-        call = await self._ensure_open()
-        try:
-            ftype, payload = await self._client._next_or_check(call, self._timeout)
-        except BaseException:
-            self._cancel()
-            raise
-        if ftype in (p.STDOUT, p.STDERR):
-            # Credit goes back once the consumer has taken the chunk: a slow reader stalls
-            # only this command, by at most one window of buffered output.
-            self._client._grant(call, len(payload))
-            return ExecEvent("stdout" if ftype == p.STDOUT else "stderr", data=payload)
-        if ftype == p.EVENT:
-            ev = p.decode_json(payload)
-            self.pid = ev.get("pid")
-            return ExecEvent("start", pid=self.pid)
-        if ftype == p.RESPONSE:
-            self._done = True
-            self._client._finish(call)
-            r = _check(p.decode_json(payload))
-            return ExecEvent(
-                "exit",
-                exit_code=r["exit_code"],
-                signal=r.get("signal"),
-                timed_out=r["timed_out"],
-                truncated=r["truncated"],
-                duration_ms=r["duration_ms"],
-            )
-        return await self.__anext__()
-
-    async def write(self, data: bytes) -> None:
-        """Feed stdin (exec_stream(..., stdin_pipe=True))."""
-        call = await self._ensure_open()
-        await self._client._send_data_chunk(call, data)
-
-    async def close_stdin(self) -> None:
-        call = await self._ensure_open()
-        await self._client._send(p.encode(p.STDIN, call.channel, b""))
-
-    async def signal(self, signum: int, *, group: bool = True) -> None:
-        call = await self._ensure_open()
-        await self._client._send(
-            p.encode_json(p.CONTROL, call.channel, {"signal": signum, "group": group})
-        )
-
-    async def kill(self) -> None:
-        """SIGKILL the command's whole process group."""
-        call = await self._ensure_open()
-        await self._client._send(p.encode_json(p.CONTROL, call.channel, {"cancel": True}))
-
-    def _cancel(self) -> None:
-        if self._done or self._call is None:
-            return
-        self._done = True
-        with contextlib.suppress(Exception):
-            self._client._write(p.encode_json(p.CONTROL, self._call.channel, {"cancel": True}))
-        self._client._finish(self._call)
-        if self._feeder is not None:
-            self._feeder.cancel()
-
-    async def aclose(self) -> None:
-        self._cancel()
-
-    async def __aenter__(self) -> ExecStream:
-        await self._ensure_open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._cancel()
-
-    def __del__(self) -> None:
-        self._cancel()
-
-
-def _check(body: dict[str, Any]) -> dict[str, Any]:
-    if body.get("ok"):
-        return body
-    err = body.get("error") or {}
-    raise AgentOperationError(err.get("code", p.E_INTERNAL), err.get("message", "agent error"))
