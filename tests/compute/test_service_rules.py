@@ -29,6 +29,7 @@ from tests.compute.factories import (
 
 
 async def test_quotas_count_the_orgs_live_rows_and_nobody_elses(db, settings):
+    load_all_tasks()  # a check near a limit emits quota.nearly_reached
     limits = settings.model_copy(
         update={"max_instances_per_org": 2, "max_vcpus_per_org": 3, "max_disk_mb_per_org": 4096}
     )

@@ -1647,6 +1647,31 @@ class PublicUser(TypedDict):
     name: str
 
 
+class QuotaNearlyReachedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: QuotaNearlyReachedPayload
+    resource_id: str
+    resource_type: Literal["org"]
+    type: Literal["quota.nearly_reached"]
+    version: Literal[1]
+
+
+class QuotaNearlyReachedPayload(TypedDict):
+    in_use: int | float
+    limit: str
+    max: int | float
+    threshold_pct: int
+
+
+class QuotaNearlyReachedWebhook(TypedDict):
+    data: QuotaNearlyReachedData
+    timestamp: str
+    type: Literal["quota.nearly_reached"]
+
+
 class ReadAllResult(TypedDict):
     marked: int
 
@@ -1897,6 +1922,27 @@ class User(TypedDict):
     phone: str | None
 
 
+class UserBackupCodesRegeneratedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: UserBackupCodesRegeneratedPayload
+    resource_id: str
+    resource_type: Literal["user"]
+    type: Literal["user.backup_codes_regenerated"]
+    version: Literal[1]
+
+
+UserBackupCodesRegeneratedPayload = dict[str, Any]
+
+
+class UserBackupCodesRegeneratedWebhook(TypedDict):
+    data: UserBackupCodesRegeneratedData
+    timestamp: str
+    type: Literal["user.backup_codes_regenerated"]
+
+
 class UserDeletedData(TypedDict):
     actor: Actor
     created_at: str
@@ -1917,6 +1963,75 @@ class UserDeletedWebhook(TypedDict):
     data: UserDeletedData
     timestamp: str
     type: Literal["user.deleted"]
+
+
+class UserMfaFactorAddedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: UserMfaFactorAddedPayload
+    resource_id: str
+    resource_type: Literal["user"]
+    type: Literal["user.mfa_factor_added"]
+    version: Literal[1]
+
+
+class UserMfaFactorAddedPayload(TypedDict):
+    factor_id: str
+    kind: str
+
+
+class UserMfaFactorAddedWebhook(TypedDict):
+    data: UserMfaFactorAddedData
+    timestamp: str
+    type: Literal["user.mfa_factor_added"]
+
+
+class UserMfaFactorRemovedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: UserMfaFactorRemovedPayload
+    resource_id: str
+    resource_type: Literal["user"]
+    type: Literal["user.mfa_factor_removed"]
+    version: Literal[1]
+
+
+class UserMfaFactorRemovedPayload(TypedDict):
+    factor_id: str | None
+    kind: str | None
+    reason: Literal["removed", "recovery"]
+
+
+class UserMfaFactorRemovedWebhook(TypedDict):
+    data: UserMfaFactorRemovedData
+    timestamp: str
+    type: Literal["user.mfa_factor_removed"]
+
+
+class UserPasswordChangedData(TypedDict):
+    actor: Actor
+    created_at: str
+    id: str
+    org_id: str | None
+    payload: UserPasswordChangedPayload
+    resource_id: str
+    resource_type: Literal["user"]
+    type: Literal["user.password_changed"]
+    version: Literal[1]
+
+
+class UserPasswordChangedPayload(TypedDict):
+    how: Literal["set", "changed", "reset"]
+
+
+class UserPasswordChangedWebhook(TypedDict):
+    data: UserPasswordChangedData
+    timestamp: str
+    type: Literal["user.password_changed"]
 
 
 class UserSignedInData(TypedDict):

@@ -3470,6 +3470,28 @@ export interface webhooks {
         patch?: never;
         trace?: never;
     };
+    "quota.nearly_reached": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A create, fork, restore, capture or image build took the org's use of a limit (max_instances, max_vcpus, max_memory_mb, max_disk_mb) from under `threshold_pct` of it to at or over it; `in_use` counts what is being made
+         * @description A create, fork, restore, capture or image build took the org's use of a limit (max_instances, max_vcpus, max_memory_mb, max_disk_mb) from under `threshold_pct` of it to at or over it; `in_use` counts what is being made. Emitted once per crossing: not again while use stays above, again once it has gone back under and crosses anew.
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-quota.nearly_reached"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "snapshot.created": {
         parameters: {
             query?: never;
@@ -3510,6 +3532,28 @@ export interface webhooks {
         patch?: never;
         trace?: never;
     };
+    "user.backup_codes_regenerated": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The account's backup codes were replaced (the old ones stop working)
+         * @description The account's backup codes were replaced (the old ones stop working).
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-user.backup_codes_regenerated"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "user.deleted": {
         parameters: {
             query?: never;
@@ -3526,6 +3570,72 @@ export interface webhooks {
          *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
          */
         post: operations["webhooks-event-user.deleted"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "user.mfa_factor_added": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A second factor (totp, sms, email, webauthn) was confirmed on the account
+         * @description A second factor (totp, sms, email, webauthn) was confirmed on the account.
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-user.mfa_factor_added"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "user.mfa_factor_removed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Second factors were removed: one by its owner (`removed`), or every one by an account recovery (`recovery`: `factor_id` and `kind` are then null)
+         * @description Second factors were removed: one by its owner (`removed`), or every one by an account recovery (`recovery`: `factor_id` and `kind` are then null).
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-user.mfa_factor_removed"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "user.password_changed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The account's password was set, changed, or reset (by an emailed reset link)
+         * @description The account's password was set, changed, or reset (by an emailed reset link).
+         *
+         *     Signed per Standard Webhooks: `webhook-id` (the delivery's id, the same on every retry), `webhook-timestamp` (Unix seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256>`, one per live secret, space-separated). Answer 2xx within 10 s.
+         */
+        post: operations["webhooks-event-user.password_changed"];
         delete?: never;
         options?: never;
         head?: never;
@@ -6659,6 +6769,65 @@ export interface components {
             /** Name */
             name: string;
         };
+        /** QuotaNearlyReachedData */
+        QuotaNearlyReachedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["QuotaNearlyReachedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "org";
+            /**
+             * Type
+             * @constant
+             */
+            type: "quota.nearly_reached";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** QuotaNearlyReachedPayload */
+        QuotaNearlyReachedPayload: {
+            /** In Use */
+            in_use: number;
+            /** Limit */
+            limit: string;
+            /** Max */
+            max: number;
+            /** Threshold Pct */
+            threshold_pct: number;
+        };
+        /** QuotaNearlyReachedWebhook */
+        QuotaNearlyReachedWebhook: {
+            data: components["schemas"]["QuotaNearlyReachedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "quota.nearly_reached";
+        };
         /** ReadAllResult */
         ReadAllResult: {
             /** Marked */
@@ -7180,6 +7349,56 @@ export interface components {
             /** Phone */
             phone: string | null;
         };
+        /** UserBackupCodesRegeneratedData */
+        UserBackupCodesRegeneratedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["UserBackupCodesRegeneratedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "user";
+            /**
+             * Type
+             * @constant
+             */
+            type: "user.backup_codes_regenerated";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** UserBackupCodesRegeneratedPayload */
+        UserBackupCodesRegeneratedPayload: Record<string, never>;
+        /** UserBackupCodesRegeneratedWebhook */
+        UserBackupCodesRegeneratedWebhook: {
+            data: components["schemas"]["UserBackupCodesRegeneratedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "user.backup_codes_regenerated";
+        };
         /** UserDeletedData */
         UserDeletedData: {
             actor: components["schemas"]["Actor"];
@@ -7232,6 +7451,177 @@ export interface components {
              * @constant
              */
             type: "user.deleted";
+        };
+        /** UserMfaFactorAddedData */
+        UserMfaFactorAddedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["UserMfaFactorAddedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "user";
+            /**
+             * Type
+             * @constant
+             */
+            type: "user.mfa_factor_added";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** UserMfaFactorAddedPayload */
+        UserMfaFactorAddedPayload: {
+            /** Factor Id */
+            factor_id: string;
+            /** Kind */
+            kind: string;
+        };
+        /** UserMfaFactorAddedWebhook */
+        UserMfaFactorAddedWebhook: {
+            data: components["schemas"]["UserMfaFactorAddedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "user.mfa_factor_added";
+        };
+        /** UserMfaFactorRemovedData */
+        UserMfaFactorRemovedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["UserMfaFactorRemovedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "user";
+            /**
+             * Type
+             * @constant
+             */
+            type: "user.mfa_factor_removed";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** UserMfaFactorRemovedPayload */
+        UserMfaFactorRemovedPayload: {
+            /** Factor Id */
+            factor_id: string | null;
+            /** Kind */
+            kind: string | null;
+            /**
+             * Reason
+             * @enum {string}
+             */
+            reason: "removed" | "recovery";
+        };
+        /** UserMfaFactorRemovedWebhook */
+        UserMfaFactorRemovedWebhook: {
+            data: components["schemas"]["UserMfaFactorRemovedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "user.mfa_factor_removed";
+        };
+        /** UserPasswordChangedData */
+        UserPasswordChangedData: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * Created At
+             * @description RFC 3339, UTC.
+             */
+            created_at: string;
+            /**
+             * Id
+             * @description The event's id (evt_...), as in GET /v1/events/{id}.
+             */
+            id: string;
+            /** Org Id */
+            org_id: string | null;
+            payload: components["schemas"]["UserPasswordChangedPayload"];
+            /** Resource Id */
+            resource_id: string;
+            /**
+             * Resource Type
+             * @constant
+             */
+            resource_type: "user";
+            /**
+             * Type
+             * @constant
+             */
+            type: "user.password_changed";
+            /**
+             * Version
+             * @constant
+             */
+            version: 1;
+        };
+        /** UserPasswordChangedPayload */
+        UserPasswordChangedPayload: {
+            /**
+             * How
+             * @enum {string}
+             */
+            how: "set" | "changed" | "reset";
+        };
+        /** UserPasswordChangedWebhook */
+        UserPasswordChangedWebhook: {
+            data: components["schemas"]["UserPasswordChangedData"];
+            /**
+             * Timestamp
+             * @description When it happened, RFC 3339, UTC.
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "user.password_changed";
         };
         /** UserSignedInData */
         UserSignedInData: {
@@ -13318,6 +13708,39 @@ export interface operations {
             };
         };
     };
+    "webhooks-event-quota.nearly_reached": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["QuotaNearlyReachedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     "webhooks-event-snapshot.created": {
         parameters: {
             query?: never;
@@ -13384,6 +13807,39 @@ export interface operations {
             };
         };
     };
+    "webhooks-event-user.backup_codes_regenerated": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UserBackupCodesRegeneratedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     "webhooks-event-user.deleted": {
         parameters: {
             query?: never;
@@ -13394,6 +13850,105 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["UserDeletedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-user.mfa_factor_added": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UserMfaFactorAddedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-user.mfa_factor_removed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UserMfaFactorRemovedWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "webhooks-event-user.password_changed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UserPasswordChangedWebhook"];
             };
         };
         responses: {

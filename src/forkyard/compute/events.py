@@ -233,6 +233,23 @@ class ExecFinished(Event):
     truncated: bool = False
 
 
+# --- quotas ---
+
+
+class QuotaNearlyReached(Event):
+    """A create, fork, restore, capture or image build took the org's use of a limit
+    (max_instances, max_vcpus, max_memory_mb, max_disk_mb) from under `threshold_pct` of it to
+    at or over it; `in_use` counts what is being made. Emitted once per crossing: not again
+    while use stays above, again once it has gone back under and crosses anew."""
+
+    type = "quota.nearly_reached"
+    resource_type: ClassVar[str] = "org"
+    limit: str
+    max: int | float
+    in_use: int | float
+    threshold_pct: int
+
+
 # --- subscribers ---
 
 

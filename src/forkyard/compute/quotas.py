@@ -8,15 +8,48 @@ from typing import Any
 from sqlalchemy import Integer, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from forkyard.compute.events import QuotaNearlyReached
 from forkyard.compute.models import BaseImage, Instance, Layer
 from forkyard.compute.states import LIVE_STATUSES
 from forkyard.config import Settings
 from forkyard.db.tenancy import owned
+from forkyard.events import emit
 from forkyard.kit.errors import QuotaExceeded
 
 # An image build whose recipe names no disk size (from a snapshot) counts this much.
 BUILD_DISK_MB = 2048
 MIB = 1024 * 1024
+# An org is told (quota.nearly_reached) when a change takes its use of a limit to this share.
+NEARLY_PCT = 80
+
+
+async def _warn_if_nearly(
+    session: AsyncSession,
+    org_id: str,
+    limit: str,
+    cap: float,
+    before: float,
+    after: float,
+    *,
+    while_over: bool = False,
+) -> None:
+    """Emit quota.nearly_reached when this change crosses NEARLY_PCT of `cap` (from the sums
+    the check already has: no query unless it fires). `while_over`: on every change that ends
+    over it, for captures, whose own bytes are counted only once captured, so a crossing
+    they cause shows at the next one. The notice is rationed by its subscriber (notifications)."""
+    mark = cap * NEARLY_PCT / 100
+    if after >= mark and (while_over or before < mark):
+        await emit(
+            session,
+            QuotaNearlyReached(
+                org_id=org_id,
+                resource_id=org_id,
+                limit=limit,
+                max=cap,
+                in_use=after,
+                threshold_pct=NEARLY_PCT,
+            ),
+        )
 
 
 def _layers_mb(org_id: str) -> Any:
@@ -71,6 +104,15 @@ async def check_disk(
                 "requested": disk_mb,
             },
         )
+    await _warn_if_nearly(
+        session,
+        org_id,
+        "max_disk_mb",
+        settings.max_disk_mb_per_org,
+        in_use,
+        in_use + disk_mb,
+        while_over=True,
+    )
 
 
 async def check_quota(
@@ -103,14 +145,18 @@ async def check_quota(
     ).where(Instance.status.in_(LIVE_STATUSES))
     used = (await session.execute(owned(totals, org_id, Instance))).one()
     n, cpu, mem, disk = int(used[0]), float(used[1]), int(used[2]), int(used[3])
-    for limit, current, extra, cap in (
+    checks = (
         ("max_instances", n, count, settings.max_instances_per_org),
         ("max_vcpus", cpu, vcpus * count, settings.max_vcpus_per_org),
         ("max_memory_mb", mem, memory_mb * count, settings.max_memory_mb_per_org),
         ("max_disk_mb", disk, disk_mb * count, settings.max_disk_mb_per_org),
-    ):
+    )
+    for limit, current, extra, cap in checks:
         if current + extra > cap:
             raise QuotaExceeded(
                 f"This would exceed the org's {limit} limit of {cap} (in use: {current:g}).",
                 details={"limit": limit, "max": cap, "in_use": current, "requested": extra},
             )
+    # Only once every limit has room: a refused change takes nothing.
+    for limit, current, extra, cap in checks:
+        await _warn_if_nearly(session, org_id, limit, cap, current, current + extra)

@@ -13,9 +13,11 @@ from sqlalchemy import delete, select
 
 from forkyard.audit.service import record_for_user
 from forkyard.db.session import DbSession
+from forkyard.events import emit
 from forkyard.identity import schemas
 from forkyard.identity.deps import anonymous_limit, settings_of
 from forkyard.identity.errors import InvalidToken
+from forkyard.identity.events import UserMfaFactorRemoved
 from forkyard.identity.models import BackupCode, MfaFactor, OneTimeToken, User
 from forkyard.identity.routing import public_router
 from forkyard.identity.service import find_user_by_email, issue_token, revoke_sessions
@@ -132,13 +134,8 @@ async def complete_recovery(
         actor="stranger",
         data={"sessions_revoked": revoked},
     )
-    await queue_email(
-        session,
-        user.email,
-        "Your Forkyard account was recovered",
-        "Every second factor was removed and every session signed out. Sign in again and set "
-        "up a new factor.\n",
-    )
+    # The owner is told by the security notice this event makes (notifications), email included.
+    await emit(session, UserMfaFactorRemoved.of(user, None))
     return schemas.Message(
         message="Recovered: second factors removed and sessions signed out. Sign in again."
     )

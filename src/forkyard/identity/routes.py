@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from forkyard.audit.service import record, record_for_user
 from forkyard.db.session import DbSession
+from forkyard.events import emit
 from forkyard.identity import schemas
 from forkyard.identity.cookies import (
     ACCESS_COOKIE,
@@ -34,6 +35,7 @@ from forkyard.identity.errors import (
     InvalidCredentials,
     PasswordAlreadySet,
 )
+from forkyard.identity.events import UserPasswordChanged
 from forkyard.identity.models import AuthSession, SudoGrant, User
 from forkyard.identity.passwords import check_password_policy, hash_password, verify_password
 from forkyard.identity.routing import protected_router, public_router
@@ -300,6 +302,7 @@ async def reset_password(
     user.updated_at = utcnow()
     await revoke_sessions(session, user.id, reason="password_reset")
     await record_for_user(session, request, user, "auth.password_reset")
+    await emit(session, UserPasswordChanged.of(user, "reset"))
     return schemas.Message(message="Your password was changed. Sign in with the new one.")
 
 
@@ -324,6 +327,7 @@ async def set_password(
     await record(
         session, "auth.password_set", principal=principal, target_type="user", target_id=user.id
     )
+    await emit(session, UserPasswordChanged.of(user, "set"))
     return schemas.Message(message="Password set.")
 
 
@@ -385,12 +389,8 @@ async def change_password(
     await record(
         session, "auth.password_changed", principal=principal, target_type="user", target_id=user.id
     )
-    await queue_email(
-        session,
-        user.email,
-        "Your Forkyard password was changed",
-        "Your password was just changed. If this was not you, reset it now.\n",
-    )
+    # The owner is told by the security notice this event makes (notifications), email included.
+    await emit(session, UserPasswordChanged.of(user, "changed"))
     return schemas.Message(message="Password changed. Other sessions were signed out.")
 
 

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 from sqlalchemy import func, select
 
-from forkyard.compute.events import InstanceError, InstanceStopped
+from forkyard.compute.events import InstanceError, InstanceStopped, QuotaNearlyReached
 from forkyard.compute.models import Instance
-from forkyard.events import subscriber
-from forkyard.identity.events import UserSignedIn
+from forkyard.events import Event, subscriber
+from forkyard.identity.events import (
+    UserBackupCodesRegenerated,
+    UserMfaFactorAdded,
+    UserMfaFactorRemoved,
+    UserPasswordChanged,
+    UserSignedIn,
+)
 from forkyard.identity.models import AuthSession, User
 from forkyard.jobs.queue import JobContext
+from forkyard.kit.clock import utcnow
+from forkyard.notifications.models import Notification
 from forkyard.notifications.service import notify, org_admins
 from forkyard.orgs.events import InvitationCreated
 from forkyard.tenants.models import Org
@@ -137,4 +148,147 @@ async def webhook_disabled(ctx: JobContext, event: WebhookDisabled) -> None:
         " UTC, so the endpoint was disabled and its pending deliveries moved to the dead-letter"
         ' queue. Fix it, then enable it again (PATCH /v1/webhooks/{id} {"enabled": true}).',
         data={"webhook_id": event.resource_id, "url": event.url},
+    )
+
+
+# --- changes to how an account signs in: security, so always in the app and by email ---
+
+IF_NOT_YOU = (
+    " If this was not you, reset your password now (POST /v1/auth/forgot-password) and sign out"
+    " your other sessions."
+)
+FACTOR_NAMES = {
+    "totp": "an authenticator app",
+    "sms": "text message codes",
+    "email": "email codes",
+    "webauthn": "a passkey",
+}
+
+
+async def _security_notice(
+    ctx: JobContext, event: Event, title: str, body: str, data: dict[str, Any]
+) -> None:
+    """To the account's own user only (org_id None: not shown as any org's)."""
+    await notify(
+        ctx.session,
+        [event.resource_id],
+        category="security",
+        event_id=event.record.id,
+        kind=event.type,
+        org_id=None,
+        title=title,
+        body=body,
+        data=data,
+    )
+
+
+@subscriber(UserPasswordChanged, name="notifications.password_changed")
+async def password_changed(ctx: JobContext, event: UserPasswordChanged) -> None:
+    title, body = {
+        "set": ("A password was set", "A password was set on your account."),
+        "changed": (
+            "Your password was changed",
+            "Your password was changed and your other sessions were signed out.",
+        ),
+        "reset": (
+            "Your password was reset",
+            "Your password was reset with an emailed link and every session was signed out.",
+        ),
+    }[event.how]
+    await _security_notice(ctx, event, title, body + IF_NOT_YOU, {"how": event.how})
+
+
+@subscriber(UserMfaFactorAdded, name="notifications.mfa_factor_added")
+async def mfa_factor_added(ctx: JobContext, event: UserMfaFactorAdded) -> None:
+    what = FACTOR_NAMES.get(event.kind, event.kind)
+    await _security_notice(
+        ctx,
+        event,
+        "A second factor was added",
+        f"A second factor ({what}) was added to your account." + IF_NOT_YOU,
+        {"factor_id": event.factor_id, "kind": event.kind},
+    )
+
+
+@subscriber(UserMfaFactorRemoved, name="notifications.mfa_factor_removed")
+async def mfa_factor_removed(ctx: JobContext, event: UserMfaFactorRemoved) -> None:
+    if event.reason == "recovery":
+        title = "Your account was recovered"
+        body = (
+            "An account recovery removed every second factor of your account and signed out"
+            " every session. Sign in again and set up a new factor."
+        )
+    else:
+        title = "A second factor was removed"
+        what = FACTOR_NAMES.get(event.kind or "", event.kind)
+        body = f"A second factor ({what}) was removed from your account."
+    await _security_notice(
+        ctx,
+        event,
+        title,
+        body + IF_NOT_YOU,
+        {"factor_id": event.factor_id, "kind": event.kind, "reason": event.reason},
+    )
+
+
+@subscriber(UserBackupCodesRegenerated, name="notifications.backup_codes_regenerated")
+async def backup_codes_regenerated(ctx: JobContext, event: UserBackupCodesRegenerated) -> None:
+    await _security_notice(
+        ctx,
+        event,
+        "Your backup codes were replaced",
+        "New backup codes were made for your account; the old ones no longer work." + IF_NOT_YOU,
+        {},
+    )
+
+
+# --- limits ---
+
+QUOTA_NAMES = {
+    "max_instances": "instances",
+    "max_vcpus": "vCPUs",
+    "max_memory_mb": "memory (MB)",
+    "max_disk_mb": "disk (MB)",
+}
+QUOTA_NOTICE_EVERY = timedelta(days=1)
+
+
+@subscriber(QuotaNearlyReached, name="notifications.quota_nearly_reached")
+async def quota_nearly_reached(ctx: JobContext, event: QuotaNearlyReached) -> None:
+    """The org's owners and admins, at most once a day per limit: usage going up and down
+    around the mark, or captures while over it, make an event each but not a notice each."""
+    if event.org_id is None:
+        return
+    # Two of these running at once for one org and limit would both find no recent notice.
+    await ctx.session.execute(
+        select(func.pg_advisory_xact_lock(func.hashtext(f"quota:{event.org_id}:{event.limit}")))
+    )
+    recent = await ctx.session.execute(
+        select(Notification.id)
+        .where(
+            Notification.org_id == event.org_id,
+            Notification.kind == event.type,
+            Notification.data["limit"].astext == event.limit,
+            Notification.event_id != event.record.id,  # a rerun of this event is notify()'s
+            Notification.created_at > utcnow() - QUOTA_NOTICE_EVERY,
+        )
+        .limit(1)
+    )
+    if recent.first() is not None:
+        return
+    what = QUOTA_NAMES.get(event.limit, event.limit)
+    org = await ctx.session.get(Org, event.org_id)
+    name = org.name if org is not None else event.org_id
+    await notify(
+        ctx.session,
+        await org_admins(ctx.session, event.org_id),
+        category="limits",
+        event_id=event.record.id,
+        kind=event.type,
+        org_id=event.org_id,
+        title=f"{name} is near its {what} limit",
+        body=f"{name} uses {event.in_use:g} of its {event.max:g} {what}"
+        f" ({event.threshold_pct}% or more). At the limit, new instances, captures and builds"
+        " are refused; delete what is not needed or ask for a higher limit.",
+        data={"limit": event.limit, "max": event.max, "in_use": event.in_use},
     )

@@ -34,12 +34,19 @@ CATEGORIES: dict[str, Category] = {
     for c in (
         Category(
             "security",
-            "Sign-ins from a new device, changes to your sign-in methods. Always sent.",
+            "Sign-ins from a new device, changes to your password and second factors. Always sent.",
             True,
             True,
             locked=True,
         ),
         Category("instances", "An instance failed, or was stopped for idleness.", True, True),
+        Category(
+            "limits",
+            "An org's use of a limit (instances, vCPUs, memory, disk) passed 80%: owners and"
+            " admins.",
+            True,
+            True,
+        ),
         Category("org", "Invitations to an org.", True, False),
         Category(
             "webhooks", "A webhook endpoint was disabled because it kept failing.", True, True

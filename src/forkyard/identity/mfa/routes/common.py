@@ -10,8 +10,10 @@ from sqlalchemy import delete, select
 
 from forkyard.audit.service import record
 from forkyard.db.session import DbSession
+from forkyard.events import emit
 from forkyard.identity.deps import CurrentPrincipal, settings_of
 from forkyard.identity.errors import CookieSessionRequired
+from forkyard.identity.events import UserMfaFactorAdded
 from forkyard.identity.mfa import schemas as s
 from forkyard.identity.mfa.codes import check_code
 from forkyard.identity.mfa.errors import InvalidCode, NoPendingEnrollment
@@ -20,7 +22,6 @@ from forkyard.identity.principal import Principal
 from forkyard.identity.sms import mask_phone
 from forkyard.kit.clock import utcnow
 from forkyard.kit.errors import Conflict, NotFound
-from forkyard.mail.sender import queue_email
 
 
 class MfaNotEnabled(Conflict):
@@ -102,13 +103,8 @@ async def confirm_factor(
         target_id=factor.id,
         data={"kind": factor.kind},
     )
-    await queue_email(
-        session,
-        user.email,
-        "A sign-in factor was added to your Forkyard account",
-        f"A {factor.kind} factor ({name}) was added to your account. If this was not you, "
-        "secure your account now.\n",
-    )
+    # The owner is told by the security notice this event makes (notifications), email included.
+    await emit(session, UserMfaFactorAdded.of(user, factor))
     return factor_out(factor, user)
 
 

@@ -7,7 +7,9 @@ from sqlalchemy import delete
 
 from forkyard.audit.service import record
 from forkyard.db.session import DbSession
+from forkyard.events import emit
 from forkyard.identity.deps import SudoPrincipal, settings_of
+from forkyard.identity.events import UserBackupCodesRegenerated, UserMfaFactorRemoved
 from forkyard.identity.mfa import backup_codes
 from forkyard.identity.mfa import schemas as s
 from forkyard.identity.mfa.challenges import confirmed_factors
@@ -16,7 +18,6 @@ from forkyard.identity.mfa.routes.routers import router
 from forkyard.identity.models import BackupCode, MfaFactor
 from forkyard.kit.errors import NotFound
 from forkyard.kit.ids import has_prefix
-from forkyard.mail.sender import queue_email
 
 
 @router.get("/factors", response_model=s.FactorList)
@@ -49,13 +50,8 @@ async def remove_factor(
         target_id=id,
         data={"kind": factor.kind},
     )
-    await queue_email(
-        session,
-        user.email,
-        "A sign-in factor was removed from your Forkyard account",
-        f"The {factor.kind} factor {factor.name!r} was removed. If this was not you, secure "
-        "your account now.\n",
-    )
+    # The owner is told by the security notice this event makes (notifications), email included.
+    await emit(session, UserMfaFactorRemoved.of(user, factor))
     return Response(status_code=204)
 
 
@@ -74,4 +70,5 @@ async def regenerate_backup_codes(
         target_type="user",
         target_id=user.id,
     )
+    await emit(session, UserBackupCodesRegenerated.of(user))
     return s.BackupCodes(codes=codes)
