@@ -4,14 +4,18 @@ their settings say; nobody else hears of it, and the events carry no secret."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
 from forkyard.events.kernel import deliver
 from forkyard.jobs.models import Job
 from forkyard.jobs.queue import JobContext
+from forkyard.kit.clock import clock
 from forkyard.notifications.models import Notification
 from tests.fakes.identity_helpers import enroll_totp, sudo
-from tests.helpers import PASSWORD, make_account
+from tests.helpers import PASSWORD, last_link, login, make_account
+from tests.identity.test_recovery import _recovery_token
 from tests.notifications.test_notifications import mails_to
 
 NEW = "a different long passphrase 77"
@@ -110,3 +114,46 @@ async def test_a_security_notice_is_made_once_when_its_job_runs_twice(
         )
     assert [r.user_id for r in rows] == [me.user_id]
     assert mails_to(settings, me.email).count("Forkyard: Your password was changed") == 1
+
+
+async def test_a_reset_and_a_recovery_make_security_notices(
+    client, new_client, db, settings, run_jobs
+):
+    me = await make_account(client, "lost@example.com", run_jobs, settings, verify=True)
+    anon = new_client("10.9.0.3")
+    await anon.post("/v1/auth/forgot-password", json={"email": me.email})
+    await run_jobs()
+    r = await anon.post(
+        "/v1/auth/reset-password",
+        json={"token": last_link(settings, me.email), "new_password": NEW},
+    )
+    assert r.status_code == 200, r.text
+    browser = new_client("10.9.0.4")
+    await login(browser, me.email, NEW)
+    await enroll_totp(browser)
+    await anon.post("/v1/auth/recovery/request", json={"email": me.email})
+    await run_jobs()
+    token = _recovery_token(settings, me.email)
+    clock.advance(timedelta(hours=24, seconds=1))
+    r = await anon.post("/v1/auth/recovery/complete", json={"token": token})
+    assert r.status_code == 200, r.text
+    await run_jobs()
+
+    async with db.transaction() as s:
+        rows = (
+            await s.execute(
+                select(Notification.kind, Notification.category, Notification.data)
+                .where(Notification.user_id == me.user_id)
+                .order_by(Notification.id)
+            )
+        ).all()
+    assert [(kind, cat) for kind, cat, _ in rows] == [
+        ("user.password_changed", "security"),
+        ("user.mfa_factor_added", "security"),
+        ("user.mfa_factor_removed", "security"),
+    ]
+    assert rows[0][2] == {"how": "reset"}
+    assert rows[2][2] == {"factor_id": None, "kind": None, "reason": "recovery"}
+    mails = mails_to(settings, me.email)
+    assert mails.count("Forkyard: Your password was reset") == 1
+    assert mails.count("Forkyard: Your account was recovered") == 1
