@@ -222,7 +222,7 @@ async def test_node_restart_restores_the_dns_relay_and_rules(
     second = None
     try:
         await first.start(spec)
-        assert await probe_names(first, iid, "app.example", "exfil.example") == ["open", "refused"]
+        assert await settled_probe(first, iid) == ["open", "refused"]
         # The node process dies: its sockets (the DNS relay's) and tasks go with it; the
         # sandbox, its link and its rules are left as they were.
         for link in first.network._links.values():
@@ -238,10 +238,7 @@ async def test_node_restart_restores_the_dns_relay_and_rules(
         node.driver = second
         await node.reconcile_with({iid: "running"})
         assert second.state(iid) == "running"
-        assert await probe_names(second, iid, "app.example", "exfil.example") == [
-            "open",
-            "refused",
-        ]
+        assert await settled_probe(second, iid) == ["open", "refused"]
         assert await probe(second, iid, f"{net.other}:{PORT}") == ["closed"]
         assert second.network._refresher is not None  # the allowlist's names are refreshed
     finally:
@@ -254,6 +251,19 @@ async def test_node_restart_restores_the_dns_relay_and_rules(
             p = Path("/sys/fs/cgroup") / c / cgroup
             if p.is_dir():
                 p.rmdir()
+
+
+async def settled_probe(driver, instance_id: str) -> list[str]:
+    """The allowlisted and the other name, probed until the allowed one connects (at most five
+    tries): on a loaded machine the first connection through a link just made can miss its
+    3 s. The other name must be refused on every try."""
+    for _ in range(5):
+        got = await probe_names(driver, instance_id, "app.example", "exfil.example")
+        assert got[1] == "refused", got
+        if got[0] == "open":
+            break
+        await asyncio.sleep(1)
+    return got
 
 
 async def probe_names(driver, instance_id: str, *names: str) -> list[str]:
