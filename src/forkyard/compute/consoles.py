@@ -25,7 +25,7 @@ from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
 from forkyard.compute.exec.claim import claim
-from forkyard.compute.exec.stream import KEEPALIVE_S
+from forkyard.compute.exec.stream import KEEPALIVE_S, sse_frame
 from forkyard.identity.deps import Reader
 from forkyard.identity.routing import protected_router
 from forkyard.kit.errors import Forbidden, ForkyardError
@@ -134,10 +134,6 @@ async def _relay_terminal(websocket: WebSocket, node_ws: Any) -> None:
             await websocket.close()
 
 
-def _sse(event: str, seq: int, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\nid: {seq}\ndata: {json.dumps(data)}\n\n".encode()
-
-
 @watch_router.get(
     "/{id}/files/watch",
     response_class=StreamingResponse,
@@ -164,7 +160,7 @@ async def watch_files(
 
     async def stream() -> AsyncIterator[bytes]:
         seq = 1
-        yield _sse("ready", seq, {"path": first.get("path")})
+        yield sse_frame("ready", seq, {"path": first.get("path")})
         pending: asyncio.Task[dict[str, Any]] | None = None
         try:
             while True:
@@ -179,16 +175,16 @@ async def watch_files(
                 try:
                     event = finished.result()
                 except StopAsyncIteration:
-                    yield _sse("end", seq, {})
+                    yield sse_frame("end", seq, {})
                     return
                 except ForkyardError as exc:
-                    yield _sse("error", seq, {"code": exc.code, "message": exc.message})
+                    yield sse_frame("error", seq, {"code": exc.code, "message": exc.message})
                     return
                 kind = event.pop("type", "error")
                 if kind == "error":
-                    yield _sse("error", seq, event)
+                    yield sse_frame("error", seq, event)
                     return
-                yield _sse(kind, seq, event)
+                yield sse_frame(kind, seq, event)
         finally:
             if pending is not None:
                 pending.cancel()

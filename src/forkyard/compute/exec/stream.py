@@ -26,7 +26,8 @@ from forkyard.node.contract import ExecStreamIn
 KEEPALIVE_S = 15.0
 
 
-def _sse(event: str, seq: int, data: dict[str, Any]) -> bytes:
+def sse_frame(event: str, seq: int, data: dict[str, Any]) -> bytes:
+    """One server-sent event (exec streams and file watches share the format)."""
     return f"event: {event}\nid: {seq}\ndata: {json.dumps(data)}\n\n".encode()
 
 
@@ -70,14 +71,14 @@ async def stream_command(
                 seq += 1
                 kind = frame["type"]
                 if kind == "start":
-                    yield _sse("start", seq, {"exec_id": exec_id, "pid": frame.get("pid")})
+                    yield sse_frame("start", seq, {"exec_id": exec_id, "pid": frame.get("pid")})
                 elif kind in ("stdout", "stderr"):
                     raw = b64decode(frame.get("data_b64"))
                     sizes[kind] += len(raw)
                     try:
-                        yield _sse(kind, seq, {"data": raw.decode("utf-8")})
+                        yield sse_frame(kind, seq, {"data": raw.decode("utf-8")})
                     except UnicodeDecodeError:
-                        yield _sse(
+                        yield sse_frame(
                             kind,
                             seq,
                             {"data": base64.b64encode(raw).decode(), "encoding": "base64"},
@@ -86,7 +87,7 @@ async def stream_command(
                     exit_code, duration = frame.get("exit_code"), frame.get("duration_ms")
                     signal = frame.get("signal")
                     status = "timed_out" if frame.get("timed_out") else "exited"
-                    yield _sse(
+                    yield sse_frame(
                         "exit",
                         seq,
                         {
@@ -100,7 +101,7 @@ async def stream_command(
                     break
                 else:
                     status = "failed"
-                    yield _sse(
+                    yield sse_frame(
                         "error",
                         seq,
                         {
@@ -111,7 +112,7 @@ async def stream_command(
                     break
         except ForkyardError as exc:
             status = "failed"
-            yield _sse("error", seq + 1, {"code": exc.code, "message": exc.message})
+            yield sse_frame("error", seq + 1, {"code": exc.code, "message": exc.message})
         finally:
             if pending is not None:
                 pending.cancel()
