@@ -165,6 +165,23 @@ async def via_preview(client: httpx.AsyncClient) -> int:
     return len(r.content)
 
 
+async def raw_get(url: str, request: bytes) -> int:
+    """The same client as `direct`: a new connection, one request, read to the end."""
+    u = httpx.URL(url)
+    reader, writer = await asyncio.open_connection(u.host, u.port)
+    writer.write(request)
+    got = 0
+    while data := await reader.read(1 << 20):
+        got += len(data)
+    writer.close()
+    return got
+
+
+def raw_request(path: str, host: str, authorization: str) -> bytes:
+    return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {authorization}\r\n"
+            "Connection: close\r\n\r\n").encode()  # fmt: skip
+
+
 async def via_api(client: httpx.AsyncClient) -> int:
     r = await client.get("/health/live")
     r.raise_for_status()
@@ -178,8 +195,13 @@ def pct(values: list[float], q: float) -> float:
 async def latency(p: Platform, iid: str, netns: str, preview: httpx.AsyncClient, n: int) -> None:
     # The same kind of client, to the API's cheapest route: what any request to it costs.
     bare = httpx.AsyncClient(base_url=p.url, headers=dict(p.api.headers))
+    host, key = preview.headers["Host"], preview.headers["Authorization"]
+    to_preview = raw_request("/small", host, key)
+    to_api = raw_request("/health/live", httpx.URL(p.url).netloc.decode(), key)
     ways: dict[str, Any] = {
         "direct (socket in the instance's netns)": lambda: direct(netns),
+        "preview URL, same client as direct": lambda: raw_get(p.url, to_preview),
+        "API alone, same client: GET /health/live": lambda: raw_get(p.url, to_api),
         "node, a new WebSocket each (as before)": lambda: via_node_cold(p, iid),
         "node, a warm WebSocket (connect_node_port)": lambda: via_node(p, iid),
         "preview URL (API proxy + node)": lambda: via_preview(preview),
@@ -200,7 +222,9 @@ async def latency(p: Platform, iid: str, netns: str, preview: httpx.AsyncClient,
     d = statistics.median(times["direct (socket in the instance's netns)"])
     node = statistics.median(times["node, a warm WebSocket (connect_node_port)"])
     pv = statistics.median(times["preview URL (API proxy + node)"])
-    print(f"  preview / direct p50: {pv / d:.2f}x  (+{pv - d:.2f} ms per request)")
+    raw = statistics.median(times["preview URL, same client as direct"])
+    print(f"  preview / direct p50, same client: {raw / d:.2f}x  (+{raw - d:.2f} ms per request)")
+    print(f"  preview / direct p50, httpx to the preview: {pv / d:.2f}x  (+{pv - d:.2f} ms)")
     cold = statistics.median(times["node, a new WebSocket each (as before)"])
     print(f"  node hop alone: +{node - d:.2f} ms; API proxy on top: +{pv - node:.2f} ms")
     print(f"  node hop on a new WebSocket: +{cold - d:.2f} ms ({cold / d:.2f}x direct)")
