@@ -31,7 +31,6 @@ def _routers() -> list[APIRouter]:
     from forkyard.compute.internal import router as internal
     from forkyard.compute.routes import instances, profiles, vms
     from forkyard.compute.state.routers import routers as state_routers
-    from forkyard.events.routes import router as events
     from forkyard.forwards.routes import router as port_forwards
     from forkyard.forwards.routes import tunnels as port_tunnels
     from forkyard.health.routes import router as health
@@ -43,6 +42,7 @@ def _routers() -> list[APIRouter]:
     from forkyard.identity.users import router as users
     from forkyard.lsp.routes import routers as lsp_routers
     from forkyard.notifications.routes import router as notifications
+    from forkyard.orgs.event_routes import router as events
     from forkyard.orgs.routes import routers as org_routers
     from forkyard.ssh.routes import router as ssh
     from forkyard.webhooks.admin import router as webhooks_admin

@@ -1,4 +1,8 @@
-"""The Events API: an org's facts, newest first (tag events)."""
+"""The Events API: an org's facts, newest first (tag events).
+
+The events kernel (forkyard.events) sits below identity, so its public routes live here, with
+the org's other records (its audit log is orgs/routes.py); the URLs and operation ids are the
+events API's own."""
 
 from __future__ import annotations
 
