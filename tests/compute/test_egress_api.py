@@ -68,7 +68,11 @@ async def test_network_policy_from_create_to_patch(platform, bench_net):
     r = await api.patch(f"/v1/instances/{iid}", json={"network": {"egress": "open"}})
     assert r.status_code == 200, r.text
     assert r.json()["network"] == {"egress": "open", "allow": []}
-    ports = [urlsplit(platform.url).port, urlsplit(platform.node.url).port]
+    ports = [
+        urlsplit(platform.url).port,
+        urlsplit(platform.node.url).port,
+        platform.node.relay_port,
+    ]
     host = [f"{a}:{p}" for a in host_addresses() for p in ports]
     assert await probe(api, iid, other, *host) == ["open"] + ["closed"] * len(host)
 

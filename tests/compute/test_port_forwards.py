@@ -270,25 +270,59 @@ async def test_a_stalled_connection_holds_up_no_other(platform: Any) -> None:
     await api.delete(f"/v1/instances/{iid}")
 
 
-async def test_the_node_port_route_wants_the_node_secret(platform: Any) -> None:
-    """Only the control plane opens the node's port connections: without the node's secret
-    the upgrade is refused; with it, a target that is not an instance running there is
-    answered with a refusal, never a connection."""
-    url = platform.node.url.replace("http", "ws", 1) + "/node/ports/connect"
-    for headers in ({}, {"Authorization": "Bearer not-the-secret"}):
-        with pytest.raises(websockets.InvalidStatus) as refused:
-            async with connect(url, additional_headers=headers, proxy=None):
-                pass
-        assert refused.value.response.status_code in (401, 403)
-    secret = {"Authorization": f"Bearer {platform.node.secret}"}
-    for target in ('{"instance_id": "inst_nothere", "port": 80}', '{"port": 0}', "x"):
-        async with connect(url, additional_headers=secret, proxy=None) as ws:
-            await ws.send(target)
-            answer = json.loads(await ws.recv())
-            assert answer["ok"] is False and answer["code"] in (
-                "instance_not_found",
-                "port_unreachable",
-            ), answer
+async def test_the_node_port_relay_wants_the_node_secret(platform: Any) -> None:
+    """Only the control plane opens connections through the node's port relay: without the
+    node's secret the relay says nothing and connects nothing, even to a port that listens;
+    with it, a target that is not an instance running there is answered with a refusal."""
+    api = platform.api
+    iid = (await create_running(api))["id"]
+    serve = "import sys, http.server\nhttp.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), http.server.SimpleHTTPRequestHandler).serve_forever()\n"
+    await _start(api, iid, serve, "serve.py", 8000)
+    relay_port = (await _node_get(platform, "/node/ports"))["port"]
+    assert relay_port == platform.node.relay_port
+    target = json.dumps({"instance_id": iid, "port": 8000}).encode() + b"\n"
+    request = b"GET / HTTP/1.0\r\n\r\n"
+
+    async def through_relay(sign_in: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay_port)
+        writer.write(sign_in + target + request)
+        try:
+            return await asyncio.wait_for(reader.read(), 10)
+        finally:
+            writer.close()
+
+    secret = platform.node.secret.encode()
+    for sign_in in (
+        b"",
+        b"FORKYARD-PORTS/1 not-the-secret\n",
+        b"FORKYARD-PORTS/1 " + secret[:-1] + b"\n",
+    ):
+        assert await through_relay(sign_in) == b""
+    answer, _, response = (await through_relay(b"FORKYARD-PORTS/1 " + secret + b"\n")).partition(
+        b"\n"
+    )
+    assert json.loads(answer)["ok"] is True and response.startswith(b"HTTP/1.0 200"), response[:80]
+
+    for bad in ('{"instance_id": "inst_nothere", "port": 80}', '{"port": 0}', "x"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay_port)
+        writer.write(b"FORKYARD-PORTS/1 " + secret + b"\n" + bad.encode() + b"\n")
+        got = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        answer = json.loads(got)
+        assert answer["ok"] is False and answer["code"] in (
+            "instance_not_found",
+            "port_unreachable",
+        ), answer
+    await api.delete(f"/v1/instances/{iid}")
+
+
+async def _node_get(platform: Any, path: str) -> Any:
+    async with httpx.AsyncClient(
+        base_url=platform.node.url, headers={"Authorization": f"Bearer {platform.node.secret}"}
+    ) as node:
+        r = await node.get(path)
+        r.raise_for_status()
+        return r.json()
 
 
 async def test_a_change_reaches_a_warm_preview_cache_at_once(platform: Any, db: Any) -> None:

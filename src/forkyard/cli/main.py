@@ -184,6 +184,13 @@ def node(
     listen: Annotated[
         str, typer.Option(help="host:port for the node API (port 0 picks one).")
     ] = "127.0.0.1:0",
+    relay_port: Annotated[
+        int,
+        typer.Option(
+            help="Port of the port relay (preview URLs, tunnels, ssh -L), on --listen's host; "
+            "0 picks one. Open it to the control plane as the node API is."
+        ),
+    ] = 0,
     name: Annotated[str | None, typer.Option(help="Server name (default: hostname).")] = None,
     advertise_host: Annotated[
         str | None, typer.Option(help="Host the control plane should call.")
@@ -228,6 +235,7 @@ def node(
         name=name or socket.gethostname(),
         host=host or "127.0.0.1",
         port=int(port or 0),
+        relay_port=relay_port,
         advertise_host=advertise_host,
         advertise_url=advertise_url.rstrip("/") if advertise_url else None,
         image_cache=settings.image_cache_dir,

@@ -9,9 +9,10 @@ under preview URLs, the `connect` WebSocket tunnel and the SSH gateway's `-L`.
             ...                        # b"" is the end of what the port sent
 
 or `await relay(tcp, reader, writer)` to pipe it to an asyncio stream pair until both ends are
-done. The bytes travel over one WebSocket to the instance's node (`node/api/ports.py`), which
-connects a socket it made inside the instance's network namespace (ADR 0013). The WebSocket
-was opened and authenticated ahead of need (`_WarmConnections`) and is told its target."""
+done. The bytes travel over a TCP connection to the instance's node port relay
+(node/port_relay.py), which connects a socket it made inside the instance's network namespace
+(ADR 0013). The connection was opened and signed in ahead of need (`_WarmRelay`) and is told
+its target; after the node's answer it carries the bytes as they are."""
 
 from __future__ import annotations
 
@@ -21,11 +22,9 @@ import time
 from collections import deque
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
-import websockets
 from sqlalchemy import select
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.protocol import State
 
 from forkyard.compute.errors import InstanceNotRunning, NodeUnreachable
 from forkyard.compute.models import ComputeServer, Instance
@@ -33,21 +32,19 @@ from forkyard.compute.node_client import NodeClient, node_clients
 from forkyard.db.engine import Database
 from forkyard.db.tenancy import owned
 from forkyard.forwards.errors import PortRefused, PortUnreachable
-from forkyard.kit.errors import NotFound
+from forkyard.kit.errors import ForkyardError, NotFound
 from forkyard.kit.ids import has_prefix
 from forkyard.node import contract as c
 
-# One WebSocket message at most (a read returns at most this much).
-MAX_FRAME = 1024 * 1024
-# Warm WebSockets kept open to each node, and how long one is kept unused: less than the
-# node's wait for a target (node/api/ports.py WARM_IDLE_S), so a taken one is still listening.
+# One read at most: large enough that a download costs few event-loop turns per megabyte.
+READ_CHUNK = 1024 * 1024
+# Signed-in connections kept open to each node's relay, and how long one is kept unused: less
+# than the node's wait for a target (node/port_relay.py WARM_IDLE_S), so a taken one is still
+# listening. Each carries one connection; more are opened when half are taken.
 WARM_PER_NODE = 4
 WARM_MAX_AGE_S = 45.0
-# A WebSocket whose connection ended cleanly goes back to the pool (the node says `done`), kept
-# up to this many per node; what it still had to deliver is read and dropped, up to a limit.
-WARM_MAX_IDLE = 16
-RECYCLE_WAIT_S = 2.0
-RECYCLE_DRAIN_MAX = 256 * 1024
+CONNECT_TIMEOUT_S = 5.0
+ANSWER_TIMEOUT_S = 10.0
 
 
 class InstanceTcp:
@@ -61,19 +58,18 @@ class InstanceTcp:
 
     def __init__(
         self,
-        ws: ClientConnection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
         instance_id: str,
         port: int,
-        pool: _WarmConnections | None = None,
     ) -> None:
-        self._ws = ws
+        self._reader = reader
+        self._writer = writer
         self.instance_id = instance_id
         self.port = port
-        self._pool = pool  # where the WebSocket goes back to once this connection ended
         self._eof = False
         self._eof_sent = False
         self._answered = False
-        self._usable = False  # connected, and nothing went wrong on the WebSocket since
         self._closed = False
 
     async def ready(self) -> None:
@@ -83,14 +79,16 @@ class InstanceTcp:
             return
         self._answered = True
         try:
-            first = await asyncio.wait_for(self._ws.recv(), 10)
-            answer = c.PortConnectOut.model_validate_json(first)
+            async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                line = await self._reader.readuntil(b"\n")
+            answer = c.PortConnectOut.model_validate_json(line)
         except BaseException as exc:
+            # No answer: the node restarted (its signed-in connections ended with it), refused
+            # our sign-in, or said something that is not an answer.
             await self.aclose()
             if isinstance(exc, Exception):
                 raise NodeUnreachable() from exc
             raise
-        self._usable = answer.ok
         if not answer.ok:
             await self.aclose()
             if answer.code == "port_refused":
@@ -104,44 +102,39 @@ class InstanceTcp:
         if self._eof:
             return b""
         try:
-            data = await self._ws.recv(decode=False)
-        except websockets.ConnectionClosed:
-            self._eof, self._usable = True, False
-            return b""
-        if isinstance(data, str) or not data:
+            data = await self._reader.read(READ_CHUNK)
+        except ConnectionError:
+            data = b""
+        if not data:
             self._eof = True
-            return b""
         return data
 
     async def write(self, data: bytes) -> None:
         """Send bytes; waits while the node's side is not taking them (flow control)."""
         if not data:
             return
+        if self._writer.is_closing():
+            raise ConnectionResetError("the instance's port closed the connection")
+        self._writer.write(data)
         try:
-            for start in range(0, len(data), MAX_FRAME):
-                await self._ws.send(data[start : start + MAX_FRAME])
-        except websockets.ConnectionClosed as exc:
-            self._usable = False
+            await self._writer.drain()
+        except ConnectionError as exc:
             raise ConnectionResetError("the instance's port closed the connection") from exc
 
     async def write_eof(self) -> None:
         if self._eof_sent:
             return
         self._eof_sent = True
-        with contextlib.suppress(websockets.ConnectionClosed):
-            await self._ws.send(b"")
+        with contextlib.suppress(OSError, RuntimeError):
+            if not self._writer.is_closing():
+                self._writer.write_eof()
 
     async def aclose(self) -> None:
-        """Close the connection. Its WebSocket goes back to the pool when the node confirms
-        the end of both directions (read in the background); otherwise it is closed."""
+        """Close the connection (both directions; the node closes the port's side)."""
         if self._closed:
             return
         self._closed = True
-        if self._pool is not None and self._usable and self._ws.state is State.OPEN:
-            self._pool.recycle(self._ws, eof_seen=self._eof, eof_sent=self._eof_sent)
-            return
-        with contextlib.suppress(Exception):
-            await self._ws.close()
+        self._writer.close()
 
     async def __aenter__(self) -> InstanceTcp:
         return self
@@ -152,103 +145,83 @@ class InstanceTcp:
         await self.aclose()
 
 
-class _WarmConnections:
-    """Authenticated WebSockets to one node's port route, opened ahead of need and each
-    handed one target (`contract.PortConnectIn`) when taken, so a proxied request pays a
-    message round trip to the node and its namespace connect, not a TCP connect, an HTTP
-    upgrade and the node's authentication. A WebSocket whose connection ended cleanly comes
-    back (`recycle`), so in steady use none is opened at all. A WebSocket carries one TCP
-    connection at a time: each keeps its own TCP window, and a caller that stops reading
-    stalls nothing but its own.
-    """
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
-    def __init__(self, url: str, secret: str) -> None:
-        self.url = url
-        self.secret = secret
+
+class _WarmRelay:
+    """Connections to one node's port relay, opened and signed in ahead of need and each
+    handed one target (`contract.PortConnectIn`) when taken, so a proxied request pays the
+    target line and the node's namespace connect, not a TCP connect and a sign-in. One
+    connection per target: each keeps its own TCP window, and a caller that stops reading
+    stalls nothing but its own."""
+
+    def __init__(self, node: NodeClient) -> None:
+        self.node = node
         self.loop = asyncio.get_running_loop()
-        self._idle: deque[tuple[float, ClientConnection]] = deque()
+        self._address: tuple[str, int] | None = None
+        self._idle: deque[tuple[float, Stream]] = deque()
         self._filling: asyncio.Task[None] | None = None
 
-    async def open(self) -> ClientConnection:
-        try:
-            return await connect(
-                self.url,
-                additional_headers={"Authorization": f"Bearer {self.secret}"},
-                compression=None,
-                proxy=None,
-                max_size=MAX_FRAME + 1024,
-                open_timeout=5,
-                ping_interval=None,
-            )
-        except (OSError, TimeoutError, websockets.WebSocketException) as exc:
-            raise NodeUnreachable() from exc
+    async def _relay_address(self) -> tuple[str, int]:
+        """The relay listens on the host of the node's URL, on the port the node names."""
+        if self._address is None:
+            try:
+                answer = await self.node.port_relay()
+            except ForkyardError as exc:
+                raise NodeUnreachable() from exc
+            host = urlsplit(self.node.base_url).hostname or "127.0.0.1"
+            self._address = (host, answer.port)
+        return self._address
 
-    def take(self) -> ClientConnection | None:
+    async def open(self) -> Stream:
+        host, port = await self._relay_address()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                reader, writer = await asyncio.open_connection(host, port, limit=READ_CHUNK)
+        except (OSError, TimeoutError) as exc:
+            self._address = None  # asked again next time: the relay may have moved
+            raise NodeUnreachable() from exc
+        writer.write(c.PORT_RELAY_GREETING + self.node.rpc.secret.encode() + b"\n")
+        return reader, writer
+
+    def take(self) -> Stream | None:
         """A warm connection young enough that the node still waits on it, or None."""
         now = time.monotonic()
         found = None
         while self._idle and found is None:
-            born, ws = self._idle.popleft()
-            if now - born < WARM_MAX_AGE_S and ws.state is State.OPEN:
-                found = ws
+            born, (reader, writer) = self._idle.popleft()
+            if now - born < WARM_MAX_AGE_S and not reader.at_eof() and not writer.is_closing():
+                found = (reader, writer)
             else:
-                _closing.add(task := asyncio.create_task(ws.close()))
-                task.add_done_callback(_closing.discard)
-        # Connections come back after use, so new ones are opened only when few are left.
+                writer.close()
         if len(self._idle) < WARM_PER_NODE // 2 and (self._filling is None or self._filling.done()):
             self._filling = asyncio.create_task(self._fill())
         return found
 
-    def recycle(self, ws: ClientConnection, *, eof_seen: bool, eof_sent: bool) -> None:
-        _closing.add(task := asyncio.create_task(self._recycle(ws, eof_seen, eof_sent)))
-        task.add_done_callback(_closing.discard)
-
-    async def _recycle(self, ws: ClientConnection, eof_seen: bool, eof_sent: bool) -> None:
-        """End our direction if the caller did not, drop what the port still sends (a caller
-        that closed early did not want it), and take the WebSocket back once the node says
-        `done`: nothing of this connection can follow that on the WebSocket. Anything else
-        (a slow port, a lot left to read, an error) closes it."""
-        try:
-            if not eof_sent:
-                await ws.send(b"")
-            drained = 0
-            async with asyncio.timeout(RECYCLE_WAIT_S):
-                while True:
-                    message = await ws.recv()
-                    if isinstance(message, str):
-                        if c.PortConnectOut.model_validate_json(message).code != "done":
-                            raise ConnectionError("not the end of the connection")
-                        break
-                    drained += len(message)
-                    if drained > RECYCLE_DRAIN_MAX or (eof_seen and message):
-                        raise ConnectionError("more to read than is worth draining")
-            if len(self._idle) >= WARM_MAX_IDLE:
-                raise ConnectionError("enough idle ones")
-            self._idle.append((time.monotonic(), ws))
-        except Exception:
-            with contextlib.suppress(Exception):
-                await ws.close()
-
     async def _fill(self) -> None:
         while len(self._idle) < WARM_PER_NODE:
             try:
-                ws = await self.open()
+                stream = await self.open()
             except NodeUnreachable:
                 return  # the next take() tries again
-            self._idle.append((time.monotonic(), ws))
+            self._idle.append((time.monotonic(), stream))
+
+    def close_idle(self) -> None:
+        while self._idle:
+            self._idle.popleft()[1][1].close()
 
 
-_warm: dict[tuple[str, str], _WarmConnections] = {}
-_closing: set[asyncio.Task[None]] = set()
+_warm: dict[str, _WarmRelay] = {}
 
 
-def _warm_for(node: NodeClient) -> _WarmConnections:
-    url = "ws" + node.base_url.removeprefix("http").rstrip("/") + "/node/ports/connect"
-    key = (url, node.rpc.secret)
-    pool = _warm.get(key)
-    # Connections belong to the event loop that made them (tests run several loops in turn).
-    if pool is None or pool.loop is not asyncio.get_running_loop():
-        pool = _warm[key] = _WarmConnections(url, node.rpc.secret)
+def _warm_for(node: NodeClient) -> _WarmRelay:
+    pool = _warm.get(node.base_url)
+    # Connections belong to the event loop that made them (tests run several loops in turn),
+    # and to the node's secret: a node that restarted has a new one, and a new relay.
+    if pool is None or pool.node is not node or pool.loop is not asyncio.get_running_loop():
+        if pool is not None and pool.loop is asyncio.get_running_loop():
+            pool.close_idle()
+        pool = _warm[node.base_url] = _WarmRelay(node)
     return pool
 
 
@@ -259,27 +232,10 @@ async def connect_node_port(
     the answer is left to `InstanceTcp.ready()`: the caller's first bytes travel with the
     target instead of a round trip later (the preview proxy's request head)."""
     pool = _warm_for(node)
-    target = c.PortConnectIn(instance_id=instance_id, port=port).model_dump_json()
-    ws = pool.take()
-    if ws is not None:
-        tcp = InstanceTcp(ws, instance_id, port, pool)
-        try:
-            await ws.send(target)
-            if wait:
-                await tcp.ready()
-            return tcp
-        except websockets.ConnectionClosed:
-            await tcp.aclose()  # the node restarted, or retired it just now: a fresh one
-        except NodeUnreachable as exc:
-            if not isinstance(exc.__cause__, websockets.ConnectionClosed):
-                raise
-    ws = await pool.open()
-    tcp = InstanceTcp(ws, instance_id, port, pool)
-    try:
-        await ws.send(target)
-    except websockets.ConnectionClosed as exc:
-        await tcp.aclose()
-        raise NodeUnreachable() from exc
+    target = c.PortConnectIn(instance_id=instance_id, port=port).model_dump_json().encode()
+    reader_writer = pool.take() or await pool.open()
+    tcp = InstanceTcp(*reader_writer, instance_id, port)
+    reader_writer[1].write(target + b"\n")
     if wait:
         await tcp.ready()
     return tcp

@@ -318,20 +318,30 @@ class BuildEvent(Contract):
     type: Literal["log", "progress", "tick", "done", "error"]
 
 
-# --- ports (node/api/ports.py) ---
+# --- ports (node/port_relay.py, node/api/ports.py) ---
+
+
+# The sign-in line that opens a connection to the port relay: this, the node's secret, "\n".
+PORT_RELAY_GREETING = b"FORKYARD-PORTS/1 "
+
+
+class PortRelayOut(Contract):
+    """`GET /node/ports`: where the node's port relay listens (on the host of the node's URL)."""
+
+    port: int = Field(ge=1, le=65535)
 
 
 class PortConnectIn(Contract):
-    """The first message on a warm port WebSocket (`/node/ports/connect`): where to connect.
-    The control plane opens these ahead of need and names the target when one is wanted."""
+    """The target line on a signed-in port relay connection: where to connect. The control
+    plane opens these ahead of need and names the target when one is wanted."""
 
     instance_id: str = Field(min_length=1, max_length=64)
     port: int = Field(ge=1, le=65535)
 
 
 class PortConnectOut(Contract):
-    """The node's answer to `PortConnectIn`: connected, or why not; and, with code `done`
-    once both directions of a connection ended, that the WebSocket awaits its next target."""
+    """The node's answer line to `PortConnectIn`: connected (the connection's bytes follow), or
+    why not (and the connection ends)."""
 
     ok: bool
     code: str | None

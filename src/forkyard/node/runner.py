@@ -22,6 +22,7 @@ import uvicorn
 from forkyard.node.drivers.sandbox import SandboxDriver
 from forkyard.node.images import ensure_default_image
 from forkyard.node.installation import NodeLock, default_cgroup_parent
+from forkyard.node.port_relay import PortRelay
 from forkyard.node.reconcile import reconcile
 from forkyard.node.rpc import MAX_MESSAGE
 from forkyard.node.server import create_node_app
@@ -53,6 +54,9 @@ class NodeConfig:
     # None: forkyard-<installation id> (node/installation.py), so nodes of distinct installations
     # on one host never touch each other's cgroups. Two nodes must never share one.
     cgroup_parent: str | None = None
+    # The port relay's port (node/port_relay.py), on `host`; 0: any free one. The control plane
+    # asks the node API where it is, and reaches it on the host of the node's URL.
+    relay_port: int = 0
 
 
 def _memory_mb() -> int:
@@ -96,6 +100,7 @@ class Node:
         self.driver: SandboxDriver | None = None
         self.server_id: str | None = None
         self.url: str | None = None
+        self.relay_port = 0  # where the port relay listens, once started
         self._server: uvicorn.Server | None = None
         self._stop = asyncio.Event()
 
@@ -238,7 +243,11 @@ class Node:
         sock.bind((cfg.host, cfg.port))
         port = sock.getsockname()[1]
         self.url = cfg.advertise_url or f"http://{cfg.advertise_host or cfg.host}:{port}"
-        app = create_node_app(self.driver, self.secret, {"default": default_image})
+        relay = PortRelay(self.driver, self.secret)
+        self.relay_port = await relay.start(cfg.host, cfg.relay_port)
+        app = create_node_app(
+            self.driver, self.secret, {"default": default_image}, relay_port=self.relay_port
+        )
         self._server = uvicorn.Server(
             uvicorn.Config(
                 app,
@@ -277,6 +286,7 @@ class Node:
         finally:
             self._server.should_exit = True
             await serve_task
+            await relay.close()
             await self.shut_down()
 
     async def shut_down(self) -> None:

@@ -31,14 +31,25 @@ MAX_NODE_UPLOAD = 1024 * 1024 * 1024
 
 
 def create_node_app(
-    driver: Driver, secret: str, known_images: dict[str, Path] | None = None
+    driver: Driver,
+    secret: str,
+    known_images: dict[str, Path] | None = None,
+    *,
+    relay_port: int = 0,
 ) -> FastAPI:
-    """`known_images` maps image names the control plane uses (e.g. `default`) to rootfs paths."""
+    """`known_images` maps image names the control plane uses (e.g. `default`) to rootfs paths;
+    `relay_port` is where the port relay beside this API listens (node/port_relay.py)."""
     known = known_images or {}
     image_cache = node_images.image_cache_root(known, driver.data_dir / "images")
     if "default" in known:
         known.setdefault(node_images.SCRATCH_IMAGE, node_images.ensure_scratch_image(image_cache))
-    node = NodeContext(driver=driver, secret=secret, images=known, image_cache=image_cache)
+    node = NodeContext(
+        driver=driver,
+        secret=secret,
+        images=known,
+        image_cache=image_cache,
+        relay_port=relay_port,
+    )
 
     # A dependency, not an HTTP middleware: BaseHTTPMiddleware costs milliseconds per call on
     # the exec hot path (bench/compute.py).

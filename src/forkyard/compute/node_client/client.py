@@ -140,6 +140,10 @@ class NodeClient:
     async def storage(self) -> c.StorageOut:
         return await self._model("GET", "/node/storage", c.StorageOut)
 
+    async def port_relay(self) -> c.PortRelayOut:
+        """Where the node's port relay listens (forwards/tunnel.py connects there)."""
+        return await self._model("GET", "/node/ports", c.PortRelayOut)
+
     async def boot(
         self, instance_id: str, spec: c.SandboxSpecIn, *, timeout: float = 120
     ) -> c.BootOut:

@@ -51,6 +51,8 @@ class NodeContext:
     import_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     # Language servers running in instances, shared by their clients (node/lsp.py).
     lsp: LspHub = field(default_factory=LspHub)
+    # Where the port relay listens (node/port_relay.py); 0: no relay runs beside this API.
+    relay_port: int = 0
     _transfers: httpx.AsyncClient | None = None
 
     def transfers(self) -> httpx.AsyncClient:
