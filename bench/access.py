@@ -140,14 +140,15 @@ async def via_node(p: Platform, iid: str) -> int:
 
 
 async def via_node_cold(p: Platform, iid: str) -> int:
-    """As the node hop was before warm connections: a new WebSocket (TCP connect, upgrade, the
-    node's authentication) per connection, then the same target message."""
+    """As the node hop would be without warm connections: a new connection to the node's port
+    relay (TCP connect and sign-in) per request, then the same target line."""
     from forkyard.forwards.tunnel import InstanceTcp, _warm_for
     from forkyard.node import contract as c
 
-    ws = await _warm_for(await node_of(p, iid)).open()
-    await ws.send(c.PortConnectIn(instance_id=iid, port=SMALL_PORT).model_dump_json())
-    async with InstanceTcp(ws, iid, SMALL_PORT) as tcp:
+    reader, writer = await _warm_for(await node_of(p, iid)).open()
+    writer.write(c.PortConnectIn(instance_id=iid, port=SMALL_PORT).model_dump_json().encode())
+    writer.write(b"\n")
+    async with InstanceTcp(reader, writer, iid, SMALL_PORT) as tcp:
         await tcp.ready()
         await tcp.write(REQUEST)
         got = 0
@@ -202,8 +203,8 @@ async def latency(p: Platform, iid: str, netns: str, preview: httpx.AsyncClient,
         "direct (socket in the instance's netns)": lambda: direct(netns),
         "preview URL, same client as direct": lambda: raw_get(p.url, to_preview),
         "API alone, same client: GET /health/live": lambda: raw_get(p.url, to_api),
-        "node, a new WebSocket each (as before)": lambda: via_node_cold(p, iid),
-        "node, a warm WebSocket (connect_node_port)": lambda: via_node(p, iid),
+        "node, a new relay connection each": lambda: via_node_cold(p, iid),
+        "node, a warm relay connection": lambda: via_node(p, iid),
         "preview URL (API proxy + node)": lambda: via_preview(preview),
         "API alone: GET /health/live (its HTTP hop)": lambda: via_api(bare),
     }
@@ -220,14 +221,14 @@ async def latency(p: Platform, iid: str, netns: str, preview: httpx.AsyncClient,
     for name, values in times.items():
         print(f"  {name:42s} p50 {statistics.median(values):6.2f}  p90 {pct(values, 0.9):6.2f}")
     d = statistics.median(times["direct (socket in the instance's netns)"])
-    node = statistics.median(times["node, a warm WebSocket (connect_node_port)"])
+    node = statistics.median(times["node, a warm relay connection"])
     pv = statistics.median(times["preview URL (API proxy + node)"])
     raw = statistics.median(times["preview URL, same client as direct"])
     print(f"  preview / direct p50, same client: {raw / d:.2f}x  (+{raw - d:.2f} ms per request)")
     print(f"  preview / direct p50, httpx to the preview: {pv / d:.2f}x  (+{pv - d:.2f} ms)")
-    cold = statistics.median(times["node, a new WebSocket each (as before)"])
+    cold = statistics.median(times["node, a new relay connection each"])
     print(f"  node hop alone: +{node - d:.2f} ms; API proxy on top: +{pv - node:.2f} ms")
-    print(f"  node hop on a new WebSocket: +{cold - d:.2f} ms ({cold / d:.2f}x direct)")
+    print(f"  node hop on a new relay connection: +{cold - d:.2f} ms ({cold / d:.2f}x direct)")
     hop = statistics.median(times["API alone: GET /health/live (its HTTP hop)"])
     print(f"  preview URL - node hop - API's HTTP hop: {pv - node - hop:+.2f} ms")
     await bare.aclose()
