@@ -57,7 +57,9 @@ async def terminal(
         if not principal.can("write"):
             raise Forbidden("This needs the `write` scope.", details={"scope": "write"})
         target = await claim(request, principal, id)
-        node_ws = await target.node.open_session(
+        # A warm WebSocket, as the SSH gateway's sessions take (node_client/warm.py): no
+        # connect, upgrade or node authentication before the shell starts.
+        node_ws = await target.node.open_warm_session(
             target.instance_id, c.SessionOpenIn(kind="pty", term=term, rows=rows, cols=cols)
         )
     except ForkyardError as exc:

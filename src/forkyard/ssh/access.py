@@ -118,22 +118,6 @@ async def instance_status(db: Database, instance_ids: list[str]) -> dict[str, st
         return {i: s for i, s in rows}
 
 
-async def running_server(db: Database, instance_id: str) -> ComputeServer | None:
-    """The server a running instance runs on (None: not running)."""
-    async with db.transaction() as session:
-        row = (
-            await session.execute(
-                select(Instance.status, ComputeServer)
-                .join(ComputeServer, ComputeServer.id == Instance.server_id)
-                .where(Instance.id == instance_id)
-            )
-        ).one_or_none()
-    if row is None or row[0] != "running":
-        return None
-    server: ComputeServer = row[1]
-    return server
-
-
 async def touch(db: Database, instance_ids: list[str]) -> None:
     """An SSH session is activity: the idle timeout counts from its last stamp."""
     if not instance_ids:

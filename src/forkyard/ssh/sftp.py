@@ -126,8 +126,15 @@ class InstanceSftp(asyncssh.SFTPServer):
         self._node: NodeClient | None = None
 
     async def _client(self) -> NodeClient:
+        """The instance's node, found at the session's first request and kept for the rest.
+
+        From the connection's sign-in (`access.sign_in`), which its key check filled moments
+        before: a request then costs its one node round trip and no database query (scp and
+        sftp open a session per command). The triggers that empty that entry when the instance
+        stops, moves or changes org make a session opened afterwards look again, as a
+        command's session does (gateway `_run`)."""
         if self._node is None:
-            server = await access.running_server(self.gateway.db, self.instance_id)
+            server = (await access.sign_in(self.gateway.db, self.instance_id)).server
             if server is None:
                 raise asyncssh.SFTPFailure("the instance is not running")
             self._node = node_clients.for_server(server, self.gateway.settings.secret_key)
