@@ -64,7 +64,7 @@ def _install(path: str) -> None:
     proxy._authorize = timed_async("auth (key or cookie)", proxy._authorize)  # type: ignore[assignment]
     proxy.connect_node_port = timed_async("tunnel take", proxy.connect_node_port)  # type: ignore[assignment]
     proxy.proxy_http = timed_async(  # type: ignore[assignment]
-        "upstream h11 (node, app and back)", proxy.proxy_http
+        "upstream (node, app and back)", proxy.proxy_http
     )
     call = proxy.PreviewProxy.__call__
 

@@ -2,7 +2,7 @@
 HTTP server that shows what it received, and a websocket echo server."""
 
 HEADERS_APP = r"""
-import json, sys
+import hashlib, json, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class H(BaseHTTPRequestHandler):
@@ -25,7 +25,70 @@ class H(BaseHTTPRequestHandler):
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
             return
+        if self.path.startswith("/status/"):  # 204 and 304: a head and no body, ever
+            self.send_response(int(self.path.rsplit("/", 1)[1]))
+            self.send_header("ETag", '"v1"')
+            self.end_headers()
+            return
+        if self.path.startswith("/until-close"):  # no length, no chunks: the body ends at EOF
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Set-Cookie", "a=1")
+            self.send_header("Set-Cookie", "b=2")
+            self.end_headers()
+            for i in range(64):
+                self.wfile.write(bytes([i]) * 65536)
+            self.close_connection = True
+            return
+        if self.path == "/chunks":  # chunked, large pieces of known bytes
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(40):
+                chunk = bytes([i]) * (100_000 + i)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        if self.path.startswith("/not-http"):
+            self.wfile.write(b"SSH-2.0-OpenSSH\r\n\r\n")
+            self.close_connection = True
+            return
+        if self.path.startswith("/cut-short"):  # promises more than it sends, then closes
+            self.send_response(200)
+            self.send_header("Content-Length", "1000000")
+            self.end_headers()
+            self.wfile.write(b"z" * 1000)
+            self.close_connection = True
+            return
+        if self.path.startswith("/chunks-cut-short"):  # chunks, and no last chunk
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"3e8\r\n" + b"z" * 1000 + b"\r\n")
+            self.close_connection = True
+            return
         self._answer(json.dumps({"path": self.path, "headers": dict(self.headers)}).encode())
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "12345")
+        self.end_headers()
+    def do_POST(self):  # the body's digest: every byte arrived, in order
+        if self.headers.get("Expect"):  # its 100 Continue went out alone; the answer comes later
+            time.sleep(0.3)
+        n = int(self.headers.get("Content-Length") or 0)
+        digest = hashlib.sha256()
+        if self.headers.get("Transfer-Encoding") == "chunked":
+            while (size := int(self.rfile.readline().strip(), 16)) != 0:
+                digest.update(self.rfile.read(size))
+                self.rfile.readline()
+            self.rfile.readline()
+        else:
+            while n > 0:
+                got = self.rfile.read(min(n, 1 << 20))
+                digest.update(got)
+                n -= len(got)
+        self._answer(json.dumps({"sha256": digest.hexdigest(), "expect": self.headers.get("Expect")}).encode())
     def do_PUT(self):
         n = int(self.headers.get("Content-Length") or 0)
         if self.headers.get("Transfer-Encoding") == "chunked":

@@ -4,6 +4,7 @@ curl, httpx and a websocket client through preview hosts, and the refusals aroun
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from typing import Any
 from urllib.parse import urlsplit
@@ -369,4 +370,57 @@ async def test_a_change_reaches_a_warm_preview_cache_at_once(platform: Any, db: 
         assert (await api.delete(f"{forwards}/{fwd['id']}")).status_code == 204
         r = await c.get("/small")  # the very next request
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    await api.delete(f"/v1/instances/{iid}")
+
+
+async def test_preview_passes_every_framing_of_http(platform: Any) -> None:
+    """The proxy reads the app's answers itself (httptools) and writes the caller's requests
+    as bytes: each way HTTP/1.1 delimits a body reaches the caller whole and in order (a
+    length, chunks, the app closing), answers without a body end at their head (HEAD, 204,
+    304), a 100 Continue is not taken for the answer, large bodies go both ways intact, and
+    an app that cuts an answer short or does not speak HTTP is never passed off as whole."""
+    api = platform.api
+    key = api.headers["Authorization"].removeprefix("Bearer ")
+    iid = (await create_running(api))["id"]
+    await _start(api, iid, HEADERS_APP, "headers.py", 8001)
+    made = (await api.post(f"/v1/instances/{iid}/port-forwards", json={"port": 8001})).json()
+    async with _preview(platform, made["url"], Authorization=f"Bearer {key}") as c:
+        r = await c.head("/seen")
+        assert r.status_code == 200 and r.content == b""
+        assert r.headers["content-length"] == "12345"
+        for status in (204, 304):
+            r = await asyncio.wait_for(c.get(f"/status/{status}"), 10)
+            assert r.status_code == status and r.content == b"" and r.headers["etag"] == '"v1"'
+
+        r = await c.get("/until-close")
+        assert r.status_code == 200 and r.headers.get_list("set-cookie") == ["a=1", "b=2"]
+        assert r.content == b"".join(bytes([i]) * 65536 for i in range(64))
+        r = await c.get("/chunks")
+        assert r.content == b"".join(bytes([i]) * (100_000 + i) for i in range(40))
+
+        # uploads of 24 MiB, with a length and streamed in pieces (chunked to the app)
+        upload = bytes(range(256)) * (24 * 4096)
+        expected = hashlib.sha256(upload).hexdigest()
+        r = await c.post("/digest", content=upload)
+        assert r.json() == {"sha256": expected, "expect": None}
+
+        async def pieces():  # type: ignore[no-untyped-def]
+            for start in range(0, len(upload), 1_000_003):
+                yield upload[start : start + 1_000_003]
+
+        r = await c.post("/digest", content=pieces())
+        assert r.json()["sha256"] == expected
+        # the app answers `100 Continue` first (http.server does for Expect), then the answer
+        r = await c.post("/digest", content=b"abc", headers={"Expect": "100-continue"})
+        assert r.status_code == 200
+        assert r.json() == {"sha256": hashlib.sha256(b"abc").hexdigest(), "expect": "100-continue"}
+
+        r = await c.get("/not-http", headers={"Accept": "application/json"})
+        assert r.status_code == 502 and r.json()["error"]["code"] == "port_unreachable"
+        # a length promised and not kept: the caller's connection is cut, not the answer ended
+        for cut in ("/cut-short", "/chunks-cut-short"):
+            with pytest.raises(httpx.HTTPError):
+                await c.get(cut)
+        r = await c.get("/seen")  # and the preview goes on
+        assert r.status_code == 200 and r.json()["path"] == "/seen"
     await api.delete(f"/v1/instances/{iid}")

@@ -11,14 +11,16 @@ answers of a refusal are refusals.py."""
 from __future__ import annotations
 
 import logging
+import time
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qsl, urlencode
 
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from forkyard.compute.node_client import node_clients
 from forkyard.config import Settings
+from forkyard.db.engine import Database
 from forkyard.db.tenancy import is_owned
 from forkyard.forwards import service
 from forkyard.forwards.refusals import Refused, header, refuse
@@ -45,25 +47,23 @@ class PreviewProxy:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
-        fastapi_app = scope.get("app")
-        settings: Settings = fastapi_app.state.settings  # type: ignore[union-attr]
+        # Every request to the API passes here: only its Host is read until it is a preview's.
         host = header(scope, b"host")
-        where = service.parse_preview_host(settings, host) if host else None
+        if not host:
+            return await self.app(scope, receive, send)
+        state = scope["app"].state
+        settings: Settings = state.settings
+        where = service.parse_preview_host(settings, host)
         if where is None:
             return await self.app(scope, receive, send)
         instance_id, port = where
-        # Only the caller's credentials are read from this view of the request, always as a
-        # GET (a websocket's scope is its upgrade request): a preview host is another origin
-        # and what it carries is the app's traffic, not a write to our API, so the API's CSRF
-        # check and its read-only-key rule do not apply; the app guards its own forms (ADR 0013).
-        request = Request({**scope, "type": "http", "method": "GET"})
         try:
-            target = await self._admit(request, settings, instance_id, port)
+            target = await self._admit(scope, settings, instance_id, port)
         except Refused as refused:
             return await refuse(scope, receive, send, refused)
         if scope["type"] == "http" and (share := _share_param(scope)) is not None:
             return await _redeem_share(scope, send, settings, target, share)
-        await self._touch(request, instance_id)
+        await self._touch(state.db, instance_id)
         assert target.server is not None
         node = node_clients.for_server(target.server, settings.secret_key)
         try:
@@ -83,13 +83,13 @@ class PreviewProxy:
                 await proxy_websocket(scope, receive, send, tcp, settings, host, port)
 
     async def _admit(
-        self, request: Request, settings: Settings, instance_id: str, port: int
+        self, scope: Scope, settings: Settings, instance_id: str, port: int
     ) -> PreviewTarget:
-        target = await service.preview_target(request.app.state.db, instance_id, port)
+        target = await service.preview_target(scope["app"].state.db, instance_id, port)
         if target is not None and target.protocol != "http":
             target = None
         if target is None or target.visibility != "public":
-            await _authorize(request, settings, target)
+            await _authorize(scope, settings, target)
         assert target is not None
         if target.instance_status != "running" or target.server is None:
             raise Refused(
@@ -100,47 +100,52 @@ class PreviewProxy:
             )
         return target
 
-    async def _touch(self, request: Request, instance_id: str) -> None:
+    async def _touch(self, db: Database, instance_id: str) -> None:
         """Proxied traffic is activity for the idle timeout (throttled per instance)."""
-        now = utcnow()
+        now = time.monotonic()
         last = self._touched.get(instance_id)
-        if last is not None and now.timestamp() - last < TOUCH_EVERY_S:
+        if last is not None and now - last < TOUCH_EVERY_S:
             return
-        self._touched[instance_id] = now.timestamp()
+        self._touched[instance_id] = now
         if len(self._touched) > 100_000:
             self._touched.clear()
-        await request.app.state.db.plain(
-            service.PREVIEW_TOUCH, {"p_instance_id": instance_id, "p_now": now}
-        )
+        await db.plain(service.PREVIEW_TOUCH, {"p_instance_id": instance_id, "p_now": utcnow()})
 
 
-async def _authorize(request: Request, settings: Settings, target: PreviewTarget | None) -> None:
+def _as_get(scope: Scope) -> Request:
+    """The request as the API's own authentication reads it, always as a GET (a websocket's
+    scope is its upgrade request): a preview host is another origin and what it carries is
+    the app's traffic, not a write to our API, so the API's CSRF check and its read-only-key
+    rule do not apply; the app guards its own forms (ADR 0013). Made only when a credential
+    of ours is to be checked or a refusal counted: a share link or a public forward needs none."""
+    return Request({**scope, "type": "http", "method": "GET"})
+
+
+async def _authorize(scope: Scope, settings: Settings, target: PreviewTarget | None) -> None:
     """A private forward admits members of its org (API key, session cookie) and holders of a
     share cookie or link signed for this very forward. Unknown forwards look the same as
     private ones to a stranger (401), and as absent to a member of another org (404)."""
-    ip = client_ip(request, settings.trusted_proxies)
-    presented = [
-        request.cookies.get(service.SHARE_COOKIE),
-        request.query_params.get(service.SHARE_PARAM),
-    ]
-    for token in presented:
+    cookie = header(scope, b"cookie")
+    cookies = cookie_parser(cookie) if cookie else {}
+    for token in (cookies.get(service.SHARE_COOKIE), _share_param(scope)):
         if token and target and service.share_token_forward(settings, token) == target.forward_id:
             return
-    authorization = request.headers.get("authorization", "")
-    has_key = authorization.lower().startswith("bearer fy_")
-    if has_key or request.cookies.get(ACCESS_COOKIE):
+    authorization = header(scope, b"authorization")
+    has_key = authorization[:10].lower() == "bearer fy_"
+    if has_key or cookies.get(ACCESS_COOKIE):
         from forkyard.identity.deps import get_principal
 
+        request = _as_get(scope)
         try:
             principal = await get_principal(request)
         except ForkyardError as exc:
-            _count_refusal(ip, settings)
+            _count_refusal(request, settings)
             raise Refused(401, exc.code, exc.message, {}) from exc
         if target is not None and is_owned(target, principal):
             return
-        _count_refusal(ip, settings)
+        _count_refusal(request, settings)
         raise Refused(404, "not_found", "No such preview.", {})
-    _count_refusal(ip, settings)
+    _count_refusal(_as_get(scope), settings)
     raise Refused(
         401,
         "unauthenticated",
@@ -149,8 +154,9 @@ async def _authorize(request: Request, settings: Settings, target: PreviewTarget
     )
 
 
-def _count_refusal(ip: str, settings: Settings) -> None:
+def _count_refusal(request: Request, settings: Settings) -> None:
     """Strangers probing preview hosts are rate limited like any anonymous caller."""
+    ip = client_ip(request, settings.trusted_proxies)
     try:
         limiter.hit(f"preview:{ip}", settings.rate_limit_anonymous_per_min * 10)
     except ForkyardError as exc:
@@ -158,7 +164,10 @@ def _count_refusal(ip: str, settings: Settings) -> None:
 
 
 def _share_param(scope: Scope) -> str | None:
-    for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+    query: bytes = scope.get("query_string", b"")
+    if service.SHARE_PARAM.encode() not in query:
+        return None
+    for k, v in parse_qsl(query.decode("latin-1")):
         if k == service.SHARE_PARAM:
             return v
     return None

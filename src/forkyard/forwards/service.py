@@ -4,6 +4,7 @@ host name; share links signed for one forward; where a preview request goes."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import time
@@ -36,9 +37,15 @@ SHARE_PURPOSE = b"forkyard-preview-share"
 def preview_domain(settings: Settings) -> str:
     """The wildcard domain preview hosts live under: the setting, else `localhost:<API port>`
     (`*.localhost` resolves to loopback in curl and browsers, with no DNS)."""
-    if settings.preview_domain:
-        return settings.preview_domain.lower().strip(".")
-    parts = urlsplit(settings.public_url)
+    return _domain(settings.preview_domain, settings.public_url)
+
+
+@functools.lru_cache(maxsize=8)
+def _domain(configured: str | None, public_url: str) -> str:
+    # Asked on every request to the API (is this a preview host?): worked out once per setting.
+    if configured:
+        return configured.lower().strip(".")
+    parts = urlsplit(public_url)
     return f"localhost:{parts.port}" if parts.port else "localhost"
 
 

@@ -1,6 +1,7 @@
 """Speaking to the app inside an instance over an `InstanceTcp`: the caller's HTTP request as
-HTTP/1.1 (h11), or its websocket spoken again as a websocket client (websockets' sans-I/O
-protocol), with the headers the app should see (ADR 0013)."""
+HTTP/1.1 (its head written as bytes, the app's answer parsed by httptools), or its websocket
+spoken again as a websocket client (websockets' sans-I/O protocol), with the headers the app
+should see (ADR 0013)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import h11
+import httptools
 from starlette.types import Message, Receive, Scope, Send
 from websockets.client import ClientProtocol
 from websockets.frames import Opcode
@@ -36,22 +37,33 @@ HOP_BY_HOP = {
     b"host",
     b"content-length",
 }
+# The app's response headers the caller does not get: its length does go on (the API's server
+# frames the body by it), the rest is about the app's connection to us.
+RESPONSE_DROPPED = frozenset(HOP_BY_HOP - {b"content-length"})
+_OURS_FORWARDED = (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port")
+# Methods whose request has no body unless the caller gave a length (no chunked framing made up).
+_BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 
-def forwarded_headers(scope: Scope, settings: Settings, host: str) -> list[tuple[bytes, bytes]]:
-    """The caller's headers as the app should see them: without hop-by-hop headers and our
-    credentials, with X-Forwarded-*."""
+def _app_headers(
+    scope: Scope, settings: Settings, host: str
+) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
+    """One pass over the caller's headers: those the app should see (without hop-by-hop
+    headers and our credentials, with X-Forwarded-*), and the caller's Content-Length."""
     out: list[tuple[bytes, bytes]] = []
     prior_for = ""
+    length: bytes | None = None
     for k, v in scope["headers"]:
         if k in HOP_BY_HOP or k.startswith(b"sec-websocket-"):
+            if k == b"content-length" and length is None:
+                length = v
             continue
         if k == b"authorization" and v[:10].lower() == b"bearer fy_":
             continue
         if k == b"x-forwarded-for":
             prior_for = v.decode("latin-1")
             continue
-        if k in (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port"):
+        if k in _OURS_FORWARDED:
             continue
         if k == b"cookie":
             kept = _strip_our_cookies(v.decode("latin-1"))
@@ -70,7 +82,13 @@ def forwarded_headers(scope: Scope, settings: Settings, host: str) -> list[tuple
         (b"x-forwarded-host", host.encode()),
         (b"x-forwarded-port", port.encode()),
     ]
-    return out
+    return out, length
+
+
+def forwarded_headers(scope: Scope, settings: Settings, host: str) -> list[tuple[bytes, bytes]]:
+    """The caller's headers as the app should see them: without hop-by-hop headers and our
+    credentials, with X-Forwarded-*."""
+    return _app_headers(scope, settings, host)[0]
 
 
 def _strip_our_cookies(header: str) -> str:
@@ -97,6 +115,61 @@ async def _ready(scope: Scope, receive: Receive, send: Send, tcp: InstanceTcp, p
     return True
 
 
+def _request_head(
+    scope: Scope, headers: list[tuple[bytes, bytes]], host: str, framing: bytes
+) -> bytes:
+    """The request line and headers as bytes. Every name and value came through the API's own
+    HTTP parser (no CR or LF can be in them), the host matched a preview host, and the rest
+    is ours, so there is nothing left for an HTTP library to check."""
+    lines = [scope["method"].encode(), b" ", _target_path(scope), b" HTTP/1.1\r\nhost: "]
+    lines += [host.encode(), b"\r\n"]
+    for k, v in headers:
+        lines += [k, b": ", v, b"\r\n"]
+    lines += [framing, b"connection: close\r\n\r\n"]
+    return b"".join(lines)
+
+
+class _AppResponse:
+    """The app's answer as httptools reports it (these are its callbacks): the status and
+    headers once complete, then the body as it comes. 1xx answers before the real one are
+    skipped; a HEAD's answer is complete with its headers."""
+
+    def __init__(self, head_only: bool) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.head_only = head_only
+        self.status = 0  # of the final answer, once its headers are complete
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.complete = False
+        self.framed = False  # a length or chunks: ending early is an error, not the end
+        self._interim = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length" or name == b"transfer-encoding":
+            self.framed = True
+        if name not in RESPONSE_DROPPED:
+            self.headers.append((name, value.rstrip(b" \t")))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200:
+            self._interim, self.headers, self.framed = True, [], False
+            return
+        self.status = status
+        self.complete = self.head_only
+
+    def on_body(self, body: bytes) -> None:
+        if not self.complete:
+            self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+        else:
+            self.complete = True
+
+
 async def proxy_http(
     scope: Scope,
     receive: Receive,
@@ -106,63 +179,68 @@ async def proxy_http(
     host: str,
     port: int,
 ) -> None:
-    conn = h11.Connection(h11.CLIENT)
-    headers = [(b"host", host.encode()), *forwarded_headers(scope, settings, host)]
-    length = header(scope, b"content-length")
-    if length:
-        headers.append((b"content-length", length.encode()))
-    elif scope["method"] not in ("GET", "HEAD", "OPTIONS", "DELETE"):
-        headers.append((b"transfer-encoding", b"chunked"))
-    headers.append((b"connection", b"close"))
-    request = h11.Request(method=scope["method"], target=_target_path(scope), headers=headers)
-    await tcp.write(conn.send(request) or b"")
+    headers, length = _app_headers(scope, settings, host)
+    chunked = length is None and scope["method"] not in _BODILESS
+    if length is not None:
+        framing = b"content-length: " + length + b"\r\n"
+    else:
+        framing = b"transfer-encoding: chunked\r\n" if chunked else b""
+    await tcp.write(_request_head(scope, headers, host, framing))
     if not await _ready(scope, receive, send, tcp, port):
         return
-    expects_body = bool(length) or (b"transfer-encoding", b"chunked") in headers
-    while expects_body:
+    while length is not None or chunked:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
         body = message.get("body", b"")
-        if body:
-            await tcp.write(conn.send(h11.Data(data=body)) or b"")
-        if not message.get("more_body", False):
+        more = message.get("more_body", False)
+        if chunked:
+            out = b"%x\r\n%b\r\n" % (len(body), body) if body else b""
+            await tcp.write(out if more else out + b"0\r\n\r\n")
+        elif body:
+            await tcp.write(body)
+        if not more:
             break
-    await tcp.write(conn.send(h11.EndOfMessage()) or b"")
+    await _answer(scope, receive, send, tcp, port)
 
+
+async def _answer(scope: Scope, receive: Receive, send: Send, tcp: InstanceTcp, port: int) -> None:
+    """The app's answer to the caller: its head once parsed, then each read's body in one
+    message, the last one with whatever ended the answer."""
+    response = _AppResponse(scope["method"] == "HEAD")
     started = False
     while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            data = await tcp.read()
-            conn.receive_data(data)
-            if not data and not started and conn.their_state is h11.SEND_RESPONSE:
-                await refuse(
-                    scope,
-                    receive,
-                    send,
-                    Refused(
-                        502,
-                        "port_unreachable",
-                        "The app closed the connection without answering.",
-                        {"port": port},
-                    ),
-                )
-                return
-            continue
-        if isinstance(event, h11.InformationalResponse):
-            continue
-        if isinstance(event, h11.Response):
-            out = [
-                (k, v) for k, v in event.headers if k not in HOP_BY_HOP or k == b"content-length"
-            ]
-            await send({"type": "http.response.start", "status": event.status_code, "headers": out})
+        data = await tcp.read()
+        if data:
+            try:
+                response.parser.feed_data(data)
+            except httptools.HttpParserError:
+                # Bytes after a complete answer (the app's Connection: close) are no matter.
+                if not response.complete:
+                    if started:
+                        raise
+                    message = "The app's answer is not HTTP/1.1."
+                    refused = Refused(502, "port_unreachable", message, {"port": port})
+                    return await refuse(scope, receive, send, refused)
+        if not started and response.status:
+            start = {"type": "http.response.start", "status": response.status}
+            await send({**start, "headers": response.headers})
             started = True
-        elif isinstance(event, h11.Data):
-            await send({"type": "http.response.body", "body": bytes(event.data), "more_body": True})
-        elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-            await send({"type": "http.response.body", "body": b""})
-            return
+        body = b"".join(response.body) if len(response.body) != 1 else response.body[0]
+        response.body.clear()
+        if data and not response.complete:
+            if body:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            continue
+        if not response.complete:  # the app closed its connection before the end
+            if not started:
+                message = "The app closed the connection without answering."
+                refused = Refused(502, "port_unreachable", message, {"port": port})
+                return await refuse(scope, receive, send, refused)
+            if response.framed:  # cut short: the caller must not take it for the whole
+                raise ConnectionResetError("the app's answer ended before its end")
+        await send({"type": "http.response.body", "body": body})
+        return
 
 
 async def proxy_websocket(
