@@ -4,8 +4,10 @@ sftp against the gateway; a websocket client on the terminal; an SSE reader on t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 from collections.abc import AsyncIterator
@@ -22,7 +24,7 @@ from forkyard.config import Settings
 from forkyard.db.engine import Database, libpq_url
 from forkyard.ssh.gateway import SshGateway
 from forkyard.ssh.hostkey import public_line
-from tests.compute.conftest import Platform, create_running, signed_in
+from tests.compute.conftest import Platform, create_running, signed_in, wait_status
 
 pytestmark = pytest.mark.sandbox
 
@@ -307,6 +309,116 @@ async def test_ssh_terminal_and_watch(
     assert r.status_code in (200, 202, 204), r.text
     rc = await asyncio.wait_for(proc.wait(), 30)
     assert rc != 0
+
+
+async def _account_key(platform: Platform, tmp_path: Path) -> Path:
+    key = tmp_path / "id_ed25519"
+    pub = _keypair(key)
+    r = await platform.browser.post("/v1/account/ssh-keys", json={"name": "t", "public_key": pub})
+    assert r.status_code == 201, r.text
+    return key
+
+
+async def test_sftp_requests(
+    platform: Platform, gateway: SshGateway, tmp_path: Path, db: Database
+) -> None:
+    """SFTP through asyncssh's client: what an open for reading refuses (missing, a directory)
+    and lets through (a FIFO, whose reads are then refused); and the requests of a session,
+    the first included, find the instance's node from the connection's sign-in, not the
+    database (ADR 0014)."""
+    import asyncssh
+    from sqlalchemy import event
+
+    key = await _account_key(platform, tmp_path)
+    iid = (await create_running(platform.api))["id"]
+    r = await platform.api.post(
+        f"/v1/instances/{iid}/exec",
+        json={"command": "mkdir -p /root/d && printf hi > /root/d/f && mkfifo /root/d/p"},
+    )
+    assert r.status_code == 200 and r.json()["exit_code"] == 0, r.text
+
+    # Statements that could find where the instance runs: any read of compute_servers.
+    lookups: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "compute_servers" in statement:
+            lookups.append(statement)
+
+    async with asyncssh.connect(
+        "127.0.0.1", gateway.port, username=iid, client_keys=[str(key)], known_hosts=None,
+        agent_path=None, password=None,
+    ) as conn:  # fmt: skip
+        event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+        try:
+            for _ in range(2):  # a session per command, as scp and sftp open them
+                async with conn.start_sftp_client() as sftp:
+                    attrs = await sftp.stat("/root/d/f")
+                    assert attrs.size == 2 and attrs.permissions is not None
+                    assert attrs.permissions & 0o170000 == 0o100000
+                    async with sftp.open("/root/d/f", "rb") as f:
+                        assert await f.read(2) == b"hi"
+                    async with sftp.open("/root/d/g", "wb") as f:
+                        await f.write(b"written")
+                    async with sftp.open("/root/d/g", "rb") as f:
+                        assert await f.read(7) == b"written"
+                    with pytest.raises(asyncssh.SFTPNoSuchFile):
+                        await sftp.open("/root/d/missing", "rb")
+                    with pytest.raises(asyncssh.SFTPFailure, match="is a directory"):
+                        await sftp.open("/root/d", "rb")
+                    fifo = await sftp.open("/root/d/p", "rb")
+                    with pytest.raises(asyncssh.SFTPFailure):
+                        await fifo.read(1)
+                    await fifo.close()
+                    assert sorted(await sftp.listdir("/root/d")) == ["f", "g", "p"]
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+        assert lookups == []
+
+        # A session opened after the instance stopped is refused, however it learns of it
+        # (the triggers empty the sign-in's entry; the watchdog ends the connection).
+        r = await platform.api.delete(f"/v1/instances/{iid}/vm")
+        assert r.status_code in (200, 202), r.text
+        await wait_status(platform.api, iid, "stopped")
+        with pytest.raises((asyncssh.Error, OSError)):
+            async with conn.start_sftp_client() as sftp:
+                await sftp.stat("/root/d/f")
+
+
+async def test_several_web_terminals_at_once(platform: Platform) -> None:
+    """More terminals at once than the node keeps warm WebSockets for (warm.py
+    WARM_PER_NODE), each its own shell."""
+    from forkyard.compute.node_client.warm import WARM_PER_NODE
+
+    iid = (await create_running(platform.api))["id"]
+    key = platform.api.headers["authorization"]
+    url = platform.url.replace("http", "ws") + f"/v1/instances/{iid}/terminal"
+    count = WARM_PER_NODE + 2
+    async with contextlib.AsyncExitStack() as stack:
+        terms = [
+            await stack.enter_async_context(
+                websockets.connect(url, additional_headers={"Authorization": key})
+            )
+            for _ in range(count)
+        ]
+        for term in terms:
+            assert json.loads(await term.recv()) == {"type": "ready"}
+        for n, term in enumerate(terms):
+            await term.send(json.dumps({"type": "input", "data": f"echo shell-$$-{n}; exit {n}\r"}))
+        shells = set()
+        for n, term in enumerate(terms):
+            seen = b""
+            end: dict[str, Any] = {}
+            async for message in term:
+                if isinstance(message, bytes):
+                    seen += message
+                else:
+                    end = json.loads(message)
+                    break
+            assert end == {"type": "exit", "exit_code": n}, seen
+            found = re.search(rb"shell-(\d+)-" + str(n).encode() + rb"\r?\n", seen)
+            assert found, seen
+            shells.add(found.group(1))
+        assert len(shells) == count  # each its own shell
 
 
 def test_prompt_acks_reach_the_reads_under_uvloop() -> None:

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 HOME = "/root"
 READ_MAX = 1024 * 1024  # one SFTP read asks for far less (32-256 KiB)
 
+# How the helper below is started: isolated (-I: no PYTHON* variables, no user site, not the
+# working directory on its path) and without `site` (-S), whose imports are most of a bare
+# python3's start and which the instance's own packages could change. The standard library
+# is all it needs.
+PYTHON = ("python3", "-I", "-S", "-c")
 # Runs inside the instance with the request as its one argument; prints one JSON answer.
 HELPER = r"""
 import json, os, sys
@@ -145,7 +150,7 @@ class InstanceSftp(asyncssh.SFTPServer):
         try:
             answer = await node.exec(
                 self.instance_id,
-                {"command": ["python3", "-c", HELPER, json.dumps(request)], "timeout_s": 30},
+                {"command": [*PYTHON, HELPER, json.dumps(request)], "timeout_s": 30},
                 timeout=40,
             )
         except ForkyardError as exc:
@@ -219,9 +224,7 @@ class InstanceSftp(asyncssh.SFTPServer):
         writing = bool(pflags & asyncssh.FXF_WRITE)
         mode = (attrs.permissions or 0o644) & 0o7777
         if not writing:
-            st = await self._helper(op="stat", path=p)
-            if (st["mode"] & 0o170000) == 0o040000:
-                raise asyncssh.SFTPFailure("is a directory")
+            await self._check_readable(p)
             return _Handle(p, False, mode)
         handle = _Handle(p, True, mode)
         if pflags & asyncssh.FXF_EXCL or not pflags & asyncssh.FXF_TRUNC:
@@ -237,6 +240,23 @@ class InstanceSftp(asyncssh.SFTPServer):
                 handle.mode = st["mode"] & 0o7777
                 handle.buffer += await self._read(p, 0, None)
         return handle
+
+    async def _check_readable(self, path: str) -> None:
+        """Refuse at open what is missing, forbidden or a directory: a read of no bytes, so one
+        node round trip with no program started in the instance (the stat it replaces ran
+        python3, most of an SFTP get). Anything else that is no regular file (a FIFO, a
+        device) opens as before, and its reads are refused."""
+        node = await self._client()
+        body = c.ReadFileIn(path=path, offset=0, limit=0)
+        try:
+            async for _ in await node.read_file(self.instance_id, body):
+                pass
+        except ForkyardError as exc:
+            if exc.code == "not_a_regular_file":
+                return
+            if exc.code == "is_a_directory":
+                raise asyncssh.SFTPFailure("is a directory") from None
+            raise _CODES.get(exc.code, asyncssh.SFTPFailure)(exc.message) from None
 
     async def _read(self, path: str, offset: int, size: int | None) -> bytes:
         node = await self._client()
