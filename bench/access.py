@@ -426,7 +426,17 @@ def main() -> None:
     pv.add_argument("--profile", action="store_true", help="time the API's steps inside it")
     lsp = sub.add_parser("lsp")
     lsp.add_argument("--requests", type=int, default=100)
+    sftp = sub.add_parser("sftp")
+    sftp.add_argument("--requests", type=int, default=100)
+    terminal = sub.add_parser("terminal")
+    terminal.add_argument("--sessions", type=int, default=30)
     args = parser.parse_args()
+    if args.what == "sftp":
+        asyncio.run(sftp_ops(args.requests))
+        return
+    if args.what == "terminal":
+        asyncio.run(terminal_prompt(args.sessions))
+        return
     if args.what == "lsp":
         asyncio.run(lsp_completion(args.requests))
         return
@@ -526,6 +536,217 @@ async def ssh_on_own_platform(runs: int, profile: bool) -> None:
     print(f"ratio to ssh -G: {statistics.median(times) / b:.1f}x")
     if profile:
         print_ssh_profile(profiled)
+    print(f"(machine: {Path('/proc/loadavg').read_text().split()[0]} load average at the end)")
+
+
+async def _bench_key(p: Platform, work: Path) -> Path:
+    """A fresh ed25519 key on the bench account (account keys are the signed-in user's
+    business: an API key may not add one)."""
+    from harness import PASSWORD
+
+    key = work / "id"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    async with httpx.AsyncClient(base_url=p.url, headers={"Origin": p.url}) as browser:
+        r = await browser.post(
+            "/v1/auth/login", json={"email": "bench@example.com", "password": PASSWORD}
+        )
+        r.raise_for_status()
+        r = await browser.post(
+            "/v1/account/ssh-keys",
+            json={"name": "bench", "public_key": (work / "id.pub").read_text()},
+        )
+        r.raise_for_status()
+    return key
+
+
+async def alternated(ways: dict[str, Any], n: int, warm: int = 5) -> dict[str, list[float]]:
+    """p50-ready timings (ms) of each way, run in turn `n` times after `warm` unmeasured turns,
+    so that the machine's load falls on every way alike."""
+    for _ in range(warm):
+        for way in ways.values():
+            await way()
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(n):
+        for name, way in ways.items():
+            t = time.perf_counter()
+            await way()
+            times[name].append((time.perf_counter() - t) * 1000)
+    return times
+
+
+def print_ways(title: str, times: dict[str, list[float]]) -> None:
+    print(f"\n{title}")
+    for name, values in times.items():
+        print(f"  {name:56s} p50 {statistics.median(values):7.2f}  p90 {pct(values, 0.9):7.2f}")
+
+
+SFTP_SMALL = bytes(range(256)) * 8  # 2 KiB
+
+
+async def sftp_ops(requests: int) -> None:
+    """SFTP through the gateway (asyncssh's client, one SSH connection) beside the files API
+    doing the same work, alternated in one run (ADR 0014)."""
+    import base64
+    import json
+    import shlex
+    import tempfile
+
+    import asyncssh
+    from harness import free_port
+
+    ssh_port = free_port()
+    async with platform(
+        ssh_port=ssh_port, ssh_listen_host="127.0.0.1", ssh_auth_attempts_per_min=1_000_000
+    ) as p:
+        iid = await first_instance(p.api)
+        key = await _bench_key(p, Path(tempfile.mkdtemp(prefix="fy-sftp-bench-")))
+        await sh(p.api, iid, "mkdir -p /root/b")
+        small = "/root/b/small"
+        content = {"path": small, "content": base64.b64encode(SFTP_SMALL).decode(),
+                   "encoding": "base64"}  # fmt: skip
+        (await p.api.post(f"/v1/instances/{iid}/files", json=content)).raise_for_status()
+        # The gateway's metadata helper runs python3 in the instance per call: the API's
+        # nearest equal is an exec of the same kind of program.
+        stat_py = f"import os, json; s = os.stat({small!r}); print(json.dumps(list(s)))"
+        stat_cmd = {"command": f"python3 -c {shlex.quote(stat_py)}"}
+        async with asyncssh.connect(
+            "127.0.0.1", ssh_port, username=iid, client_keys=[str(key)], known_hosts=None,
+            agent_path=None, password=None,
+        ) as conn, conn.start_sftp_client() as sftp:  # fmt: skip
+
+            async def sftp_put() -> None:
+                async with sftp.open("/root/b/put", "wb") as f:
+                    await f.write(SFTP_SMALL)
+
+            async def sftp_get() -> None:
+                async with sftp.open(small, "rb") as f:
+                    assert await f.read(len(SFTP_SMALL)) == SFTP_SMALL
+
+            async def sftp_stat() -> None:
+                assert (await sftp.stat(small)).size == len(SFTP_SMALL)
+
+            async def session_stat() -> None:
+                # scp and sftp open an SFTP session per command: its first request is where
+                # the session finds the instance's node.
+                async with conn.start_sftp_client() as own:
+                    assert (await own.stat(small)).size == len(SFTP_SMALL)
+
+            async def api_put() -> None:
+                body = {**content, "path": "/root/b/api"}
+                (await p.api.post(f"/v1/instances/{iid}/files", json=body)).raise_for_status()
+
+            async def api_get() -> None:
+                r = await p.api.get(f"/v1/instances/{iid}/files", params={"path": small})
+                r.raise_for_status()
+                assert r.content == SFTP_SMALL
+
+            async def api_stat() -> None:
+                r = await p.api.post(f"/v1/instances/{iid}/exec", json=stat_cmd)
+                r.raise_for_status()
+                assert json.loads(r.json()["stdout"])[6] == len(SFTP_SMALL)  # st_size
+
+            async def api_live() -> None:
+                (await p.api.get("/health/live")).raise_for_status()
+
+            times = await alternated(
+                {
+                    "SFTP put 2 KiB (open, write, close)": sftp_put,
+                    "  files API: POST /files, the same bytes": api_put,
+                    "SFTP get 2 KiB (open, read, close)": sftp_get,
+                    "  files API: GET /files": api_get,
+                    "SFTP stat": sftp_stat,
+                    "  exec API: python3 -c os.stat (the same program)": api_stat,
+                    "SFTP session opened, one stat, closed (as scp)": session_stat,
+                    "API alone: GET /health/live": api_live,
+                },
+                requests,
+            )
+        await p.api.delete(f"/v1/instances/{iid}")
+    print_ways(f"SFTP beside the API, {requests} of each, alternated (ms)", times)
+    med = {name.strip(): statistics.median(v) for name, v in times.items()}
+    for sftp_way, api_way in [
+        ("SFTP put 2 KiB (open, write, close)", "files API: POST /files, the same bytes"),
+        ("SFTP get 2 KiB (open, read, close)", "files API: GET /files"),
+        ("SFTP stat", "exec API: python3 -c os.stat (the same program)"),
+    ]:
+        print(f"  {sftp_way} / {api_way}: {med[sftp_way] / med[api_way]:.2f}x")
+    print(f"(machine: {Path('/proc/loadavg').read_text().split()[0]} load average at the end)")
+
+
+async def terminal_prompt(sessions: int) -> None:
+    """Time to the first byte of the shell's prompt on a web terminal (GET .../terminal), beside
+    the node's session opened directly from here on a new WebSocket (how the terminal opened it
+    before) and on a warm one (how `ssh` and now the terminal open it), alternated in one run."""
+    import json
+
+    import websockets
+
+    from forkyard.node import contract as c
+
+    async with platform(ssh_port=0) as p:  # the gateway on any free port: 2222 may be taken
+        iid = await first_instance(p.api)
+        node = await node_of(p, iid)
+        headers = {"Authorization": p.api.headers["Authorization"]}
+        url = p.url.replace("http", "ws", 1) + f"/v1/instances/{iid}/terminal?cols=80&rows=24"
+        opening = c.SessionOpenIn(kind="pty", term="xterm-256color", rows=24, cols=80)
+
+        async def first_output(ws: Any) -> None:
+            async for message in ws:
+                if isinstance(message, bytes):
+                    return
+            raise RuntimeError("the session ended before any output")
+
+        async def ended(ws: Any, exit_message: str | bytes) -> None:
+            # Off the clock: the shell leaves, so nothing is left running in the instance.
+            await ws.send(exit_message)
+            async for _ in ws:
+                pass
+
+        async def via_api() -> float:
+            t = time.perf_counter()
+            async with websockets.connect(url, additional_headers=headers) as ws:
+                await first_output(ws)
+                took = (time.perf_counter() - t) * 1000
+                await ended(ws, json.dumps({"type": "input", "data": "exit\r"}))
+            return took
+
+        async def node_new() -> float:
+            t = time.perf_counter()
+            ws = await node.open_session(iid, opening)
+            await first_output(ws)
+            took = (time.perf_counter() - t) * 1000
+            await ended(ws, b"exit\r")
+            return took
+
+        async def node_warm() -> float:
+            t = time.perf_counter()
+            ws = await node.open_warm_session(iid, opening)
+            await first_output(ws)
+            took = (time.perf_counter() - t) * 1000
+            await ended(ws, b"exit\r")
+            await asyncio.sleep(0.05)  # the replacement WebSocket is made off the clock
+            return took
+
+        ways = {
+            "web terminal: GET /v1/instances/{id}/terminal": via_api,
+            "  node session, a new WebSocket (the terminal before)": node_new,
+            "  node session, a warm WebSocket (as ssh)": node_warm,
+        }
+        times: dict[str, list[float]] = {name: [] for name in ways}
+        for turn in range(sessions + 3):
+            for name, way in ways.items():
+                took = await way()
+                if turn >= 3:  # three turns to warm the caches and the pools
+                    times[name].append(took)
+                await asyncio.sleep(0.05)
+        await p.api.delete(f"/v1/instances/{iid}")
+    print_ways(f"Time to the shell's first output byte, {sessions} sessions each (ms)", times)
+    med = {name.strip(): statistics.median(v) for name, v in times.items()}
+    api = med["web terminal: GET /v1/instances/{id}/terminal"]
+    new = med["node session, a new WebSocket (the terminal before)"]
+    warm = med["node session, a warm WebSocket (as ssh)"]
+    print(f"  terminal / node session, warm: {api / warm:.2f}x (+{api - warm:.2f} ms)")
+    print(f"  node session, new / warm WebSocket: {new / warm:.2f}x (+{new - warm:.2f} ms)")
     print(f"(machine: {Path('/proc/loadavg').read_text().split()[0]} load average at the end)")
 
 
