@@ -2,8 +2,10 @@
 
 A few lookups run on every hot-path request (the API key behind a request, the server behind
 an instance) and change rarely. Database triggers (db/migrations/repeatable/) announce changes
-to the rows behind them with NOTIFY on a channel per cache; the announcement is delivered when
-the changing transaction commits, whatever code path (or process, or operator) made the change.
+to the rows behind them with NOTIFY on a channel per cache, all through one function
+(`forkyard_announce_change(channel [, key column])`, 00_announce_change.sql); the announcement is
+delivered when the changing transaction commits, whatever code path (or process, or operator)
+made the change. tests/db/test_change_triggers.py pins what each change announces.
 Each process holds one LISTEN connection (`ChangeFeed.run`, started by app.py) and a cache keeps
 entries only while it is connected, so:
 
