@@ -141,20 +141,23 @@ class _AppResponse:
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
         self.complete = False
-        self.framed = False  # a length or chunks: ending early is an error, not the end
+        self.length: int | None = None  # the app's Content-Length
+        self.chunked = False  # a Transfer-Encoding: only the parser knows where the body ends
         self._interim = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        if name == b"content-length" or name == b"transfer-encoding":
-            self.framed = True
+        if name == b"content-length":
+            self.length = int(value)  # the parser has checked it is digits, and only one
+        elif name == b"transfer-encoding":
+            self.chunked = True
         if name not in RESPONSE_DROPPED:
             self.headers.append((name, value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         if status < 200:
-            self._interim, self.headers, self.framed = True, [], False
+            self._interim, self.headers, self.length, self.chunked = True, [], None, False
             return
         self.status = status
         self.complete = self.head_only
@@ -168,6 +171,11 @@ class _AppResponse:
             self._interim = False
         else:
             self.complete = True
+
+    def take_body(self) -> bytes:
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        self.body.clear()
+        return body
 
 
 async def proxy_http(
@@ -205,42 +213,68 @@ async def proxy_http(
 
 
 async def _answer(scope: Scope, receive: Receive, send: Send, tcp: InstanceTcp, port: int) -> None:
-    """The app's answer to the caller: its head once parsed, then each read's body in one
-    message, the last one with whatever ended the answer."""
+    """The app's answer to the caller: its head once parsed, then its body. A body delimited
+    by a length or by the app closing goes on as each read returns it, past the parser (no
+    copy, no callback per read); chunks go through the parser, which alone sees their end."""
     response = _AppResponse(scope["method"] == "HEAD")
-    started = False
-    while True:
+    while not response.status:
         data = await tcp.read()
-        if data:
-            try:
-                response.parser.feed_data(data)
-            except httptools.HttpParserError:
-                # Bytes after a complete answer (the app's Connection: close) are no matter.
-                if not response.complete:
-                    if started:
-                        raise
-                    message = "The app's answer is not HTTP/1.1."
-                    refused = Refused(502, "port_unreachable", message, {"port": port})
-                    return await refuse(scope, receive, send, refused)
-        if not started and response.status:
-            start = {"type": "http.response.start", "status": response.status}
-            await send({**start, "headers": response.headers})
-            started = True
-        body = b"".join(response.body) if len(response.body) != 1 else response.body[0]
-        response.body.clear()
-        if data and not response.complete:
-            if body:
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-            continue
-        if not response.complete:  # the app closed its connection before the end
-            if not started:
-                message = "The app closed the connection without answering."
+        if not data:
+            message = "The app closed the connection without answering."
+            refused = Refused(502, "port_unreachable", message, {"port": port})
+            return await refuse(scope, receive, send, refused)
+        try:
+            response.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if not response.status:
+                message = "The app's answer is not HTTP/1.1."
                 refused = Refused(502, "port_unreachable", message, {"port": port})
                 return await refuse(scope, receive, send, refused)
-            if response.framed:  # cut short: the caller must not take it for the whole
-                raise ConnectionResetError("the app's answer ended before its end")
+            if not response.complete:
+                raise
+    start = {"type": "http.response.start", "status": response.status}
+    await send({**start, "headers": response.headers})
+    body = response.take_body()
+    if response.complete:
         await send({"type": "http.response.body", "body": body})
         return
+    if response.chunked:
+        await _chunked_body(send, tcp, response, body)
+        return
+    # The rest of the body, as it comes: up to the length, or up to the app's close.
+    left = None if response.length is None else response.length - len(body)
+    while True:
+        if body:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        body = await tcp.read()
+        if not body:
+            if left:  # cut short: the caller must not take it for the whole
+                raise ConnectionResetError("the app's answer ended before its length")
+            break
+        if left is not None:
+            if len(body) >= left:
+                body = body[:left] if len(body) > left else body
+                break
+            left -= len(body)
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _chunked_body(send: Send, tcp: InstanceTcp, response: _AppResponse, body: bytes) -> None:
+    while True:
+        if body:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        data = await tcp.read()
+        if not data:  # cut short: the caller must not take it for the whole
+            raise ConnectionResetError("the app's answer ended before its last chunk")
+        try:
+            response.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if not response.complete:
+                raise
+        body = response.take_body()
+        if response.complete:
+            await send({"type": "http.response.body", "body": body})
+            return
 
 
 async def proxy_websocket(
