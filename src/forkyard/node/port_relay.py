@@ -42,6 +42,9 @@ SIGN_IN_TIMEOUT_S = 5.0
 WARM_IDLE_S = 60.0
 # The sign-in and target lines are short; a longer one is not ours.
 LINE_LIMIT = 4096
+# Bytes a relayed direction may have queued for its receiver before its reads pause: a few
+# reads' worth, so the reader keeps reading while the other side's socket drains.
+WRITE_BUFFER = 4 * 1024 * 1024
 
 
 class PortRelay:
@@ -150,6 +153,8 @@ async def relay(
         if writer.can_write_eof():
             writer.write_eof()
 
+    for writer in (a_writer, b_writer):
+        writer.transport.set_write_buffer_limits(high=WRITE_BUFFER)
     one = asyncio.ensure_future(pump(a_reader, b_writer))
     other = asyncio.ensure_future(pump(b_reader, a_writer))
     try:
