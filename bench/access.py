@@ -428,11 +428,12 @@ def main() -> None:
     lsp.add_argument("--requests", type=int, default=100)
     sftp = sub.add_parser("sftp")
     sftp.add_argument("--requests", type=int, default=100)
+    sftp.add_argument("--profile", action="store_true", help="time the gateway's lookups")
     terminal = sub.add_parser("terminal")
     terminal.add_argument("--sessions", type=int, default=30)
     args = parser.parse_args()
     if args.what == "sftp":
-        asyncio.run(sftp_ops(args.requests))
+        asyncio.run(sftp_ops(args.requests, args.profile))
         return
     if args.what == "terminal":
         asyncio.run(terminal_prompt(args.sessions))
@@ -583,17 +584,26 @@ def print_ways(title: str, times: dict[str, list[float]]) -> None:
 SFTP_SMALL = bytes(range(256)) * 8  # 2 KiB
 
 
-async def sftp_ops(requests: int) -> None:
+async def sftp_ops(requests: int, profile: bool) -> None:
     """SFTP through the gateway (asyncssh's client, one SSH connection) beside the files API
-    doing the same work, alternated in one run (ADR 0014)."""
+    doing the same work, alternated in one run (ADR 0014). `--profile`: the gateway's lookups
+    timed inside it (bench/ssh_profile/), the SFTP sessions' among them."""
     import base64
     import json
+    import os
     import shlex
     import tempfile
 
     import asyncssh
     from harness import free_port
 
+    profiled = Path(tempfile.mkdtemp(prefix="fy-sftp-profile-")) / "phases.json"
+    if profile:
+        here = str(Path(__file__).parent / "ssh_profile")
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [here, *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
+        os.environ["FY_SSH_PROFILE"] = str(profiled)
     ssh_port = free_port()
     async with platform(
         ssh_port=ssh_port, ssh_listen_host="127.0.0.1", ssh_auth_attempts_per_min=1_000_000
@@ -631,6 +641,10 @@ async def sftp_ops(requests: int) -> None:
                 async with conn.start_sftp_client() as own:
                     assert (await own.stat(small)).size == len(SFTP_SMALL)
 
+            async def session_put() -> None:
+                async with conn.start_sftp_client() as own, own.open("/root/b/s", "wb") as f:
+                    await f.write(SFTP_SMALL)
+
             async def api_put() -> None:
                 body = {**content, "path": "/root/b/api"}
                 (await p.api.post(f"/v1/instances/{iid}/files", json=body)).raise_for_status()
@@ -657,6 +671,7 @@ async def sftp_ops(requests: int) -> None:
                     "SFTP stat": sftp_stat,
                     "  exec API: python3 -c os.stat (the same program)": api_stat,
                     "SFTP session opened, one stat, closed (as scp)": session_stat,
+                    "SFTP session opened, one put, closed (as scp uploads)": session_put,
                     "API alone: GET /health/live": api_live,
                 },
                 requests,
@@ -670,6 +685,14 @@ async def sftp_ops(requests: int) -> None:
         ("SFTP stat", "exec API: python3 -c os.stat (the same program)"),
     ]:
         print(f"  {sftp_way} / {api_way}: {med[sftp_way] / med[api_way]:.2f}x")
+    for session_way, way in [
+        ("SFTP session opened, one stat, closed (as scp)", "SFTP stat"),
+        ("SFTP session opened, one put, closed (as scp uploads)",
+         "SFTP put 2 KiB (open, write, close)"),
+    ]:  # fmt: skip
+        print(f"  a session of its own: +{med[session_way] - med[way]:.2f} ms ({way})")
+    if profile:
+        print_ssh_profile(profiled)
     print(f"(machine: {Path('/proc/loadavg').read_text().split()[0]} load average at the end)")
 
 
