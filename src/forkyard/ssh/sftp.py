@@ -27,9 +27,9 @@ HOME = "/root"
 READ_MAX = 1024 * 1024  # one SFTP read asks for far less (32-256 KiB)
 
 # How the helper below is started: isolated (-I: no PYTHON* variables, no user site, not the
-# working directory on its path) and without `site` (-S), whose imports are most of a bare
-# python3's start and which the instance's own packages could change. The standard library
-# is all it needs.
+# working directory on its path) and without `site` (-S): the instance's own packages and
+# settings cannot change what it does, and it starts a little sooner (ADR 0014). The
+# standard library is all it needs.
 PYTHON = ("python3", "-I", "-S", "-c")
 # Runs inside the instance with the request as its one argument; prints one JSON answer.
 HELPER = r"""
