@@ -142,10 +142,10 @@ async def via_node(p: Platform, iid: str) -> int:
 async def via_node_cold(p: Platform, iid: str) -> int:
     """As the node hop would be without warm connections: a new connection to the node's port
     relay (TCP connect and sign-in) per request, then the same target line."""
-    from forkyard.forwards.tunnel import InstanceTcp, _warm_for
+    from forkyard.forwards.tunnel import InstanceTcp, _relay_for
     from forkyard.node import contract as c
 
-    reader, writer = await _warm_for(await node_of(p, iid)).open()
+    reader, writer = await _relay_for(await node_of(p, iid)).open()
     writer.write(c.PortConnectIn(instance_id=iid, port=SMALL_PORT).model_dump_json().encode())
     writer.write(b"\n")
     async with InstanceTcp(reader, writer, iid, SMALL_PORT) as tcp:
@@ -735,7 +735,11 @@ async def terminal_prompt(sessions: int) -> None:
 
         async def node_new() -> float:
             t = time.perf_counter()
-            ws = await node.open_session(iid, opening)
+            ws = await node.session_pool().open()  # a new WebSocket, not a warm one
+            await ws.send(
+                c.SessionConnectIn(instance_id=iid, **opening.model_dump(exclude_none=True))
+                .model_dump_json(exclude_none=True)
+            )  # fmt: skip
             await first_output(ws)
             took = (time.perf_counter() - t) * 1000
             await ended(ws, b"exit\r")
@@ -743,7 +747,7 @@ async def terminal_prompt(sessions: int) -> None:
 
         async def node_warm() -> float:
             t = time.perf_counter()
-            ws = await node.open_warm_session(iid, opening)
+            ws = await node.open_session(iid, opening)
             await first_output(ws)
             took = (time.perf_counter() - t) * 1000
             await ended(ws, b"exit\r")

@@ -104,7 +104,8 @@ def _install(path: str) -> None:
     timed(access, "keys_for_instance", "  sign-in lookup (database)")
     timed(access, "sign_in", "  sign-in lookup (cache or database)")
     timed(access, "running_server", "  running_server (database)")
-    timed(node_client.NodeClient, "open_session", "  node session: new WebSocket")
+    # open_session: a new WebSocket in trees before open_warm_session, a warm one after it.
+    timed(node_client.NodeClient, "open_session", "  node session (open_session)")
     timed(node_client.NodeClient, "open_warm_session", "  node session: warm WebSocket")
 
 

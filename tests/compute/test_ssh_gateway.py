@@ -386,13 +386,13 @@ async def test_sftp_requests(
 
 async def test_several_web_terminals_at_once(platform: Platform) -> None:
     """More terminals at once than the node keeps warm WebSockets for (warm.py
-    WARM_PER_NODE), each its own shell."""
-    from forkyard.compute.node_client.warm import WARM_PER_NODE
+    SESSIONS_PER_NODE), each its own shell."""
+    from forkyard.compute.node_client.warm import SESSIONS_PER_NODE
 
     iid = (await create_running(platform.api))["id"]
     key = platform.api.headers["authorization"]
     url = platform.url.replace("http", "ws") + f"/v1/instances/{iid}/terminal"
-    count = WARM_PER_NODE + 2
+    count = SESSIONS_PER_NODE + 2
     async with contextlib.AsyncExitStack() as stack:
         terms = [
             await stack.enter_async_context(

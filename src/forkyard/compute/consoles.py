@@ -59,7 +59,7 @@ async def terminal(
         target = await claim(request, principal, id)
         # A warm WebSocket, as the SSH gateway's sessions take (node_client/warm.py): no
         # connect, upgrade or node authentication before the shell starts.
-        node_ws = await target.node.open_warm_session(
+        node_ws = await target.node.open_session(
             target.instance_id, c.SessionOpenIn(kind="pty", term=term, rows=rows, cols=cols)
         )
     except ForkyardError as exc:

@@ -11,15 +11,13 @@ under preview URLs, the `connect` WebSocket tunnel and the SSH gateway's `-L`.
 or `await relay(tcp, reader, writer)` to pipe it to an asyncio stream pair until both ends are
 done. The bytes travel over a TCP connection to the instance's node port relay
 (node/port_relay.py), which connects a socket it made inside the instance's network namespace
-(ADR 0013). The connection was opened and signed in ahead of need (`_WarmRelay`) and is told
+(ADR 0013). The connection was opened and signed in ahead of need (`_RelayConnections`) and is told
 its target; after the node's answer it carries the bytes as they are."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections import deque
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +27,7 @@ from sqlalchemy import select
 from forkyard.compute.errors import InstanceNotRunning, NodeUnreachable
 from forkyard.compute.models import ComputeServer, Instance
 from forkyard.compute.node_client import NodeClient, node_clients
+from forkyard.compute.node_client.warm import WarmPool
 from forkyard.db.engine import Database
 from forkyard.db.tenancy import owned
 from forkyard.forwards.errors import PortRefused, PortUnreachable
@@ -38,9 +37,9 @@ from forkyard.node import contract as c
 
 # One read at most: large enough that a download costs few event-loop turns per megabyte.
 READ_CHUNK = 1024 * 1024
-# Signed-in connections kept open to each node's relay, and how long one is kept unused: less
-# than the node's wait for a target (node/port_relay.py WARM_IDLE_S), so a taken one is still
-# listening. Each carries one connection; more are opened when half are taken.
+# Signed-in connections kept open to each node's relay (retired unused after warm.py's
+# WARM_MAX_AGE_S, before the node's wait for a target ends). Each carries one connection; more
+# are opened when half are taken.
 WARM_PER_NODE = 4
 WARM_MAX_AGE_S = 45.0
 CONNECT_TIMEOUT_S = 5.0
@@ -148,19 +147,23 @@ class InstanceTcp:
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-class _WarmRelay:
-    """Connections to one node's port relay, opened and signed in ahead of need and each
-    handed one target (`contract.PortConnectIn`) when taken, so a proxied request pays the
-    target line and the node's namespace connect, not a TCP connect and a sign-in. One
-    connection per target: each keeps its own TCP window, and a caller that stops reading
-    stalls nothing but its own."""
+class _RelayConnections:
+    """Connections to one node's port relay, opened and signed in ahead of need
+    (compute/node_client/warm.py) and each handed one target (`contract.PortConnectIn`) when
+    taken, so a proxied request pays the target line and the node's namespace connect, not a
+    TCP connect and a sign-in. One connection per target: each keeps its own TCP window, and a
+    caller that stops reading stalls nothing but its own."""
 
     def __init__(self, node: NodeClient) -> None:
         self.node = node
-        self.loop = asyncio.get_running_loop()
         self._address: tuple[str, int] | None = None
-        self._idle: deque[tuple[float, Stream]] = deque()
-        self._filling: asyncio.Task[None] | None = None
+        self.warm: WarmPool[Stream] = WarmPool(
+            self.open,
+            alive=lambda conn: not conn[0].at_eof() and not conn[1].is_closing(),
+            discard=lambda conn: conn[1].close(),
+            keep=WARM_PER_NODE,
+            refill_below=WARM_PER_NODE // 2,
+        )
 
     async def _relay_address(self) -> tuple[str, int]:
         """The relay listens on the host of the node's URL, on the port the node names."""
@@ -184,45 +187,19 @@ class _WarmRelay:
         writer.write(c.PORT_RELAY_GREETING + self.node.rpc.secret.encode() + b"\n")
         return reader, writer
 
-    def take(self) -> Stream | None:
-        """A warm connection young enough that the node still waits on it, or None."""
-        now = time.monotonic()
-        found = None
-        while self._idle and found is None:
-            born, (reader, writer) = self._idle.popleft()
-            if now - born < WARM_MAX_AGE_S and not reader.at_eof() and not writer.is_closing():
-                found = (reader, writer)
-            else:
-                writer.close()
-        if len(self._idle) < WARM_PER_NODE // 2 and (self._filling is None or self._filling.done()):
-            self._filling = asyncio.create_task(self._fill())
-        return found
 
-    async def _fill(self) -> None:
-        while len(self._idle) < WARM_PER_NODE:
-            try:
-                stream = await self.open()
-            except NodeUnreachable:
-                return  # the next take() tries again
-            self._idle.append((time.monotonic(), stream))
-
-    def close_idle(self) -> None:
-        while self._idle:
-            self._idle.popleft()[1][1].close()
+_relays: dict[str, _RelayConnections] = {}
 
 
-_warm: dict[str, _WarmRelay] = {}
-
-
-def _warm_for(node: NodeClient) -> _WarmRelay:
-    pool = _warm.get(node.base_url)
+def _relay_for(node: NodeClient) -> _RelayConnections:
+    relay = _relays.get(node.base_url)
     # Connections belong to the event loop that made them (tests run several loops in turn),
     # and to the node's secret: a node that restarted has a new one, and a new relay.
-    if pool is None or pool.node is not node or pool.loop is not asyncio.get_running_loop():
-        if pool is not None and pool.loop is asyncio.get_running_loop():
-            pool.close_idle()
-        pool = _warm[node.base_url] = _WarmRelay(node)
-    return pool
+    if relay is None or relay.node is not node or relay.warm.loop is not asyncio.get_running_loop():
+        if relay is not None and relay.warm.loop is asyncio.get_running_loop():
+            relay.warm.close()
+        relay = _relays[node.base_url] = _RelayConnections(node)
+    return relay
 
 
 async def connect_node_port(
@@ -231,9 +208,9 @@ async def connect_node_port(
     """Connect through a node already known to hold the running instance. With `wait=False`
     the answer is left to `InstanceTcp.ready()`: the caller's first bytes travel with the
     target instead of a round trip later (the preview proxy's request head)."""
-    pool = _warm_for(node)
+    relay = _relay_for(node)
     target = c.PortConnectIn(instance_id=instance_id, port=port).model_dump_json().encode()
-    reader_writer = pool.take() or await pool.open()
+    reader_writer = relay.warm.take() or await relay.open()
     tcp = InstanceTcp(*reader_writer, instance_id, port)
     reader_writer[1].write(target + b"\n")
     if wait:

@@ -302,7 +302,7 @@ class SshGateway:
             )
         else:
             opened = c.SessionOpenIn(kind="exec", command=command or ["/bin/sh", "-l"], env=env)
-        ws = await node.open_warm_session(instance_id, opened)
+        ws = await node.open_session(instance_id, opened)
         return await _relay_session(process, ws, interactive=bool(term))
 
 

@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from forkyard.compute.errors import NodeUnreachable
 from forkyard.compute.node_client.errors import RemoteError, raise_remote
 from forkyard.compute.node_client.rpc import NodeRpc
-from forkyard.compute.node_client.warm import warm_sessions
+from forkyard.compute.node_client.warm import WarmPool, warm_sessions
 from forkyard.node import contract as c
 
 M = TypeVar("M", bound=BaseModel)
@@ -268,32 +268,16 @@ class NodeClient:
 
     # --- sessions and watches (node/api/sessions.py) ---
 
-    async def open_session(self, instance_id: str, body: c.SessionOpenIn) -> ClientConnection:
-        """A terminal or a command with streamed stdin: the node's WebSocket, its opening
-        message sent. The caller speaks the rest of the protocol and closes it."""
-        base = self.rpc.url.removesuffix("/node/rpc")
-        url = f"{base}/node/instances/{_seg(instance_id)}/session"
-        try:
-            ws = await connect(
-                url,
-                additional_headers={"Authorization": f"Bearer {self.rpc.secret}"},
-                compression=None,
-                proxy=None,
-                max_size=SESSION_MAX_MESSAGE,
-                open_timeout=5,
-                ping_interval=20,
-                ping_timeout=20,
-            )
-        except (OSError, TimeoutError, websockets.WebSocketException) as exc:
-            raise NodeUnreachable(details={"server": self.base_url.split("//")[-1]}) from exc
-        await ws.send(body.model_dump_json(exclude_none=True))
-        return ws
-
-    async def open_warm_session(self, instance_id: str, body: c.SessionOpenIn) -> ClientConnection:
-        """`open_session` on a WebSocket opened and authenticated ahead of need (warm.py): the
-        same protocol after the opening message, which here also names the instance."""
+    def session_pool(self) -> WarmPool[ClientConnection]:
+        """Session WebSockets to this node, opened and authenticated ahead of need (warm.py)."""
         base = self.rpc.url.removesuffix("/node/rpc")  # already ws:// or wss://
-        pool = warm_sessions(f"{base}/node/sessions/connect", self.rpc.secret, SESSION_MAX_MESSAGE)
+        return warm_sessions(f"{base}/node/sessions/connect", self.rpc.secret, SESSION_MAX_MESSAGE)
+
+    async def open_session(self, instance_id: str, body: c.SessionOpenIn) -> ClientConnection:
+        """A terminal or a command with streamed stdin (node/api/sessions.py): a warm session
+        WebSocket with its opening message sent, which names the instance. The caller speaks
+        the rest of the protocol and closes it."""
+        pool = self.session_pool()
         opening = c.SessionConnectIn(
             instance_id=instance_id, **body.model_dump(exclude_none=True)
         ).model_dump_json(exclude_none=True)

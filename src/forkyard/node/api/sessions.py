@@ -1,7 +1,9 @@
 """Interactive sessions and file watches on this node's instances: the SSH gateway's shells and
 commands, web terminals, and the files watch stream.
 
-Session protocol (a WebSocket): the caller sends `contract.SessionOpenIn` as JSON text first;
+Session protocol (a WebSocket, `/node/sessions/connect`, opened by the control plane ahead of
+need): the caller sends `contract.SessionConnectIn` (the instance and `SessionOpenIn`) as JSON
+text first;
 then binary messages are stdin and text messages are `contract.SessionControlIn`. The node
 sends `contract.SessionEventOut` as text (`start`, then `exit` or `error`, then it closes) and
 output as binary messages whose first byte is the stream (1 stdout, 2 stderr)."""
@@ -37,24 +39,10 @@ async def _event(websocket: WebSocket, **fields: Any) -> None:
     await websocket.send_text(c.SessionEventOut(**fields).model_dump_json(exclude_none=True))
 
 
-@router.websocket("/instances/{instance_id}/session")
-async def session(websocket: WebSocket, instance_id: str, node: Node) -> None:
-    """A terminal or a command with streamed stdin inside the instance (protocol above)."""
-    await websocket.accept()
-    try:
-        opened = c.SessionOpenIn.model_validate_json(await websocket.receive_text())
-    except ValidationError as exc:
-        await _refuse(websocket, "invalid_session", str(exc)[:200])
-        return
-    except WebSocketDisconnect:
-        return
-    await _serve(websocket, node, instance_id, opened)
-
-
 @router.websocket("/sessions/connect")
 async def session_connect(websocket: WebSocket, node: Node) -> None:
     """A session whose instance the first message names (contract.SessionConnectIn): opened and
-    authenticated ahead of need, then the same protocol as the route above. One session each."""
+    authenticated ahead of need, then the protocol above. One session each."""
     await websocket.accept()
     try:
         message = await asyncio.wait_for(websocket.receive(), WARM_IDLE_S)
