@@ -87,6 +87,8 @@ async def start_server(p: Platform, iid: str, mb: int) -> str:
         found = subprocess.run(
             ["pgrep", "-f", f"http.server {SMALL_PORT}"], capture_output=True, text=True
         ).stdout.split()
+        # Ours only: another bench on this machine may run the same server on the same port.
+        found = [pid for pid in found if p.cgroup_parent in _cgroup_of(pid)]
         if found:
             netns = f"/proc/{found[0]}/ns/net"
             try:
@@ -97,6 +99,13 @@ async def start_server(p: Platform, iid: str, mb: int) -> str:
                 pass
         await asyncio.sleep(0.05)
     raise RuntimeError("the server inside did not start")
+
+
+def _cgroup_of(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return ""
 
 
 async def direct(netns: str, request: bytes = REQUEST) -> int:
