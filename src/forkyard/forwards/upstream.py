@@ -149,7 +149,7 @@ class _AppResponse:
         name = name.lower()
         if name == b"content-length":
             self.length = int(value)  # the parser has checked it is digits, and only one
-        elif name == b"transfer-encoding":
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
             self.chunked = True
         if name not in RESPONSE_DROPPED:
             self.headers.append((name, value.rstrip(b" \t")))
