@@ -154,10 +154,10 @@ async def via_node_cold(p: Platform, iid: str) -> int:
     from forkyard.forwards.tunnel import InstanceTcp, _relay_for
     from forkyard.node import contract as c
 
-    reader, writer = await _relay_for(await node_of(p, iid)).open()
-    writer.write(c.PortConnectIn(instance_id=iid, port=SMALL_PORT).model_dump_json().encode())
-    writer.write(b"\n")
-    async with InstanceTcp(reader, writer, iid, SMALL_PORT) as tcp:
+    end = await _relay_for(await node_of(p, iid)).open()
+    await end.write(c.PortConnectIn(instance_id=iid, port=SMALL_PORT).model_dump_json().encode())
+    await end.write(b"\n")
+    async with InstanceTcp(end, iid, SMALL_PORT) as tcp:
         await tcp.ready()
         await tcp.write(REQUEST)
         got = 0

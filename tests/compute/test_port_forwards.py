@@ -12,12 +12,15 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 import pytest
+import uvloop
 import websockets
 from websockets.asyncio.client import connect
 
+from forkyard.compute.node_client import NodeClient
 from forkyard.db.changes import changes
 from forkyard.db.engine import libpq_url
 from forkyard.forwards.service import previews
+from forkyard.forwards.tunnel import connect_node_port
 from tests.compute.conftest import create_running, signed_in, wait_status
 from tests.compute.port_forward_apps import HEADERS_APP, WS_ECHO
 
@@ -277,7 +280,7 @@ async def test_the_node_port_relay_wants_the_node_secret(platform: Any) -> None:
     with it, a target that is not an instance running there is answered with a refusal."""
     api = platform.api
     iid = (await create_running(api))["id"]
-    serve = "import sys, http.server\nhttp.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), http.server.SimpleHTTPRequestHandler).serve_forever()\n"
+    serve = "import os, sys, http.server\nos.chdir('/srv')\nhttp.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), http.server.SimpleHTTPRequestHandler).serve_forever()\n"
     await _start(api, iid, serve, "serve.py", 8000)
     relay_port = (await _node_get(platform, "/node/ports"))["port"]
     assert relay_port == platform.node.relay_port
@@ -314,6 +317,34 @@ async def test_the_node_port_relay_wants_the_node_secret(platform: Any) -> None:
             "instance_not_found",
             "port_unreachable",
         ), answer
+
+    # `forkyard serve` runs on uvloop, these tests on asyncio's loop: the control plane's end
+    # of the relay also on uvloop (its transports are no asyncio.Transport), with a download
+    # larger than what it reads ahead, so that its reads pause and resume.
+    r = await api.post(
+        f"/v1/instances/{iid}/exec", json={"command": "head -c 12M /dev/zero > /srv/big"}
+    )
+    assert r.json()["exit_code"] == 0, r.text
+
+    def download_on_uvloop() -> bytes:
+        async def download() -> bytes:
+            node = NodeClient(platform.node.url, platform.node.secret)
+            try:
+                async with await connect_node_port(node, iid, 8000) as tcp:
+                    await tcp.write(b"GET /big HTTP/1.0\r\n\r\n")
+                    got = []
+                    while data := await tcp.read():
+                        got.append(data)
+                        await asyncio.sleep(0.001)  # a slow reader
+                return b"".join(got)
+            finally:
+                await node.close()
+
+        return uvloop.run(download())
+
+    got = await asyncio.to_thread(download_on_uvloop)
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200") and body == bytes(12 << 20), head
     await api.delete(f"/v1/instances/{iid}")
 
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -37,6 +38,12 @@ from forkyard.node import contract as c
 
 # One read at most: large enough that a download costs few event-loop turns per megabyte.
 READ_CHUNK = 1024 * 1024
+# Received and not yet read, before reading from the node pauses; and what may wait to be sent
+# to it before a write waits.
+READ_AHEAD = 4 * 1024 * 1024
+WRITE_BUFFER = 4 * 1024 * 1024
+# The node's answer line is a small JSON object.
+ANSWER_LIMIT = 4096
 # Signed-in connections kept open to each node's relay (retired unused after warm.py's
 # WARM_MAX_AGE_S, before the node's wait for a target ends). Each carries one connection; more
 # are opened when half are taken.
@@ -44,6 +51,113 @@ WARM_PER_NODE = 4
 WARM_MAX_AGE_S = 45.0
 CONNECT_TIMEOUT_S = 5.0
 ANSWER_TIMEOUT_S = 10.0
+
+
+class _RelayEnd(asyncio.Protocol):
+    """Our end of one port relay connection. What arrives is kept as the chunks the transport
+    hands over, not copied into a buffer and out again (a download's bytes pass here once),
+    and reading pauses while more than READ_AHEAD is queued; writes wait while the transport
+    says its buffer is full."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._chunks: deque[bytes] = deque()
+        self._queued = 0
+        self._ended = False  # the node's side ended (EOF) or the connection was lost
+        self.lost = False
+        self._reading_paused = False
+        self._writing_paused = False
+        self._wakeup: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A TCP transport (uvloop's is not a subclass of asyncio.Transport, so no isinstance).
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=WRITE_BUFFER)
+
+    def data_received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._queued += len(data)
+        if self._queued > READ_AHEAD and not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._ended = True
+        self._wake()
+        return True  # keep our direction open: the node's half-close is not the end of ours
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._ended = self.lost = True
+        self._wake()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    def finished(self) -> bool:
+        """Nothing more will arrive and nothing is left to read (a node that restarted ends
+        the connections it had signed in)."""
+        return self._ended and not self._chunks
+
+    async def read(self) -> bytes:
+        """What has arrived (at most READ_CHUNK, unless one chunk is larger); b"" at the end."""
+        while not self._chunks and not self._ended:
+            self._wakeup = asyncio.get_running_loop().create_future()
+            await self._wakeup
+        if not self._chunks:
+            return b""
+        data = self._chunks.popleft()
+        if self._chunks and len(data) < READ_CHUNK:
+            parts = [data]
+            size = len(data)
+            while self._chunks and size + len(self._chunks[0]) <= READ_CHUNK:
+                size += len(self._chunks[0])
+                parts.append(self._chunks.popleft())
+            data = b"".join(parts)
+        self._queued -= len(data)
+        if self._reading_paused and self._queued <= READ_AHEAD // 2 and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def read_line(self) -> bytes:
+        """Up to and without the first newline; what follows it stays to be read."""
+        seen = b""
+        while True:
+            data = await self.read()
+            if not data:
+                raise ConnectionResetError("the connection ended before a whole line")
+            seen += data
+            line, newline, rest = seen.partition(b"\n")
+            if newline:
+                if rest:
+                    self._chunks.appendleft(rest)
+                    self._queued += len(rest)
+                return line
+            if len(seen) > ANSWER_LIMIT:
+                raise ConnectionResetError("not an answer of the node's")
+
+    async def write(self, data: bytes) -> None:
+        if self.lost or self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("the instance's port closed the connection")
+        self.transport.write(data)
+        if self._writing_paused:
+            self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+            if self.lost:
+                raise ConnectionResetError("the instance's port closed the connection")
 
 
 class InstanceTcp:
@@ -55,15 +169,8 @@ class InstanceTcp:
     (the node reads them once connected, or drops them with the connection), and `ready()`
     (which the first read() calls) raises the refusal, as `connect_node_port` would have."""
 
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        instance_id: str,
-        port: int,
-    ) -> None:
-        self._reader = reader
-        self._writer = writer
+    def __init__(self, end: _RelayEnd, instance_id: str, port: int) -> None:
+        self._end = end
         self.instance_id = instance_id
         self.port = port
         self._eof = False
@@ -79,7 +186,7 @@ class InstanceTcp:
         self._answered = True
         try:
             async with asyncio.timeout(ANSWER_TIMEOUT_S):
-                line = await self._reader.readuntil(b"\n")
+                line = await self._end.read_line()
             answer = c.PortConnectOut.model_validate_json(line)
         except BaseException as exc:
             # No answer: the node restarted (its signed-in connections ended with it), refused
@@ -100,40 +207,32 @@ class InstanceTcp:
         await self.ready()
         if self._eof:
             return b""
-        try:
-            data = await self._reader.read(READ_CHUNK)
-        except ConnectionError:
-            data = b""
+        data = await self._end.read()
         if not data:
             self._eof = True
         return data
 
     async def write(self, data: bytes) -> None:
         """Send bytes; waits while the node's side is not taking them (flow control)."""
-        if not data:
-            return
-        if self._writer.is_closing():
-            raise ConnectionResetError("the instance's port closed the connection")
-        self._writer.write(data)
-        try:
-            await self._writer.drain()
-        except ConnectionError as exc:
-            raise ConnectionResetError("the instance's port closed the connection") from exc
+        if data:
+            await self._end.write(data)
 
     async def write_eof(self) -> None:
         if self._eof_sent:
             return
         self._eof_sent = True
+        transport = self._end.transport
         with contextlib.suppress(OSError, RuntimeError):
-            if not self._writer.is_closing():
-                self._writer.write_eof()
+            if transport is not None and not transport.is_closing():
+                transport.write_eof()
 
     async def aclose(self) -> None:
         """Close the connection (both directions; the node closes the port's side)."""
         if self._closed:
             return
         self._closed = True
-        self._writer.close()
+        if self._end.transport is not None:
+            self._end.transport.close()
 
     async def __aenter__(self) -> InstanceTcp:
         return self
@@ -142,9 +241,6 @@ class InstanceTcp:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
-
-
-Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class _RelayConnections:
@@ -157,10 +253,10 @@ class _RelayConnections:
     def __init__(self, node: NodeClient) -> None:
         self.node = node
         self._address: tuple[str, int] | None = None
-        self.warm: WarmPool[Stream] = WarmPool(
+        self.warm: WarmPool[_RelayEnd] = WarmPool(
             self.open,
-            alive=lambda conn: not conn[0].at_eof() and not conn[1].is_closing(),
-            discard=lambda conn: conn[1].close(),
+            alive=lambda end: not end.finished(),
+            discard=lambda end: end.transport.close() if end.transport else None,
             keep=WARM_PER_NODE,
             refill_below=WARM_PER_NODE // 2,
         )
@@ -176,16 +272,17 @@ class _RelayConnections:
             self._address = (host, answer.port)
         return self._address
 
-    async def open(self) -> Stream:
+    async def open(self) -> _RelayEnd:
         host, port = await self._relay_address()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                reader, writer = await asyncio.open_connection(host, port, limit=READ_CHUNK)
+                _, end = await asyncio.get_running_loop().create_connection(_RelayEnd, host, port)
         except (OSError, TimeoutError) as exc:
             self._address = None  # asked again next time: the relay may have moved
             raise NodeUnreachable() from exc
-        writer.write(c.PORT_RELAY_GREETING + self.node.rpc.secret.encode() + b"\n")
-        return reader, writer
+        assert end.transport is not None
+        end.transport.write(c.PORT_RELAY_GREETING + self.node.rpc.secret.encode() + b"\n")
+        return end
 
 
 _relays: dict[str, _RelayConnections] = {}
@@ -210,9 +307,9 @@ async def connect_node_port(
     target instead of a round trip later (the preview proxy's request head)."""
     relay = _relay_for(node)
     target = c.PortConnectIn(instance_id=instance_id, port=port).model_dump_json().encode()
-    reader_writer = relay.warm.take() or await relay.open()
-    tcp = InstanceTcp(*reader_writer, instance_id, port)
-    reader_writer[1].write(target + b"\n")
+    end = relay.warm.take() or await relay.open()
+    tcp = InstanceTcp(end, instance_id, port)
+    await end.write(target + b"\n")
     if wait:
         await tcp.ready()
     return tcp
