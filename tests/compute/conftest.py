@@ -56,6 +56,7 @@ async def control_plane(compute_settings: Settings, db: Any) -> AsyncIterator[st
             port=port,
             log_config=None,
             access_log=False,
+            server_header=False,  # as `forkyard serve` runs it
         )
     )
     task = asyncio.create_task(server.serve())

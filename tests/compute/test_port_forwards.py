@@ -93,6 +93,9 @@ async def test_preview_urls_and_tunnel(platform: Any, compute_settings: Any, run
     async with _preview(platform, made[8001]["url"], Authorization=f"Bearer {key}") as c:
         r = await c.get("/seen?a=1", headers={"Cookie": "fy_access=secret; theirs=1"})
         assert r.status_code == 200, r.text
+        # One Date (the API's), and the app's own Server only.
+        assert len(r.headers.get_list("date")) == 1
+        assert [s.split("/")[0] for s in r.headers.get_list("server")] == ["BaseHTTP"], r.headers
         seen = r.json()
         headers = {k.lower(): v for k, v in seen["headers"].items()}
         assert seen["path"] == "/seen?a=1"

@@ -102,6 +102,8 @@ def serve(
                 port=port,
                 log_config=None,
                 proxy_headers=False,
+                # No `Server: uvicorn` on our answers, nor next to a preview app's own Server.
+                server_header=False,
             )
         )
         server.run()

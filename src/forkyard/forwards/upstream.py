@@ -38,8 +38,9 @@ HOP_BY_HOP = {
     b"content-length",
 }
 # The app's response headers the caller does not get: its length does go on (the API's server
-# frames the body by it), the rest is about the app's connection to us.
-RESPONSE_DROPPED = frozenset(HOP_BY_HOP - {b"content-length"})
+# frames the body by it), the rest is about the app's connection to us; and its Date, since the
+# API's server dates every answer itself (two would be one too many).
+RESPONSE_DROPPED = frozenset((HOP_BY_HOP - {b"content-length"}) | {b"date"})
 _OURS_FORWARDED = (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port")
 # Methods whose request has no body unless the caller gave a length (no chunked framing made up).
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
