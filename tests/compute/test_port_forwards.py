@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 import pytest
+import uvloop
 import websockets
 from websockets.asyncio.client import connect
 
@@ -320,23 +321,31 @@ async def test_the_node_port_relay_wants_the_node_secret(platform: Any) -> None:
             "port_unreachable",
         ), answer
 
-    # A download larger than what the control plane's end of the relay reads ahead, read
-    # slowly, so that its reads pause and resume (on uvloop, as serve runs it: tests/conftest.py).
+    # `forkyard serve` runs on uvloop, these tests on asyncio's loop: the control plane's end
+    # of the relay also on uvloop (its transports are no asyncio.Transport), with a download
+    # larger than what it reads ahead, so that its reads pause and resume.
     r = await api.post(
         f"/v1/instances/{iid}/exec", json={"command": "head -c 12M /dev/zero > /srv/big"}
     )
     assert r.json()["exit_code"] == 0, r.text
-    node = NodeClient(platform.node.url, platform.node.secret)
-    try:
-        async with await connect_node_port(node, iid, 8000) as tcp:
-            await tcp.write(b"GET /big HTTP/1.0\r\n\r\n")
-            parts = []
-            while data := await tcp.read():
-                parts.append(data)
-                await asyncio.sleep(0.001)  # a slow reader
-    finally:
-        await node.close()
-    got = b"".join(parts)
+
+    def download_on_uvloop() -> bytes:
+        async def download() -> bytes:
+            node = NodeClient(platform.node.url, platform.node.secret)
+            try:
+                async with await connect_node_port(node, iid, 8000) as tcp:
+                    await tcp.write(b"GET /big HTTP/1.0\r\n\r\n")
+                    got = []
+                    while data := await tcp.read():
+                        got.append(data)
+                        await asyncio.sleep(0.001)  # a slow reader
+                return b"".join(got)
+            finally:
+                await node.close()
+
+        return uvloop.run(download())
+
+    got = await asyncio.to_thread(download_on_uvloop)
     head, _, body = got.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 200") and body == bytes(12 << 20), head
     await api.delete(f"/v1/instances/{iid}")
