@@ -12,7 +12,6 @@ from typing import Any
 
 import psycopg
 import pytest
-import uvloop
 from httpx import ASGITransport, AsyncClient
 
 from forkyard.config import Settings
@@ -31,13 +30,6 @@ def _admin_url(server_url: str, database: str) -> str:
 
     parts = urlsplit(libpq_url(server_url))
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, ""))
-
-
-def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
-    """The tests' event loop is uvloop's, as `forkyard serve` runs the API (uvicorn picks it):
-    what differs between the two loops (their transports, socket options) is then tested as
-    it runs. The node subprocesses some tests start run on asyncio's own loop, as in use."""
-    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(scope="session")
