@@ -78,6 +78,15 @@ class Inotify:
         self.paths[wd] = path
         return int(wd)
 
+    def remove_tree(self, path: str) -> None:
+        """Stop watching `path` and every directory under it (the kernel answers IN_IGNORED
+        for each, after which their numbers are unknown here)."""
+        below = path + "/"
+        for wd, watched in list(self.paths.items()):
+            if watched == path or watched.startswith(below):
+                self.libc.inotify_rm_watch(self.fd, wd)
+                del self.paths[wd]
+
     def read(self) -> list[tuple[int, int, int, str]]:
         try:
             buf = os.read(self.fd, 64 * 1024)
@@ -213,6 +222,12 @@ class Watch:
             elif mask & IN_DELETE:
                 out.append({"type": "deleted", "path": path, "is_dir": is_dir})
             elif mask & IN_MOVED_FROM:
+                # A directory's watches follow its inode, not its name: moved out of the tree,
+                # they would go on reporting what happens there under the name it had here.
+                # So they go now; if the move ends inside the tree (its IN_MOVED_TO comes next),
+                # the directory is watched again under its new name.
+                if is_dir:
+                    ino.remove_tree(path)
                 event = {"type": "deleted", "path": path, "is_dir": is_dir}
                 moved_from[cookie] = event  # becomes `moved` if its other half follows
                 out.append(event)
