@@ -624,6 +624,7 @@ def print_ways(title: str, times: dict[str, list[float]]) -> None:
 
 
 SFTP_SMALL = bytes(range(256)) * 8  # 2 KiB
+SFTP_LARGE = bytes(range(256)) * 4096 * 16  # 16 MiB: four of the gateway's write runs
 
 
 async def sftp_ops(requests: int, profile: bool) -> None:
@@ -691,6 +692,17 @@ async def sftp_ops(requests: int, profile: bool) -> None:
                 body = {**content, "path": "/root/b/api"}
                 (await p.api.post(f"/v1/instances/{iid}/files", json=body)).raise_for_status()
 
+            async def sftp_put_large() -> None:
+                async with sftp.open("/root/b/large", "wb") as f:
+                    await f.write(SFTP_LARGE)
+
+            large_body = {"path": "/root/b/api-large", "encoding": "base64",
+                          "content": base64.b64encode(SFTP_LARGE).decode()}  # fmt: skip
+
+            async def api_put_large() -> None:
+                r = await p.api.post(f"/v1/instances/{iid}/files", json=large_body)
+                r.raise_for_status()
+
             async def api_get() -> None:
                 r = await p.api.get(f"/v1/instances/{iid}/files", params={"path": small})
                 r.raise_for_status()
@@ -708,6 +720,8 @@ async def sftp_ops(requests: int, profile: bool) -> None:
                 {
                     "SFTP put 2 KiB (open, write, close)": sftp_put,
                     "  files API: POST /files, the same bytes": api_put,
+                    "SFTP put 16 MiB": sftp_put_large,
+                    "  files API: POST /files, the same bytes (base64)": api_put_large,
                     "SFTP get 2 KiB (open, read, close)": sftp_get,
                     "  files API: GET /files": api_get,
                     "SFTP stat": sftp_stat,
@@ -723,6 +737,7 @@ async def sftp_ops(requests: int, profile: bool) -> None:
     med = {name.strip(): statistics.median(v) for name, v in times.items()}
     for sftp_way, api_way in [
         ("SFTP put 2 KiB (open, write, close)", "files API: POST /files, the same bytes"),
+        ("SFTP put 16 MiB", "files API: POST /files, the same bytes (base64)"),
         ("SFTP get 2 KiB (open, read, close)", "files API: GET /files"),
         ("SFTP stat", "exec API: python3 -c os.stat (the same program)"),
     ]:
@@ -733,6 +748,8 @@ async def sftp_ops(requests: int, profile: bool) -> None:
          "SFTP put 2 KiB (open, write, close)"),
     ]:  # fmt: skip
         print(f"  a session of its own: +{med[session_way] - med[way]:.2f} ms ({way})")
+    mb = len(SFTP_LARGE) / 1e6
+    print(f"  SFTP put 16 MiB: {mb / med['SFTP put 16 MiB'] * 1000:.0f} MB/s")
     if profile:
         print_ssh_profile(profiled)
     print(f"(machine: {Path('/proc/loadavg').read_text().split()[0]} load average at the end)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -382,6 +383,67 @@ async def test_sftp_requests(
         with pytest.raises((asyncssh.Error, OSError)):
             async with conn.start_sftp_client() as sftp:
                 await sftp.stat("/root/d/f")
+
+
+async def test_sftp_writes_go_to_the_file_in_parts(
+    platform: Platform, compute_settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    """SFTP writes reach the file as they come, in bounded runs at their offsets (sftp.py
+    WRITE_RUN), not as one buffered file: a file far larger than the upload limit arrives whole,
+    writes into an existing file keep the rest of it, a gap reads as zeros, a handle reads
+    back what it wrote, an append goes to the end, and an exclusive create of an existing file
+    is refused with the file left as it was."""
+    import asyncssh
+
+    from forkyard.ssh.sftp import WRITE_RUN
+
+    settings = compute_settings.model_copy(
+        update={
+            "ssh_port": _free_port(),
+            "ssh_listen_host": "127.0.0.1",
+            "max_upload_body_bytes": 1024 * 1024,
+        }
+    )
+    gateway = SshGateway(settings, db)
+    await gateway.start()
+    key = await _account_key(platform, tmp_path)
+    iid = (await create_running(platform.api))["id"]
+    big = hashlib.sha256(b"seed").digest() * ((2 * WRITE_RUN + 12345) // 32)
+    try:
+        async with asyncssh.connect(
+            "127.0.0.1", gateway.port, username=iid, client_keys=[str(key)],
+            known_hosts=None, agent_path=None, password=None,
+        ) as conn, conn.start_sftp_client() as sftp:  # fmt: skip
+            async with sftp.open("/root/big", "wb") as f:
+                await f.write(big)
+            r = await platform.api.post(
+                f"/v1/instances/{iid}/exec", json={"command": "sha256sum /root/big"}
+            )
+            assert r.json()["stdout"].split()[0] == hashlib.sha256(big).hexdigest(), r.text
+            async with sftp.open("/root/big", "rb") as f:
+                assert await f.read() == big
+
+            async with sftp.open("/root/small", "wb") as f:
+                await f.write(b"0123456789")
+            async with sftp.open("/root/small", "r+b") as f:
+                await f.write(b"AB", 2)
+                await f.write(b"Z", 14)
+                assert await f.read(4, 0) == b"01AB"
+                assert (await f.stat()).size == 15
+            async with sftp.open("/root/small", "ab") as f:
+                await f.write(b"end", 0)
+            async with sftp.open("/root/small", "rb") as f:
+                assert await f.read() == b"01AB456789\0\0\0\0Zend"
+            async with sftp.open("/root/empty", "wb", asyncssh.SFTPAttrs(permissions=0o600)):
+                pass
+            attrs = await sftp.stat("/root/empty")
+            assert (attrs.size, attrs.permissions & 0o777) == (0, 0o600)
+            with pytest.raises(asyncssh.SFTPError, match="file exists"):  # (v3: no own code)
+                await sftp.open("/root/small", "xb")
+            assert (await sftp.stat("/root/small")).size == 18
+    finally:
+        await gateway.close()
+        await platform.api.delete(f"/v1/instances/{iid}")
 
 
 async def test_several_web_terminals_at_once(platform: Platform) -> None:

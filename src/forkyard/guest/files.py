@@ -209,15 +209,25 @@ def open_for_read(req: dict[str, Any]):
 
 
 def open_for_write(req: dict[str, Any]):
-    """Open the destination of a write; return (fd, tmp path or None, final path, mode)."""
+    """Open the destination of a write; return (fd, tmp path or None, final path, mode).
+
+    With an `offset`, the bytes go into the file as it is, from there on (created with `mode`
+    if missing, nothing cut, its mode kept: mode None); a write in parts, as SFTP makes one."""
     path = resolve(req.get("path"))
     mode = int(req.get("mode", 0o644))
+    offset = req.get("offset")
     try:
         parent = os.path.dirname(path)
         if req.get("make_parents", True):
             os.makedirs(parent, exist_ok=True)
         if os.path.isdir(path):
             raise OpError(p.E_IS_A_DIRECTORY, f"is a directory: {path}")
+        if offset is not None:
+            if int(offset) < 0:
+                raise OpError(p.E_INVALID, "offset must not be negative")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, mode)
+            os.lseek(fd, int(offset), os.SEEK_SET)
+            return fd, None, path, None
         if req.get("atomic", True):
             import tempfile  # only here: a cold agent need not load it
 
@@ -229,9 +239,9 @@ def open_for_write(req: dict[str, Any]):
         raise op_error(exc) from None
 
 
-def finish_write(fd: int, tmp: str | None, path: str, mode: int, ok: bool) -> None:
+def finish_write(fd: int, tmp: str | None, path: str, mode: int | None, ok: bool) -> None:
     try:
-        if ok:
+        if ok and mode is not None:
             os.fchmod(fd, mode)
     finally:
         os.close(fd)

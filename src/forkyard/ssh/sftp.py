@@ -1,9 +1,10 @@
 """SFTP (and so scp) on an instance, served by the gateway from the files operations: reads in
-ranges and whole-file writes through the node, and the metadata calls (stat, list, mkdir,
+ranges and writes in runs through the node, and the metadata calls (stat, list, mkdir,
 rename, chmod ...) as one small python3 program run inside the instance per call."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import errno
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
 
 HOME = "/root"
 READ_MAX = 1024 * 1024  # one SFTP read asks for far less (32-256 KiB)
+# What a handle gathers of consecutive writes before they go to the node as one write at
+# their offset (clients send 32-256 KiB each): a file of any size passes through a bounded
+# buffer, and one run is written while the next is gathered.
+WRITE_RUN = 4 * 1024 * 1024
 
 # How the helper below is started: isolated (-I: no PYTHON* variables, no user site, not the
 # working directory on its path) and without `site` (-S): the instance's own packages and
@@ -113,11 +118,18 @@ def _attrs(d: dict[str, Any]) -> asyncssh.SFTPAttrs:
 
 
 class _Handle:
-    def __init__(self, path: str, writing: bool, mode: int) -> None:
+    def __init__(self, path: str, writing: bool) -> None:
         self.path = path
         self.writing = writing
-        self.mode = mode
-        self.buffer = bytearray()
+        # Writing: the run being gathered (consecutive bytes from run_offset), and the write
+        # of the one before it, still going to the node.
+        self.run = bytearray()
+        self.run_offset = 0
+        self.sending: asyncio.Future[None] | None = None
+        # Opened to append: where the next write goes, whatever offset it names (O_APPEND).
+        self.append_at: int | None = None
+        # Opened to be made or emptied: the mode to make it with, until its first write does.
+        self.make_mode: int | None = None
 
 
 class InstanceSftp(asyncssh.SFTPServer):
@@ -220,25 +232,32 @@ class InstanceSftp(asyncssh.SFTPServer):
 
     # --- files ---
     async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> _Handle:
+        """Opened for writing, writes then go in runs. A file opened to be made or emptied
+        (scp's and sftp's put) is, with its first run, so that a small put is one node write
+        (sshd's server makes it at open: a stat by path before the first write here still
+        sees what was there)."""
         p = self._p(path)
-        writing = bool(pflags & asyncssh.FXF_WRITE)
-        mode = (attrs.permissions or 0o644) & 0o7777
-        if not writing:
+        if not pflags & asyncssh.FXF_WRITE:
             await self._check_readable(p)
-            return _Handle(p, False, mode)
-        handle = _Handle(p, True, mode)
-        if pflags & asyncssh.FXF_EXCL or not pflags & asyncssh.FXF_TRUNC:
-            try:
-                st = await self._helper(op="stat", path=p)
-            except asyncssh.SFTPNoSuchFile:
-                if not pflags & asyncssh.FXF_CREAT:
-                    raise
-                st = None
-            if st is not None and pflags & asyncssh.FXF_EXCL:
+            return _Handle(p, False)
+        mode = (attrs.permissions or 0o644) & 0o7777
+        if pflags & asyncssh.FXF_TRUNC and not pflags & asyncssh.FXF_EXCL:
+            handle = _Handle(p, True)
+            handle.make_mode = mode
+            return handle
+        size = 0
+        try:
+            size = (await self._helper(op="stat", path=p))["size"]
+        except asyncssh.SFTPNoSuchFile:
+            if not pflags & asyncssh.FXF_CREAT:
+                raise
+            await self._write(p, b"", mode=mode, offset=None)
+        else:
+            if pflags & asyncssh.FXF_EXCL:
                 raise asyncssh.SFTPFileAlreadyExists("file exists")
-            if st is not None:
-                handle.mode = st["mode"] & 0o7777
-                handle.buffer += await self._read(p, 0, None)
+        handle = _Handle(p, True)
+        if pflags & asyncssh.FXF_APPEND:
+            handle.append_at = size
         return handle
 
     async def _check_readable(self, path: str) -> None:
@@ -270,55 +289,80 @@ class InstanceSftp(asyncssh.SFTPServer):
         except ForkyardError as exc:
             raise _CODES.get(exc.code, asyncssh.SFTPFailure)(exc.message) from None
 
+    async def _write(self, path: str, data: bytes, *, mode: int, offset: int | None) -> None:
+        """Write a whole file (offset None: atomically replaced), or bytes into it at offset."""
+        node = await self._client()
+        try:
+            await node.write_file(
+                self.instance_id, path, data, mode=mode, make_parents=False, offset=offset
+            )
+        except ForkyardError as exc:
+            raise _CODES.get(exc.code, asyncssh.SFTPFailure)(exc.message) from None
+
+    async def _send_run(self, handle: _Handle) -> None:
+        """Start writing the gathered run at its offset once the run before it is in (its
+        failure is then the answer to the request that sends the next, or to the close)."""
+        await self._settle(handle)
+        data, offset = bytes(handle.run), handle.run_offset
+        handle.run.clear()
+        if handle.make_mode is not None:
+            mode, handle.make_mode = handle.make_mode, None
+            if data and offset == 0:  # the first run is the new file (atomically replaced)
+                write = self._write(handle.path, data, mode=mode, offset=None)
+                handle.sending = asyncio.ensure_future(write)
+                return
+            await self._write(handle.path, b"", mode=mode, offset=None)
+        if data:
+            write = self._write(handle.path, data, mode=0o644, offset=offset)
+            handle.sending = asyncio.ensure_future(write)
+
+    async def _settle(self, handle: _Handle) -> None:
+        """Wait for the run being written; raise what it met."""
+        sending, handle.sending = handle.sending, None
+        if sending is not None:
+            await sending
+
+    async def _flush(self, handle: _Handle) -> None:
+        """Everything written through the handle so far is in the file."""
+        await self._send_run(handle)
+        await self._settle(handle)
+
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
         assert isinstance(file_obj, _Handle)
         if file_obj.writing:
-            return bytes(file_obj.buffer[offset : offset + size])
+            await self._flush(file_obj)
         return await self._read(file_obj.path, offset, min(size, READ_MAX))
 
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
         assert isinstance(file_obj, _Handle)
         if not file_obj.writing:
             raise asyncssh.SFTPPermissionDenied("opened for reading")
-        end = offset + len(data)
-        if end > self.gateway.settings.max_upload_body_bytes:
-            raise asyncssh.SFTPFailure("file too large for SFTP here; use the files API")
-        buf = file_obj.buffer
-        if end > len(buf):
-            buf.extend(b"\0" * (end - len(buf)))
-        buf[offset:end] = data
+        if file_obj.append_at is not None:
+            offset = file_obj.append_at
+            file_obj.append_at += len(data)
+        run = file_obj.run
+        if run and offset != file_obj.run_offset + len(run):  # not where the run ends
+            await self._send_run(file_obj)
+        if not run:
+            file_obj.run_offset = offset
+        run += data
+        if len(run) >= WRITE_RUN:
+            await self._send_run(file_obj)
         return len(data)
 
     async def fstat(self, file_obj: object) -> asyncssh.SFTPAttrs:
         assert isinstance(file_obj, _Handle)
         if file_obj.writing:
-            return asyncssh.SFTPAttrs(
-                size=len(file_obj.buffer), permissions=0o100000 | file_obj.mode
-            )
+            await self._flush(file_obj)
         return await self.stat(os.fsencode(file_obj.path))
 
     async def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
         assert isinstance(file_obj, _Handle)
         if file_obj.writing:
-            if attrs.permissions is not None:
-                file_obj.mode = attrs.permissions & 0o7777
-            if attrs.size is not None:
-                del file_obj.buffer[attrs.size :]
-            return
+            await self._flush(file_obj)
         await self.setstat(os.fsencode(file_obj.path), attrs)
 
     async def close(self, file_obj: object) -> None:
         assert isinstance(file_obj, _Handle)
-        if not file_obj.writing:
-            return
-        node = await self._client()
-        try:
-            await node.write_file(
-                self.instance_id,
-                file_obj.path,
-                bytes(file_obj.buffer),
-                mode=file_obj.mode,
-                make_parents=False,
-            )
-        except ForkyardError as exc:
-            raise _CODES.get(exc.code, asyncssh.SFTPFailure)(exc.message) from None
+        if file_obj.writing:
+            await self._flush(file_obj)

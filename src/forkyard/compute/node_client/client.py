@@ -192,14 +192,24 @@ class NodeClient:
         return await self._bytes(f"/node/instances/{_seg(instance_id)}/files/read", body)
 
     async def write_file(
-        self, instance_id: str, path: str, content: bytes, *, mode: int, make_parents: bool
+        self,
+        instance_id: str,
+        path: str,
+        content: bytes,
+        *,
+        mode: int,
+        make_parents: bool,
+        offset: int | None = None,
     ) -> c.FileOut:
         """PUT a file's bytes to the node, which streams them to the agent (files too large
-        for one call-channel message)."""
+        for one call-channel message). With `offset`, they go into the file from there."""
+        params: dict[str, Any] = {"path": path, "mode": mode, "make_parents": make_parents}
+        if offset is not None:
+            params["offset"] = offset
         r = await self._call(
             "PUT",
             f"/node/instances/{_seg(instance_id)}/files/content",
-            params={"path": path, "mode": mode, "make_parents": make_parents},
+            params=params,
             content=content,
             headers={"Content-Type": "application/octet-stream"},
             timeout=300.0,

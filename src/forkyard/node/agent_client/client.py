@@ -317,17 +317,21 @@ class AgentClient:
         mode: int = 0o644,
         make_parents: bool = True,
         atomic: bool = True,
+        offset: int | None = None,
     ) -> FileInfo:
-        """Write a file (atomically by default: a temp file renamed over the target)."""
+        """Write a file (atomically by default: a temp file renamed over the target), or with
+        an `offset`, write into it from there (guest files.open_for_write)."""
         if isinstance(data, str):
             data = data.encode()
-        req = {
+        req: dict[str, Any] = {
             "op": "write",
             "path": path,
             "mode": mode,
             "make_parents": make_parents,
             "atomic": atomic,
         }
+        if offset is not None:
+            req["offset"] = offset
         call = await self._open(req)
         try:
             await self._send_data(call, data)

@@ -4,8 +4,9 @@ too large for one of its messages."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from forkyard.node import contract as c
@@ -45,10 +46,18 @@ async def write_content(
     path: str,
     mode: int = 0o644,
     make_parents: bool = True,
+    offset: Annotated[int | None, Query(ge=0)] = None,
 ) -> c.FileOut:
     """Write a file from the request body as it arrives (files too large for one message
-    on the call channel): the agent's credit paces the upload."""
+    on the call channel): the agent's credit paces the upload. With `offset`, the body goes
+    into the file from there, the rest of it kept (SFTP's writes)."""
     info = await node.driver.write_file(
-        instance_id, path, request.stream(), mode=mode, make_parents=make_parents
+        instance_id,
+        path,
+        request.stream(),
+        mode=mode,
+        make_parents=make_parents,
+        atomic=offset is None,
+        offset=offset,
     )
     return c.FileOut.model_validate(rpc.file_json(info))

@@ -275,10 +275,11 @@ class Driver(abc.ABC):
         mode: int = 0o644,
         make_parents: bool = True,
         atomic: bool = True,
+        offset: int | None = None,
     ) -> FileInfo:
         client = await self.agent(instance_id)
         return await client.write_file(
-            path, data, mode=mode, make_parents=make_parents, atomic=atomic
+            path, data, mode=mode, make_parents=make_parents, atomic=atomic, offset=offset
         )
 
     async def edit_file(
