@@ -1,5 +1,6 @@
 """`forkyard`: serve, worker, migrate, openapi and admin commands; the client commands (login,
-instances, exec, cp, fork, checkpoint, rollback, images, keys) are in cli/client.py."""
+instances, exec, cp, fork, checkpoint, rollback, images, keys) are in cli/client.py, `forward`
+in cli/forward.py."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ import uvicorn
 from rich.console import Console
 
 from forkyard.cli.client import register as register_client_commands
+from forkyard.cli.forward import forward
 from forkyard.config import Settings, ensure_secrets, get_settings
 
 app = typer.Typer(help="Forkyard: isolated Linux instances you can fork.", no_args_is_help=True)
 admin = typer.Typer(help="Administration.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
 register_client_commands(app)  # login, instances, exec, cp, ... through the SDK
+app.command()(forward)
 console = Console(stderr=True)
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Where Forkyard keeps its state.")]
