@@ -37,6 +37,14 @@ and with the cache emptied by an announcement before each request (the lookup it
 one large download, direct and proxied, in MB/s. `--profile` also prints the API process's own
 timings of each step of the preview proxy (bench/preview_profile/sitecustomize.py).
 
+`forward`: `forkyard forward ID PORT` run as a process (each local connection one WebSocket
+tunnel through the API), on a platform of the bench's own (run as root):
+
+    python bench/access.py forward [--requests 200] [--mb 200]
+
+A 2 KiB GET with a new connection each, direct, through the command's local port and through
+the preview URL, alternated, with the milliseconds each adds; then one download each way.
+
 `lsp`: a completion round trip through the language server WebSocket (ADR 0017), on a platform
 of the bench's own (run as root):
 
@@ -378,6 +386,62 @@ async def preview(requests: int, mb: int, profile: bool) -> None:
     print(f"\n(machine: {Path('/proc/loadavg').read_text().split()[0]} load average at the end)")
 
 
+async def forward_cli(requests: int, mb: int) -> None:
+    """`forkyard forward` (cli/forward.py) run as a process, beside direct and the preview URL
+    with the same raw client (a new connection, one request, read to the end), alternated; then
+    one download each way in MB/s."""
+    import json
+    import os
+    import signal
+    import sys
+    import tempfile
+
+    async with platform(ssh_port=0) as p:
+        iid = await first_instance(p.api, memory_mb=256, disk_mb=mb + 512)
+        netns = await start_server(p, iid, mb)
+        r = await p.api.post(f"/v1/instances/{iid}/port-forwards", json={"port": SMALL_PORT})
+        r.raise_for_status()
+        host = httpx.URL(r.json()["url"]).netloc.decode()
+        key = p.api.headers["Authorization"]
+        env = {**os.environ, "FORKYARD_API_KEY": key.split()[1], "FORKYARD_BASE_URL": p.url,
+               "XDG_CONFIG_HOME": tempfile.mkdtemp(prefix="fy-forward-bench-")}  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "forkyard.cli", "forward", iid, str(SMALL_PORT), "-p", "0",
+            "--json", env=env, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        local = "http://" + json.loads(await proc.stdout.readline())["local"]
+        big = b"GET /big HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n"
+        try:
+            times = await alternated(
+                {
+                    "direct (in the instance's network namespace)": lambda: direct(netns),
+                    "forkyard forward (a new local connection)": lambda: raw_get(local, REQUEST),
+                    "preview URL": lambda: raw_get(p.url, raw_request("/small", host, key)),
+                },
+                requests,
+            )
+            print_ways(f"A 2 KiB GET, {requests} of each, alternated (ms)", times)
+            med = {name: statistics.median(v) for name, v in times.items()}
+            base = med.pop("direct (in the instance's network namespace)")
+            for name, ms in med.items():
+                print(f"  {name}: +{ms - base:.2f} ms over direct ({ms / base:.2f}x)")
+            print(f"\nOne {mb} MiB download (MB/s)")
+            for name, way in [
+                ("direct", lambda: direct(netns, big)),
+                ("forkyard forward", lambda: raw_get(local, big)),
+                ("preview URL", lambda: raw_get(p.url, raw_request("/big", host, key))),
+            ]:
+                t = time.perf_counter()
+                got = await way()
+                print(f"  {name:18s} {got / (1 << 20) / (time.perf_counter() - t):8.1f}")
+        finally:
+            proc.send_signal(signal.SIGINT)
+            await proc.wait()
+        await p.api.delete(f"/v1/instances/{iid}")
+    print(f"\n(machine: {Path('/proc/loadavg').read_text().split()[0]} load average at the end)")
+
+
 LSP_SOURCE = "import os\nos.pa"
 
 
@@ -473,7 +537,13 @@ def main() -> None:
     sftp.add_argument("--profile", action="store_true", help="time the gateway's lookups")
     terminal = sub.add_parser("terminal")
     terminal.add_argument("--sessions", type=int, default=30)
+    fwd = sub.add_parser("forward")
+    fwd.add_argument("--requests", type=int, default=200)
+    fwd.add_argument("--mb", type=int, default=200)
     args = parser.parse_args()
+    if args.what == "forward":
+        asyncio.run(forward_cli(args.requests, args.mb))
+        return
     if args.what == "sftp":
         asyncio.run(sftp_ops(args.requests, args.profile))
         return
