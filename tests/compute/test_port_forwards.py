@@ -220,6 +220,61 @@ async def test_preview_urls_and_tunnel(platform: Any, compute_settings: Any, run
     assert json.dumps(listed)
 
 
+async def _tunnel_refusal(url: str, key: str) -> int | None:
+    """The close code a tunnel gets before any byte of the port's."""
+    async with connect(
+        url, additional_headers={"Authorization": f"Bearer {key}"}, proxy=None
+    ) as ws:
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+    return ws.close_code
+
+
+async def test_a_tunnel_is_refused_to_whoever_may_not_use_it(
+    platform: Any, compute_settings: Any, run_jobs: Any
+) -> None:
+    """The `connect` tunnel from where an attacker stands: another org's key on a real forward
+    (the same 4404 as a forward that does not exist), a forward deleted a moment ago (cached
+    while it was used), the instance's other forward id on the wrong instance, and a stopped
+    instance (4409). An open tunnel counts as activity for the idle timeout."""
+    api = platform.api
+    key = api.headers["Authorization"].removeprefix("Bearer ")
+    iid = (await create_running(api))["id"]
+    other_iid = (await create_running(api))["id"]
+    await _start(api, iid, HEADERS_APP, "headers.py", 8002)
+    forwards = f"/v1/instances/{iid}/port-forwards"
+    fwd = (await api.post(forwards, json={"port": 8002, "protocol": "tcp"})).json()
+    before = (await api.get(f"/v1/instances/{iid}")).json()["last_activity_at"]
+    async with connect(
+        fwd["url"], additional_headers={"Authorization": f"Bearer {key}"}, proxy=None
+    ) as ws:  # it works for its own org (and is now in the API's cache)
+        await ws.send(b"GET / HTTP/1.0\r\n\r\n")
+        assert (await asyncio.wait_for(ws.recv(), 10)).startswith(b"HTTP/1")  # type: ignore[union-attr]
+    after = (await api.get(f"/v1/instances/{iid}")).json()["last_activity_at"]
+    assert after > before, (before, after)
+
+    other, other_browser, _ = await signed_in(
+        platform.url, "intruder@example.com", compute_settings, run_jobs
+    )
+    other_key = other.headers["Authorization"].removeprefix("Bearer ")
+    assert await _tunnel_refusal(fwd["url"], other_key) == 4404
+    missing = fwd["url"].replace(fwd["id"], "pf_00000000000000000000000000")
+    assert await _tunnel_refusal(missing, other_key) == 4404
+    elsewhere = fwd["url"].replace(iid, other_iid)
+    assert await _tunnel_refusal(elsewhere, key) == 4404
+
+    assert (await api.delete(f"{forwards}/{fwd['id']}")).status_code == 204
+    assert await _tunnel_refusal(fwd["url"], key) == 4404
+    fwd = (await api.post(forwards, json={"port": 8002, "protocol": "tcp"})).json()
+    assert (await api.delete(f"/v1/instances/{iid}/vm")).status_code == 202
+    await wait_status(api, iid, "stopped")
+    assert await _tunnel_refusal(fwd["url"], key) == 4409
+    await other.aclose()
+    await other_browser.aclose()
+    for instance in (iid, other_iid):
+        await api.delete(f"/v1/instances/{instance}")
+
+
 async def test_a_stalled_connection_holds_up_no_other(platform: Any) -> None:
     """Connections to the node are opened ahead of need and carry one connection at a time: a
     tunnel whose reader stops (a 64 MiB answer nobody reads) leaves preview requests to the

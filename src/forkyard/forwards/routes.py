@@ -6,21 +6,23 @@ import asyncio
 import contextlib
 
 from fastapi import APIRouter, Request, Response, WebSocket
-from sqlalchemy import select
 
+from forkyard.compute.node_client import node_clients
 from forkyard.db.session import DbSession, ReadSession
-from forkyard.db.tenancy import owned
 from forkyard.forwards import schemas, service
 from forkyard.forwards.models import PortForward
-from forkyard.forwards.tunnel import open_instance_tcp
+from forkyard.forwards.tunnel import connect_node_port
 from forkyard.identity.deps import Reader, Writer, settings_of
 from forkyard.identity.routing import protected_router
+from forkyard.kit.clock import utcnow
 from forkyard.kit.errors import ForkyardError
 from forkyard.kit.pagination import Page
 
 router = protected_router("port_forwards", prefix="/v1/instances")
 # WebSocket routes take no Request-based dependency: the tunnel authenticates by itself.
 tunnels = APIRouter(prefix="/v1/instances", tags=["port_forwards"])
+# An open tunnel stamps its instance as active this often (the idle timeout counts minutes).
+TUNNEL_TOUCH_EVERY_S = 60.0
 
 
 @router.post("/{id}/port-forwards", status_code=201, response_model=schemas.PortForwardOut)
@@ -74,7 +76,8 @@ async def share_port_forward(
 async def connect_port_forward(websocket: WebSocket, instance_id: str, forward_id: str) -> None:
     """A TCP forward's tunnel: binary messages carry the bytes both ways; an empty one ends
     the caller's side (a half-close); the socket closes with 4404 (no forward), 4409 (the
-    instance is not running) or 4502 (nothing listens on the port)."""
+    instance is not running) or 4502 (nothing listens on the port). An open tunnel is activity
+    for the instance's idle timeout."""
     from forkyard.identity.deps import get_principal
 
     try:  # an API key or session, as on any route (the scope read as the HTTP upgrade it is)
@@ -85,27 +88,23 @@ async def connect_port_forward(websocket: WebSocket, instance_id: str, forward_i
         await websocket.close(4401 if exc.status_code == 401 else 4403, exc.code)
         return
     db = websocket.app.state.db
-    async with db.transaction() as session:
-        fwd = (
-            await session.execute(
-                owned(select(PortForward), principal).where(
-                    PortForward.id == forward_id, PortForward.instance_id == instance_id
-                )
-            )
-        ).scalar_one_or_none()
+    # Where it goes, as the preview finds it (service.previews): another org's forward is
+    # absent, as on every route.
+    found = await service.tunnel_target(db, instance_id, forward_id)
     await websocket.accept()
-    if fwd is None:
+    if found is None or found[1].org_id != principal.org_id:
         await websocket.close(4404, "port forward not found")
         return
+    port, target = found
+    if target.instance_status != "running" or target.server is None:
+        await websocket.close(4409, "instance_not_running")
+        return
+    node = node_clients.for_server(target.server, websocket.app.state.settings.secret_key)
     try:
-        tcp = await open_instance_tcp(
-            db,
-            websocket.app.state.settings.secret_key,
-            instance_id,
-            fwd.port,
-            org_id=principal.org_id,
-        )
+        tcp = await connect_node_port(node, instance_id, port)
     except ForkyardError as exc:
+        # Perhaps the instance moved or stopped and its announcement is still on its way.
+        service.previews.forget(instance_id)
         code = {409: 4409, 404: 4404}.get(exc.status_code, 4502)
         await websocket.close(code, exc.code)
         return
@@ -126,11 +125,17 @@ async def connect_port_forward(websocket: WebSocket, instance_id: str, forward_i
             await websocket.send_bytes(data)
         await websocket.send_bytes(b"")
 
+    async def active() -> None:
+        while True:
+            await db.plain(service.PREVIEW_TOUCH, {"p_instance_id": instance_id, "p_now": utcnow()})
+            await asyncio.sleep(TUNNEL_TOUCH_EVERY_S)
+
     async with tcp:
         tasks = [asyncio.create_task(up()), asyncio.create_task(down())]
+        touching = asyncio.create_task(active())
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for t in tasks:
+        for t in [*tasks, touching]:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, touching, return_exceptions=True)
     with contextlib.suppress(Exception):
         await websocket.close()

@@ -10,6 +10,7 @@ import hmac
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import Select, bindparam, literal_column, select, update
@@ -204,8 +205,8 @@ SHARE_COOKIE = "fy_preview"
 # --- where a preview request goes: one statement on a plain connection (hot path) ---
 
 
-def _preview_statements() -> tuple[str, str]:
-    lookup = (
+def _preview_statements() -> tuple[str, str, str]:
+    forward_and_node = (
         select(
             PortForward.id,
             PortForward.org_id,
@@ -215,14 +216,14 @@ def _preview_statements() -> tuple[str, str]:
             ComputeServer.id,
             ComputeServer.url,
             ComputeServer.secret_encrypted,
+            PortForward.port,
         )
         .join(Instance, Instance.id == PortForward.instance_id)
         .outerjoin(ComputeServer, ComputeServer.id == Instance.server_id)
-        .where(
-            PortForward.instance_id == bindparam("p_instance_id"),
-            PortForward.port == bindparam("p_port"),
-        )
+        .where(PortForward.instance_id == bindparam("p_instance_id"))
     )
+    by_port = forward_and_node.where(PortForward.port == bindparam("p_port"))
+    by_id = forward_and_node.where(PortForward.id == bindparam("p_forward_id"))
     touch = (
         update(Instance)
         .where(
@@ -231,10 +232,10 @@ def _preview_statements() -> tuple[str, str]:
         )
         .values(last_activity_at=bindparam("p_now"))
     )
-    return plain_sql(lookup), plain_sql(touch)
+    return plain_sql(by_port), plain_sql(by_id), plain_sql(touch)
 
 
-PREVIEW_LOOKUP, PREVIEW_TOUCH = _preview_statements()
+PREVIEW_LOOKUP, TUNNEL_LOOKUP, PREVIEW_TOUCH = _preview_statements()
 
 
 @dataclass(frozen=True)
@@ -278,11 +279,30 @@ async def preview_target(db: Database, instance_id: str, port: int) -> PreviewTa
         return known[port]
     generation = previews.generation
     row = await db.plain(PREVIEW_LOOKUP, {"p_instance_id": instance_id, "p_port": port})
-    if row is None:
-        return None
+    return None if row is None else _keep(instance_id, known, generation, row)
+
+
+async def tunnel_target(
+    db: Database, instance_id: str, forward_id: str
+) -> tuple[int, PreviewTarget] | None:
+    """A forward of the instance by its id, with its port: what a tunnel (`.../connect`)
+    needs, from the same cache as the preview's (one statement when it cannot answer)."""
+    known = previews.get(instance_id)
+    for port, target in (known or {}).items():
+        if target.forward_id == forward_id:
+            return port, target
+    generation = previews.generation
+    params = {"p_instance_id": instance_id, "p_forward_id": forward_id}
+    row = await db.plain(TUNNEL_LOOKUP, params)
+    return None if row is None else (row[8], _keep(instance_id, known, generation, row))
+
+
+def _keep(
+    instance_id: str, known: dict[int, PreviewTarget] | None, generation: int, row: tuple[Any, ...]
+) -> PreviewTarget:
     server = PreviewServer(row[5], row[6], row[7]) if row[5] else None
     target = PreviewTarget(row[0], row[1], row[2], row[3], row[4], server)
     # A new dict, never the cached one changed in place: `put` refuses it if anything was
     # forgotten since the lookup began, and the other ports' targets are as current as this one.
-    previews.put(instance_id, {**(known or {}), port: target}, generation)
+    previews.put(instance_id, {**(known or {}), row[8]: target}, generation)
     return target
