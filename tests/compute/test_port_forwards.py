@@ -23,6 +23,7 @@ from forkyard.forwards.service import previews
 from forkyard.forwards.tunnel import connect_node_port
 from tests.compute.conftest import create_running, signed_in, wait_status
 from tests.compute.port_forward_apps import HEADERS_APP, WS_ECHO
+from tests.helpers import make_api_key
 
 pytestmark = pytest.mark.sandbox
 
@@ -220,14 +221,24 @@ async def test_preview_urls_and_tunnel(platform: Any, compute_settings: Any, run
     assert json.dumps(listed)
 
 
-async def _tunnel_refusal(url: str, key: str) -> int | None:
+async def _tunnel_refusal(url: str, key: str = "", **headers: str) -> int | None:
     """The close code a tunnel gets before any byte of the port's."""
-    async with connect(
-        url, additional_headers={"Authorization": f"Bearer {key}"}, proxy=None
-    ) as ws:
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    async with connect(url, additional_headers=headers, proxy=None) as ws:
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 10)
     return ws.close_code
+
+
+async def _handshake_refusal(url: str, key: str = "", **headers: str) -> int:
+    """The HTTP status of a tunnel refused before its WebSocket opens (who is asking)."""
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with connect(url, additional_headers=headers, proxy=None):
+            pass
+    return refused.value.response.status_code
 
 
 async def test_a_tunnel_is_refused_to_whoever_may_not_use_it(
@@ -236,7 +247,9 @@ async def test_a_tunnel_is_refused_to_whoever_may_not_use_it(
     """The `connect` tunnel from where an attacker stands: another org's key on a real forward
     (the same 4404 as a forward that does not exist), a forward deleted a moment ago (cached
     while it was used), the instance's other forward id on the wrong instance, and a stopped
-    instance (4409). An open tunnel counts as activity for the idle timeout."""
+    instance (4409); a read-only key, and a member's session cookie sent from a page of
+    another origin, a preview host among them (the handshake refused, 403). An open tunnel counts as activity for
+    the idle timeout."""
     api = platform.api
     key = api.headers["Authorization"].removeprefix("Bearer ")
     iid = (await create_running(api))["id"]
@@ -262,6 +275,20 @@ async def test_a_tunnel_is_refused_to_whoever_may_not_use_it(
     assert await _tunnel_refusal(missing, other_key) == 4404
     elsewhere = fwd["url"].replace(iid, other_iid)
     assert await _tunnel_refusal(elsewhere, key) == 4404
+
+    # Members, but not for a tunnel: a read-only key; the session cookie from a page of another
+    # origin (a preview app on a sibling host of the API's, which a Lax cookie reaches).
+    read_only = await make_api_key(platform.browser, scopes=["read"])
+    assert await _handshake_refusal(fwd["url"], read_only) == 403
+    cookie = f"fy_access={platform.browser.cookies.get('fy_access')}"
+    sibling = f"http://8000-{other_iid}.localhost:{urlsplit(platform.url).port}"
+    for origin in (sibling, "https://evil.example"):
+        assert await _handshake_refusal(fwd["url"], Cookie=cookie, Origin=origin) == 403
+    async with connect(
+        fwd["url"], additional_headers={"Cookie": cookie, "Origin": platform.url}, proxy=None
+    ) as ws:  # the console's own page
+        await ws.send(b"GET / HTTP/1.0\r\n\r\n")
+        assert (await asyncio.wait_for(ws.recv(), 10)).startswith(b"HTTP/1")  # type: ignore[union-attr]
 
     assert (await api.delete(f"{forwards}/{fwd['id']}")).status_code == 204
     assert await _tunnel_refusal(fwd["url"], key) == 4404

@@ -21,10 +21,9 @@ if TYPE_CHECKING:
     from forkyard_sdk import Forkyard
 
 READ_SIZE = 256 * 1024
-# Close codes of the tunnel (forwards/routes.py) a user can act on.
+# Close codes of the tunnel (forwards/routes.py) a user can act on; refused credentials are
+# refused at the handshake instead (HTTP 403).
 TUNNEL_REFUSALS = {
-    4401: "the API key was refused",
-    4403: "the API key may not open tunnels",
     4404: "the port forward is gone",
     4409: "the instance is not running",
     4502: "nothing listens on the port inside the instance",
@@ -154,7 +153,9 @@ async def _tunnel(
             if ws.close_code not in (None, 1000) or ws.close_reason:
                 _refused(ws.close_code, ws.close_reason)
     except InvalidStatus as exc:
-        err.print(f"[red]error[/]: the tunnel was refused ({exc.response.status_code})")
+        status = exc.response.status_code
+        why = "the API key is not valid, or is read-only" if status in (401, 403) else "refused"
+        err.print(f"[red]error[/]: the tunnel was refused ({status}): {why}", highlight=False)
     except ConnectionClosed as exc:
         if exc.rcvd is not None:
             _refused(exc.rcvd.code, exc.rcvd.reason)

@@ -80,9 +80,13 @@ async def connect_port_forward(websocket: WebSocket, instance_id: str, forward_i
     for the instance's idle timeout."""
     from forkyard.identity.deps import get_principal
 
-    try:  # an API key or session, as on any route (the scope read as the HTTP upgrade it is)
+    # Authenticated as a write, like the terminal and `ssh -L`: a tunnel reads and changes
+    # whatever listens inside, so a read-only key is refused, and a session cookie needs an
+    # allowed Origin (a page of another origin, a preview app on a sibling host among them,
+    # cannot open one with a visitor's cookie).
+    try:
         principal = await get_principal(
-            Request({**websocket.scope, "type": "http", "method": "GET"})
+            Request({**websocket.scope, "type": "http", "method": "POST"})
         )
     except ForkyardError as exc:
         await websocket.close(4401 if exc.status_code == 401 else 4403, exc.code)
