@@ -110,6 +110,16 @@ async def start_server(p: Platform, iid: str, mb: int) -> str:
     raise RuntimeError("the server inside did not start")
 
 
+async def forwarded_server(p: Platform, mb: int) -> tuple[str, str, str]:
+    """An instance running `start_server`'s http.server, and a forward of its port: the
+    instance, its network namespace and the forward's preview host."""
+    iid = await first_instance(p.api, memory_mb=256, disk_mb=mb + 512)
+    netns = await start_server(p, iid, mb)
+    r = await p.api.post(f"/v1/instances/{iid}/port-forwards", json={"port": SMALL_PORT})
+    r.raise_for_status()
+    return iid, netns, httpx.URL(r.json()["url"]).netloc.decode()
+
+
 def _cgroup_of(pid: str) -> str:
     try:
         return Path(f"/proc/{pid}/cgroup").read_text()
@@ -369,11 +379,7 @@ async def preview(requests: int, mb: int, profile: bool) -> None:
         )
         os.environ["FY_PREVIEW_PROFILE"] = str(profiled)
     async with platform(ssh_port=0) as p:  # the gateway on any free port: 2222 may be taken
-        iid = await first_instance(p.api, memory_mb=256, disk_mb=mb + 512)
-        netns = await start_server(p, iid, mb)
-        r = await p.api.post(f"/v1/instances/{iid}/port-forwards", json={"port": SMALL_PORT})
-        r.raise_for_status()
-        host = httpx.URL(r.json()["url"]).netloc.decode()
+        iid, netns, host = await forwarded_server(p, mb)
         key = p.api.headers["Authorization"]
         async with httpx.AsyncClient(
             base_url=p.url, headers={"Host": host, "Authorization": key}, timeout=600
@@ -397,11 +403,7 @@ async def forward_cli(requests: int, mb: int) -> None:
     import tempfile
 
     async with platform(ssh_port=0) as p:
-        iid = await first_instance(p.api, memory_mb=256, disk_mb=mb + 512)
-        netns = await start_server(p, iid, mb)
-        r = await p.api.post(f"/v1/instances/{iid}/port-forwards", json={"port": SMALL_PORT})
-        r.raise_for_status()
-        host = httpx.URL(r.json()["url"]).netloc.decode()
+        iid, netns, host = await forwarded_server(p, mb)
         key = p.api.headers["Authorization"]
         env = {**os.environ, "FORKYARD_API_KEY": key.split()[1], "FORKYARD_BASE_URL": p.url,
                "XDG_CONFIG_HOME": tempfile.mkdtemp(prefix="fy-forward-bench-")}  # fmt: skip
