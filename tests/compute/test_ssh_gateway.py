@@ -441,6 +441,22 @@ async def test_sftp_writes_go_to_the_file_in_parts(
             with pytest.raises(asyncssh.SFTPError, match="file exists"):  # (v3: no own code)
                 await sftp.open("/root/small", "xb")
             assert (await sftp.stat("/root/small")).size == 18
+
+        # A client gone with a file still open (a killed scp): what it wrote is in the file,
+        # as sshd's server leaves it.
+        async with asyncssh.connect(
+            "127.0.0.1", gateway.port, username=iid, client_keys=[str(key)],
+            known_hosts=None, agent_path=None, password=None,
+        ) as conn:  # fmt: skip
+            sftp = await conn.start_sftp_client()
+            f = await sftp.open("/root/cut", "wb")
+            await f.write(b"written before the cut")
+        for _ in range(100):
+            r = await platform.api.get(f"/v1/instances/{iid}/files", params={"path": "/root/cut"})
+            if r.status_code == 200 and r.content:
+                break
+            await asyncio.sleep(0.05)
+        assert r.content == b"written before the cut", r.text
     finally:
         await gateway.close()
         await platform.api.delete(f"/v1/instances/{iid}")
