@@ -72,12 +72,8 @@ def _forward_for(fy: Forkyard, instance_id: str, port: int) -> tuple[dict[str, A
 async def _listen(
     fy: Forkyard, instance_id: str, fwd: dict[str, Any], bind: str, local_port: int, as_json: bool
 ) -> None:
-    base = fy.config.base_url.rstrip("/")
-    url = (
-        "ws"
-        + base.removeprefix("http")
-        + (f"/v1/instances/{instance_id}/port-forwards/{fwd['id']}/connect")
-    )
+    path = f"/v1/instances/{instance_id}/port-forwards/{fwd['id']}/connect"
+    url = "ws" + fy.config.base_url.rstrip("/").removeprefix("http") + path  # https -> wss
     headers = {"Authorization": f"Bearer {fy.config.api_key}"}
     connections: set[asyncio.Task[None]] = set()
 
