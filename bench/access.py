@@ -591,7 +591,7 @@ async def ssh_on_own_platform(runs: int, profile: bool) -> None:
     import os
     import tempfile
 
-    from harness import PASSWORD, free_port
+    from harness import free_port
 
     profiled = Path(tempfile.mkdtemp(prefix="fy-ssh-profile-")) / "phases.json"
     if profile:
@@ -608,19 +608,7 @@ async def ssh_on_own_platform(runs: int, profile: bool) -> None:
     ) as p:
         iid = await first_instance(p.api)
         work = Path(tempfile.mkdtemp(prefix="fy-ssh-bench-"))
-        key = work / "id"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-        # Account keys are the signed-in user's business (an API key may not add one).
-        async with httpx.AsyncClient(base_url=p.url, headers={"Origin": p.url}) as browser:
-            r = await browser.post(
-                "/v1/auth/login", json={"email": "bench@example.com", "password": PASSWORD}
-            )
-            r.raise_for_status()
-            r = await browser.post(
-                "/v1/account/ssh-keys",
-                json={"name": "bench", "public_key": (work / "id.pub").read_text()},
-            )
-            r.raise_for_status()
+        key = await _bench_key(p, work)
         known = work / "known_hosts"
         times = await asyncio.to_thread(
             ssh_true, "127.0.0.1", ssh_port, iid, str(key), runs, f"UserKnownHostsFile={known}"

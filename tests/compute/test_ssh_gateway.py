@@ -252,14 +252,7 @@ async def test_ssh_terminal_and_watch(
         assert json.loads(await term.recv()) == {"type": "ready"}
         await term.send(json.dumps({"type": "resize", "cols": 132, "rows": 43}))
         await term.send(json.dumps({"type": "input", "data": "stty size; exit 7\r"}))
-        seen = b""
-        end: dict[str, Any] = {}
-        async for message in term:
-            if isinstance(message, bytes):
-                seen += message
-            else:
-                end = json.loads(message)
-                break
+        seen, end = await _until_exit(term)
         assert b"43 132" in seen, seen
         assert end == {"type": "exit", "exit_code": 7}
     # No credentials: refused before any shell starts.
@@ -310,6 +303,17 @@ async def test_ssh_terminal_and_watch(
     assert r.status_code in (200, 202, 204), r.text
     rc = await asyncio.wait_for(proc.wait(), 30)
     assert rc != 0
+
+
+async def _until_exit(term: Any) -> tuple[bytes, dict[str, Any]]:
+    """A web terminal's output up to its first text message (the shell's exit, or an error)."""
+    seen = b""
+    async for message in term:
+        if isinstance(message, bytes):
+            seen += message
+        else:
+            return seen, json.loads(message)
+    return seen, {}
 
 
 async def _account_key(platform: Platform, tmp_path: Path) -> Path:
@@ -484,14 +488,7 @@ async def test_several_web_terminals_at_once(platform: Platform) -> None:
             await term.send(json.dumps({"type": "input", "data": f"echo shell-$$-{n}; exit {n}\r"}))
         shells = set()
         for n, term in enumerate(terms):
-            seen = b""
-            end: dict[str, Any] = {}
-            async for message in term:
-                if isinstance(message, bytes):
-                    seen += message
-                else:
-                    end = json.loads(message)
-                    break
+            seen, end = await _until_exit(term)
             assert end == {"type": "exit", "exit_code": n}, seen
             found = re.search(rb"shell-(\d+)-" + str(n).encode() + rb"\r?\n", seen)
             assert found, seen
